@@ -1,0 +1,38 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test bench-quick app clean
+
+$(VENV)/.installed-base: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-base
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+# Debian's Chromium and its driver, for the app's real-browser test (never downloaded by a test tool).
+/usr/bin/chromedriver:
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver
+
+demo: $(VENV)/.installed-base
+	$(VENV)/bin/gpuseg demo
+
+test: $(VENV)/.installed-test /usr/bin/chromedriver
+	$(PY) -m pytest -q
+
+bench-quick: $(VENV)/.installed-test
+	$(PY) -m benchmarks --quick --out benchmarks/results/_scratch
+
+app: $(VENV)/.installed-base
+	$(PY) -m pip install --quiet -e '.[app]'
+	$(VENV)/bin/gpuseg app
+
+clean:
+	rm -rf $(VENV) gpuseg-demo .pytest_cache

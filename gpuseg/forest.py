@@ -1,0 +1,172 @@
+"""A random forest as plain arrays: what model files store and both backends predict with.
+
+Trees from scikit-learn (CPU) or cuML (GPU) are converted to one flat layout
+(see :mod:`gpuseg._forest_kernels`); nothing of the training library's objects
+is kept, so a model trained on one backend predicts on the other with the
+same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_DEPTH = 256
+
+
+def floor_float32(t: np.ndarray) -> np.ndarray:
+    """Largest float32 <= each float64 threshold, so ``x > t32`` equals ``x > t64`` for float32 ``x``."""
+    t32 = np.asarray(t, np.float64).astype(np.float32)
+    over = t32.astype(np.float64) > t
+    t32[over] = np.nextafter(t32[over], np.float32(-np.inf))
+    return t32
+
+
+@dataclass
+class Forest:
+    """Flat arrays of an ensemble of binary decision trees.
+
+    Attributes
+    ----------
+    child : int32 (n_nodes,)
+        Index of the left child; the right child is ``child + 1``; a leaf points to itself.
+    feature : int32 (n_nodes,)
+        Feature tested at the node (0 at leaves).
+    threshold : float32 (n_nodes,)
+        Go right when ``x[feature] > threshold``; +inf at leaves.
+    value : float32 (n_nodes, n_classes)
+        Class probabilities of the node (used at leaves), each row summing to 1.
+    roots : int32 (n_trees,)
+        Root node of each tree.
+    depth : int32 (n_trees,)
+        Steps from the root to the deepest leaf of each tree.
+    n_features : int
+        Length of the feature vector the trees read.
+    """
+
+    child: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    value: np.ndarray
+    roots: np.ndarray
+    depth: np.ndarray
+    n_features: int
+
+    ARRAYS = ("child", "feature", "threshold", "value", "roots", "depth")
+
+    @property
+    def n_classes(self) -> int:
+        return self.value.shape[1]
+
+    @classmethod
+    def from_trees(cls, trees, n_features: int, n_classes: int) -> "Forest":
+        """Build from per-tree ``(left, right, feature, threshold64, value)`` arrays.
+
+        ``left``/``right`` are child indices within the tree (-1 at leaves), the
+        comparison is ``x <= threshold`` goes left, and ``value`` (n_nodes, n_classes)
+        holds class counts or fractions.
+        """
+        parts = {name: [] for name in cls.ARRAYS}
+        offset = 0
+        for left, right, feat, thr, val in trees:
+            left = np.asarray(left, np.int64)
+            right = np.asarray(right, np.int64)
+            n = left.size
+            internal = np.flatnonzero(left >= 0)
+            # New ids: root 0, then the children of internal nodes in pairs.
+            new_id = np.zeros(n, np.int64)
+            new_id[left[internal]] = 1 + 2 * np.arange(internal.size)
+            new_id[right[internal]] = 2 + 2 * np.arange(internal.size)
+            child = np.empty(n, np.int64)
+            child[new_id] = new_id  # leaves point to themselves
+            child[new_id[internal]] = new_id[left[internal]]
+            feature = np.zeros(n, np.int32)
+            feature[new_id[internal]] = np.asarray(feat)[internal]
+            threshold = np.full(n, np.inf, np.float32)
+            threshold[new_id[internal]] = floor_float32(np.asarray(thr, np.float64)[internal])
+            value = np.zeros((n, n_classes), np.float32)
+            v = np.asarray(val, np.float64).reshape(n, n_classes)
+            sums = v.sum(axis=1, keepdims=True)
+            value[new_id] = (v / np.where(sums > 0, sums, 1)).astype(np.float32)
+            parts["child"].append(child + offset)
+            parts["feature"].append(feature)
+            parts["threshold"].append(threshold)
+            parts["value"].append(value)
+            parts["roots"].append([offset])
+            parts["depth"].append([_tree_depth(left, right)])
+            offset += n
+        arrays = {k: np.concatenate(v) for k, v in parts.items()}
+        forest = cls(
+            child=arrays["child"].astype(np.int32),
+            feature=arrays["feature"].astype(np.int32),
+            threshold=arrays["threshold"].astype(np.float32),
+            value=arrays["value"].astype(np.float32),
+            roots=arrays["roots"].astype(np.int32),
+            depth=arrays["depth"].astype(np.int32),
+            n_features=int(n_features),
+        )
+        forest.validate()
+        return forest
+
+    @classmethod
+    def from_sklearn(cls, clf) -> "Forest":
+        """Convert a fitted ``sklearn.ensemble.RandomForestClassifier``."""
+        trees = [
+            (t.children_left, t.children_right, t.feature, t.threshold, t.value[:, 0, :])
+            for t in (e.tree_ for e in clf.estimators_)
+        ]
+        return cls.from_trees(trees, clf.n_features_in_, len(clf.classes_))
+
+    def arrays(self, backend: str = "cpu") -> dict:
+        """The arrays on the given backend (CuPy for ``"gpu"``), for the kernels."""
+        from ._backend import to_backend
+
+        return {name: to_backend(getattr(self, name), backend) for name in self.ARRAYS}
+
+    def validate(self) -> None:
+        """Check the arrays are consistent and every index is in range.
+
+        A forest read from a file must not make a kernel read out of bounds.
+
+        Raises
+        ------
+        ValueError
+        """
+        n = self.child.shape[0] if self.child.ndim == 1 else -1
+        checks = [
+            (self.child.ndim == 1 and n > 0, "child must be a non-empty 1D array"),
+            (self.feature.shape == (n,) and self.threshold.shape == (n,), "node arrays differ in length"),
+            (self.value.ndim == 2 and self.value.shape[0] == n and self.value.shape[1] >= 2,
+             "value must be (n_nodes, n_classes >= 2)"),
+            (self.roots.ndim == 1 and self.roots.size > 0 and self.depth.shape == self.roots.shape,
+             "roots and depth must be 1D arrays of one entry per tree"),
+            (self.child.dtype == np.int32 and self.feature.dtype == np.int32 and self.roots.dtype == np.int32
+             and self.depth.dtype == np.int32, "index arrays must be int32"),
+            (self.threshold.dtype == np.float32 and self.value.dtype == np.float32, "threshold and value must be float32"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"Invalid forest: {message}.")
+        internal = ~np.isposinf(self.threshold)
+        if np.any(self.child < 0) or np.any(self.child[internal] + 1 >= n) or np.any(self.child >= n):
+            raise ValueError("Invalid forest: a child index is out of range.")
+        if np.any(self.feature < 0) or np.any(self.feature >= self.n_features):
+            raise ValueError(f"Invalid forest: a feature index is outside [0, {self.n_features}).")
+        if np.any(self.roots < 0) or np.any(self.roots >= n):
+            raise ValueError("Invalid forest: a root index is out of range.")
+        if np.any(self.depth < 0) or np.any(self.depth > MAX_DEPTH):
+            raise ValueError(f"Invalid forest: tree depths must lie in [0, {MAX_DEPTH}].")
+        if not np.all(np.isfinite(self.value)) or np.any(self.value < 0):
+            raise ValueError("Invalid forest: leaf values must be finite and non-negative.")
+
+
+def _tree_depth(left: np.ndarray, right: np.ndarray) -> int:
+    depth = 0
+    level = np.array([0])
+    while True:
+        level = level[left[level] >= 0]
+        if level.size == 0:
+            return depth
+        level = np.concatenate([left[level], right[level]])
+        depth += 1
