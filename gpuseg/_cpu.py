@@ -1,20 +1,20 @@
-"""CPU primitives: OpenCV filters, NumPy derivatives, scikit-learn forests, a Numba forest kernel.
+"""CPU primitives: separable Numba filters, NumPy derivatives, scikit-learn forests, a Numba forest kernel.
 
 Same names and signatures as :mod:`gpuseg._gpu`. Values match scikit-image's
-``multiscale_basic_features`` within float32 rounding: OpenCV's separable
-filters use scikit-image's kernels and border modes (Gaussian: truncate 4,
-``nearest`` = ``BORDER_REPLICATE``; Sobel: ``reflect`` = ``BORDER_REFLECT``)
-and run several times faster than ``scipy.ndimage`` (see ``benchmarks/``).
+``multiscale_basic_features`` within float32 rounding: the filters use
+scikit-image's kernels and border modes (Gaussian: truncate 4, ``nearest``;
+Sobel: ``reflect``), and give the same value for a pixel wherever it sits,
+so tiled prediction equals whole-image prediction exactly.
 """
 
 from __future__ import annotations
 
 from itertools import combinations_with_replacement
 
-import cv2
 import numpy as np
 from skimage.util import img_as_float32
 
+from ._cpu_filters import NEAREST, REFLECT, correlate1d
 from ._forest_kernels import predict_proba_cpu
 
 xp = np
@@ -49,28 +49,6 @@ def gaussian_kernel(sigma: float) -> np.ndarray:
     return k / k.sum()
 
 
-def _correlate1d(x: np.ndarray, kernel: np.ndarray, axis: int, border: int) -> np.ndarray:
-    """Correlate a C-contiguous float32 2D or 3D array with a 1D kernel along ``axis``.
-
-    OpenCV filters 2D images; an axis of a 3D array is reached by viewing the
-    array as 2D (leading or trailing axes folded together) or slice by slice.
-    """
-    k = np.asarray(kernel, dtype=np.float32)
-    one = np.ones(1, np.float32)
-    if x.ndim == 2:
-        kx, ky = (k, one) if axis == 1 else (one, k)
-        return cv2.sepFilter2D(x, cv2.CV_32F, kx, ky, borderType=border)
-    shape = x.shape
-    if axis == 0:  # (Z, Y*X): filter down the rows
-        return _correlate1d(x.reshape(shape[0], -1), kernel, 0, border).reshape(shape)
-    if axis == x.ndim - 1:  # (Z*Y, X): filter along the rows
-        return _correlate1d(x.reshape(-1, shape[-1]), kernel, 1, border).reshape(shape)
-    out = np.empty_like(x)
-    for i in range(shape[0]):
-        out[i] = _correlate1d(x[i], kernel, axis - 1, border)
-    return out
-
-
 def gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian smoothing as ``skimage.filters.gaussian(image, sigma)`` (mode 'nearest', truncate 4).
 
@@ -84,12 +62,9 @@ def gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
     smoothed : float32 ndarray of the same shape
     """
     k = gaussian_kernel(sigma)
-    if image.ndim == 2:
-        ksize = (k.size, k.size)
-        return cv2.GaussianBlur(image, ksize, sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
     out = image
     for axis in range(image.ndim):
-        out = _correlate1d(out, k, axis, cv2.BORDER_REPLICATE)
+        out = correlate1d(out, k, axis, NEAREST)
     return out
 
 
@@ -106,10 +81,10 @@ def sobel(image: np.ndarray) -> np.ndarray:
     """
     total = np.zeros(image.shape, np.float32)
     for edge_axis in range(image.ndim):
-        d = _correlate1d(image, _SOBEL_DIFF, edge_axis, cv2.BORDER_REFLECT)
+        d = correlate1d(image, _SOBEL_DIFF, edge_axis, REFLECT)
         for axis in range(image.ndim):
             if axis != edge_axis:
-                d = _correlate1d(d, _SOBEL_SMOOTH, axis, cv2.BORDER_REFLECT)
+                d = correlate1d(d, _SOBEL_SMOOTH, axis, REFLECT)
         total += d * d
     np.sqrt(total, out=total)
     total /= np.sqrt(np.float32(image.ndim))
@@ -145,8 +120,17 @@ def hessian_eigenvalues(smoothed: np.ndarray) -> list:
     return [np.ascontiguousarray(eig[..., i]) for i in range(ndim - 1, -1, -1)]
 
 
-def forest_fit(X: np.ndarray, y: np.ndarray, forest_params: dict):
-    """Train scikit-learn's RandomForestClassifier on ``X`` (n_samples, n_features) float32.
+def forest_fit(X: np.ndarray, y: np.ndarray, forest_params: dict, n_classes: int):
+    """Train scikit-learn's RandomForestClassifier.
+
+    Parameters
+    ----------
+    X : float32 ndarray of shape (n_samples, n_features)
+    y : int ndarray of shape (n_samples,)
+        Class indices ``0 .. n_classes - 1``, each present.
+    forest_params : dict
+        scikit-learn names; ``class_weight`` keyed by class index.
+    n_classes : int
 
     Returns
     -------

@@ -1,0 +1,147 @@
+"""Model files (``.gpuseg``): data, not code.
+
+A model file is a ZIP archive holding ``gpuseg.json`` (format marker, format
+version, library versions, feature parameters, channel count, classes, forest
+parameters) and one ``.npy`` file per forest array, read with
+``allow_pickle=False``. Loading parses JSON and numeric arrays only and checks
+every index of the forest, so nothing in a file is ever executed, and a
+pickle, a foreign or a truncated file is refused with a ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .forest import Forest
+
+FORMAT = "gpuseg-model"
+FORMAT_VERSION = 1
+SUFFIX = ".gpuseg"
+_META = "gpuseg.json"
+_MAX_META_BYTES = 1 << 20
+
+
+def atomic_write(path, write) -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    A crash leaves either the old file or the new one, never a half-written one.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_model(path, meta: dict, forest: Forest) -> Path:
+    """Write a model file atomically; returns its path (``.gpuseg`` appended if missing)."""
+    import sklearn
+
+    from . import __version__
+
+    path = Path(path)
+    if path.suffix != SUFFIX:
+        path = path.with_name(path.name + SUFFIX)
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "gpuseg_version": __version__,
+        "numpy_version": np.__version__,
+        "sklearn_version": sklearn.__version__,
+        "python_version": platform.python_version(),
+        "n_features": forest.n_features,
+        **meta,
+    }
+
+    def write(f):
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(_META, json.dumps(header, indent=1))
+            for name in Forest.ARRAYS:
+                buf = io.BytesIO()
+                np.save(buf, getattr(forest, name), allow_pickle=False)
+                zf.writestr(f"{name}.npy", buf.getvalue())
+
+    atomic_write(path, write)
+    return path
+
+
+def _refuse(path, why: str):
+    return ValueError(f"{path} is not a gpuseg model file: {why}")
+
+
+def read_model(path) -> tuple:
+    """Read and check a model file.
+
+    Returns
+    -------
+    meta : dict
+        The JSON header.
+    forest : Forest
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        A pickle, a foreign, corrupt or truncated file, or an unknown format version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No model file at {path}.")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:1] == b"\x80":
+        raise _refuse(path, "it looks like a Python pickle, which gpuseg never loads (it could run code). "
+                            "Re-train and save the model with Segmenter.save().")
+    if head != b"PK\x03\x04":
+        raise _refuse(path, "it is not a ZIP archive. Model files are written by Segmenter.save().")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            if _META not in names:
+                raise _refuse(path, f"the archive has no {_META}.")
+            if zf.getinfo(_META).file_size > _MAX_META_BYTES:
+                raise _refuse(path, f"{_META} is implausibly large.")
+            meta = json.loads(zf.read(_META).decode("utf-8"))
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                raise _refuse(path, f"{_META} does not declare format {FORMAT!r}.")
+            version = meta.get("format_version")
+            if version != FORMAT_VERSION:
+                raise ValueError(
+                    f"{path} has model format version {version!r}, but this gpuseg "
+                    f"reads version {FORMAT_VERSION}. Upgrade gpuseg, or re-train the model with this one."
+                )
+            arrays = {}
+            for name in Forest.ARRAYS:
+                member = f"{name}.npy"
+                if member not in names:
+                    raise _refuse(path, f"the forest array {member} is missing.")
+                with zf.open(member) as f:
+                    arrays[name] = np.lib.format.read_array(f, allow_pickle=False)
+    except zipfile.BadZipFile as exc:
+        raise _refuse(path, f"the archive is corrupt or truncated ({exc}).") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _refuse(path, f"{_META} is not valid JSON ({exc}).") from None
+    except (EOFError, OSError) as exc:
+        raise _refuse(path, f"it is truncated or unreadable ({exc}).") from None
+    try:
+        forest = Forest(n_features=int(meta["n_features"]), **arrays)
+        forest.validate()
+    except (KeyError, TypeError) as exc:
+        raise _refuse(path, f"its metadata is incomplete ({exc}).") from None
+    return meta, forest

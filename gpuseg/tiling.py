@@ -1,0 +1,143 @@
+"""Tiles with halos: where to read, what to crop, where to write.
+
+Features of a pixel depend on pixels up to ``halo`` away, so each tile is read
+with that much context (clipped at the image's edges, where the filters' own
+border rules apply exactly as on the whole image) and the context is cropped
+after the features are computed. The result equals the whole-image one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# Bytes a pixel of a tile costs while its features are computed and classified:
+# the float32 feature stack plus the Gaussian, the two derivative passes and the
+# Hessian elements alive at once (about 3 + ndim(ndim+1)/2 float32 images).
+SCRATCH_IMAGES = 10
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile of an image.
+
+    Attributes
+    ----------
+    read : tuple of slice
+        Spatial region of the image to read: the tile plus its halo, clipped to the image.
+    crop : tuple of slice
+        The tile within the read block.
+    write : tuple of slice
+        The tile in the image (and in the output).
+    """
+
+    read: tuple
+    crop: tuple
+    write: tuple
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(s.stop - s.start for s in self.write)
+
+
+def iter_tiles(shape: tuple, tile_shape: tuple, halo: int) -> list:
+    """Cut ``shape`` into tiles of at most ``tile_shape`` with a ``halo`` of context.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Spatial shape of the image.
+    tile_shape : tuple of int
+        Largest tile (without halo); same length as ``shape``.
+    halo : int
+        Context in pixels on each side.
+
+    Returns
+    -------
+    tiles : list of Tile, in C order of their positions.
+    """
+    if len(tile_shape) != len(shape):
+        raise ValueError(f"tile_shape {tuple(tile_shape)} must have one entry per spatial axis of {tuple(shape)}.")
+    if any(int(t) < 1 for t in tile_shape):
+        raise ValueError(f"tile_shape entries must be >= 1, got {tuple(tile_shape)}.")
+    per_axis = []
+    for size, t in zip(shape, tile_shape):
+        starts = range(0, size, int(t))
+        per_axis.append([(s, min(size, s + int(t)), size) for s in starts])
+    tiles = []
+    for combo in itertools.product(*per_axis):
+        read, crop, write = [], [], []
+        for start, stop, size in combo:
+            lo = max(0, start - halo)
+            hi = min(size, stop + halo)
+            read.append(slice(lo, hi))
+            crop.append(slice(start - lo, stop - lo))
+            write.append(slice(start, stop))
+        tiles.append(Tile(tuple(read), tuple(crop), tuple(write)))
+    return tiles
+
+
+def default_tile_shape(shape: tuple, n_features: int, halo: int, budget_bytes: float) -> tuple:
+    """Largest balanced tile whose read block's features fit in ``budget_bytes``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Spatial shape of the image.
+    n_features : int
+        Length of the feature vector of a pixel.
+    halo : int
+        Context in pixels on each side.
+    budget_bytes : float
+        Memory the tile's feature computation may use.
+
+    Returns
+    -------
+    tile_shape : tuple of int
+        Tiles of near-equal size along each axis; the whole image when it fits.
+    """
+    per_pixel = 4 * (n_features + SCRATCH_IMAGES)
+    max_pixels = max(1.0, budget_bytes / per_pixel)
+    ndim = len(shape)
+    # Largest edge e with prod(min(size, e) + 2 halo) <= max_pixels, by bisection.
+    lo, hi = 1, max(shape)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if math.prod(min(s, mid) + 2 * halo for s in shape) <= max_pixels:
+            lo = mid
+        else:
+            hi = mid - 1
+    edge = lo
+    counts = [math.ceil(s / min(s, edge)) for s in shape]
+    return tuple(math.ceil(s / c) for s, c in zip(shape, counts)) if ndim else ()
+
+
+def memory_budget(backend: str) -> float:
+    """Bytes a tile may use: a quarter of the free memory, at most 1 GiB on the host, 4 GiB on a GPU."""
+    if backend == "gpu":
+        import cupy
+
+        free, _total = cupy.cuda.runtime.memGetInfo()
+        pool = cupy.get_default_memory_pool()
+        return min(4 * 2**30, 0.25 * (free + pool.free_bytes()))
+    import psutil
+
+    return min(2**30, 0.25 * psutil.virtual_memory().available)
+
+
+def channel_index(spatial_slices: tuple, ndim: int, channel_axis: int | None) -> tuple:
+    """Index of an image with a channel axis, from slices of its spatial axes."""
+    if channel_axis is None:
+        return tuple(spatial_slices)
+    axis = channel_axis % ndim
+    index = list(spatial_slices)
+    index.insert(axis, slice(None))
+    return tuple(index)
+
+
+def labelled_points(labels_block: np.ndarray) -> tuple:
+    """Coordinates of the labelled (> 0) pixels of a block, as ``np.nonzero`` gives them."""
+    return np.nonzero(labels_block > 0)
