@@ -195,13 +195,17 @@ class Segmenter:
         return self
 
     def _labelled_features(self, image, labels, spatial, params, be, name, tile_shape):
-        """Features and classes of the labelled pixels, computed only on tiles that hold some."""
+        """Features and classes of the labelled pixels, computed only on tiles that hold some.
+
+        Rows come in the image's C order whatever the tiles, so the forest (whose
+        bootstrap draws rows by position) does not depend on the tile shape.
+        """
         halo = params.halo()
         n_channels = 1 if self.channel_axis is None else image.shape[self.channel_axis]
         n_feat = params.n_features(len(spatial), n_channels)
         if tile_shape is None:
             tile_shape = default_tile_shape(spatial, n_feat, halo, memory_budget(name))
-        Xs, ys = [], []
+        Xs, ys, order = [], [], []
         for tile in iter_tiles(spatial, tile_shape, halo):
             lab = check_labels(_backend.to_host(labels[tile.write]), tile.shape)
             points = labelled_points(lab)
@@ -215,9 +219,11 @@ class Segmenter:
                 X[:, i] = _backend.to_host(f[core])
             Xs.append(X)
             ys.append(lab[points])
+            order.append(np.ravel_multi_index(tuple(p + w.start for p, w in zip(points, tile.write)), spatial))
         if not Xs:
             return np.empty((0, n_feat), np.float32), np.empty(0, np.int64)
-        return np.concatenate(Xs), np.concatenate(ys)
+        rows = np.argsort(np.concatenate(order), kind="stable")
+        return np.concatenate(Xs)[rows], np.concatenate(ys)[rows]
 
     def _read_block(self, image, tile, be, name):
         raw = image[channel_index(tile.read, image.ndim, self.channel_axis)]

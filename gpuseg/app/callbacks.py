@@ -1,0 +1,304 @@
+"""What the page's controls do.
+
+The callbacks registered by :func:`register` are thin: they find the
+session of the tab (by the id in its ``dcc.Store``) and call a method of
+:class:`Controller`, which holds the logic and is unit-tested without a
+browser or a server.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import dash
+from dash import Input, Output, Patch, State, ctx, dcc, html, no_update
+
+from .. import load
+from ..features import FeatureParams
+from .engine import SessionStore
+from .files import UnreadableImage, encode_png, encode_tiff, read_image
+from .layout import FEATURES, class_options, figure, newshape, overlay_source, shapes
+
+_EDIT = re.compile(r"^shapes\[(\d+)\]\.path$")
+_SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
+
+# Checks an upload's size in the browser, so that a file over the limit is never sent.
+_CHECK_SIZE = """
+function(contents, filename) {
+    if (!contents) { return [window.dash_clientside.no_update, window.dash_clientside.no_update]; }
+    const bytes = Math.floor((contents.length - contents.indexOf(",") - 1) * 3 / 4);
+    if (bytes > %d) {
+        const mb = (bytes / 1048576).toFixed(1);
+        return [null, `${filename} is ${mb} MB: over the upload limit of %g MB ` +
+                      "(start the app with a larger --max-upload-mb to raise it).")];
+    }
+    return [{contents: contents, filename: filename}, ""];
+}
+"""
+
+
+def decode_upload(pending: dict) -> bytes:
+    """Bytes of a ``dcc.Upload`` data URI."""
+    return base64.b64decode(pending["contents"].split(",", 1)[1])
+
+
+class Controller:
+    """The app's logic, one method per callback.
+
+    Parameters
+    ----------
+    sessions : SessionStore
+    backend : {"auto", "cpu", "gpu"}
+        For uploaded models.
+    """
+
+    def __init__(self, sessions: SessionStore, backend: str = "auto"):
+        self.sessions = sessions
+        self.backend = backend
+
+    def session(self, session_id):
+        if not isinstance(session_id, str) or not _SESSION_ID.match(session_id):
+            raise dash.exceptions.PreventUpdate
+        return self.sessions.get(session_id)
+
+    # -- uploads -------------------------------------------------------------
+    def upload_image(self, session_id: str, pending: dict | None) -> None:
+        """Read an uploaded image into the session; a failure becomes the session's message."""
+        session = self.session(session_id)
+        with session.lock:
+            try:
+                image = read_image(decode_upload(pending), pending["filename"])
+            except (UnreadableImage, ValueError, KeyError, TypeError) as exc:
+                session.message = str(exc) if isinstance(exc, UnreadableImage) else "The upload could not be decoded."
+                return
+            session.set_image(image, pending["filename"])
+            session.message = ""
+
+    def upload_model(self, session_id: str, pending: dict | None) -> None:
+        """Load an uploaded ``.gpuseg`` with :func:`gpuseg.load` and apply it to the session's image."""
+        session = self.session(session_id)
+        with session.lock:
+            name = str(pending.get("filename") or "model")
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "upload.gpuseg"
+                try:
+                    path.write_bytes(decode_upload(pending))
+                    session.apply_model(load(path, backend=self.backend), name)
+                except (ValueError, KeyError, TypeError) as exc:
+                    session.message = f"{name} was not applied: {exc}".replace(str(path), name)
+                    return
+            session.message = ""
+
+    # -- the page ------------------------------------------------------------
+    def update(self, session_id: str, trigger: str | None, *, relayout=None, plane=0, label=1, width=8,
+               features=tuple(FEATURES), sigma=(-1, 4), view="segmentation", opacity=0.5, class_name=None,
+               class_color=None, revision="0") -> dict:
+        """Apply the control that fired (``trigger``, a component id) and say what the page shows.
+
+        Returns
+        -------
+        outputs : dict
+            ``figure`` (a full figure, or a ``Patch`` when only strokes,
+            overlay or drawing style changed), ``status``, ``message``,
+            ``classes`` (radio options), ``label``, ``color``, ``planes``
+            (slider maximum), ``plane``, ``plane_style``, ``features``, ``sigma``,
+            ``image_name``; ``dash.no_update`` for what did not change.
+        """
+        session = self.session(session_id)
+        with session.lock:
+            plane = min(int(plane or 0), session.n_planes - 1)
+            label = min(max(int(label or 1), 1), len(session.classes))
+            if trigger not in ("image-token", "model-token"):
+                session.message = ""
+            retrain, full = False, trigger in (None, "image-token", "model-token", "plane")
+            if trigger == "graph" and relayout:
+                if "shapes" in relayout:
+                    retrain = session.sync_shapes(relayout["shapes"], plane, label, width)
+                for key, value in relayout.items():
+                    match = _EDIT.match(key)
+                    if match:
+                        retrain |= session.edit_path(plane, int(match.group(1)), value)
+            elif trigger == "undo":
+                retrain = session.undo()
+            elif trigger == "clear":
+                session.clear()
+                retrain = True
+            elif trigger in ("features", "sigma"):
+                try:
+                    session.params = FeatureParams(*(k in (features or ()) for k in FEATURES),
+                                                   2.0 ** sigma[0], 2.0 ** sigma[1])
+                    retrain = True
+                except ValueError as exc:
+                    session.message = str(exc)
+                if retrain and session.model_source not in ("", "scribbles"):
+                    session.forget_model()
+                    session.message = "The uploaded model uses other features; it is no longer applied."
+            elif trigger == "add-class":
+                label = session.add_class()
+            elif trigger == "rename-class" and class_name:
+                session.classes[label - 1].name = str(class_name)[:40]
+            elif trigger == "class-color" and class_color:
+                session.classes[label - 1].color = class_color
+            start = time.perf_counter()
+            if retrain and session.strokes:
+                session.train()
+            elif retrain:
+                session.clear()
+            if session.model is not None and (retrain or full or session.proba is None):
+                session.predict_display(plane)
+            elif session.model is None:
+                session.proba = None
+            if retrain:
+                session.timings["stroke_to_overlay"] = time.perf_counter() - start
+            outputs = self._outputs(session, trigger, full, plane=plane, label=label, width=width, view=view,
+                                    opacity=opacity, revision=revision)
+        return outputs
+
+    def _outputs(self, session, trigger, full, *, plane, label, width, view, opacity, revision) -> dict:
+        if full:
+            fig = figure(session, plane, view=view, label=label, width=width, opacity=opacity, revision=revision)
+        else:
+            fig = Patch()
+            fig["layout"]["shapes"] = shapes(session, plane)
+            fig["layout"]["newshape"] = newshape(session, label, width)
+            overlay = overlay_source(session, view, label)
+            fig["data"][1]["visible"] = overlay is not None
+            if overlay is not None:
+                fig["data"][1]["source"] = overlay
+            fig["data"][1]["opacity"] = opacity
+        params = session.params
+        return {
+            "figure": fig,
+            "status": status_lines(session),
+            "message": session.message,
+            "classes": class_options(session),
+            "label": label,
+            "color": session.classes[label - 1].color,
+            "planes": session.n_planes - 1,
+            "plane": plane,
+            "plane_style": {"display": "block" if session.n_planes > 1 else "none"},
+            "features": [k for k in FEATURES if getattr(params, k)],
+            "sigma": [_log2(params.sigma_min), _log2(params.sigma_max)],
+            "image_name": image_caption(session),
+        }
+
+    # -- downloads -----------------------------------------------------------
+    def download(self, session_id: str, what: str, plane: int = 0) -> tuple:
+        """The model (``what="download-model"``) or the full-resolution labels (``"download-png"``:
+        the shown slice; ``"download-tiff"``: the whole image or stack).
+
+        Returns
+        -------
+        data : dict or dash.no_update
+            For ``dcc.Download``; ``no_update`` when there is no model yet.
+        message : str
+        """
+        session = self.session(session_id)
+        with session.lock:
+            stem = Path(session.name).stem or "image"
+            if session.model is None:
+                return no_update, "Nothing to download yet: scribble at least two classes, or upload a model."
+            if what == "download-model":
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = session.model.save(Path(tmp) / f"{stem}.gpuseg")
+                    return dcc.send_bytes(path.read_bytes(), path.name), ""
+            start = time.perf_counter()
+            labels = session.predict_full()
+            session.timings["predict_full"] = time.perf_counter() - start
+            if what == "download-png":
+                plane_labels = labels[min(int(plane or 0), labels.shape[0] - 1)] if labels.ndim == 3 else labels
+                return dcc.send_bytes(encode_png(plane_labels), f"{stem}-labels.png"), ""
+            return dcc.send_bytes(encode_tiff(labels), f"{stem}-labels.tif"), ""
+
+
+def _log2(x: float) -> float:
+    return round(math.log2(x) * 2) / 2
+
+
+def image_caption(session) -> str:
+    """Name, shape and display scale of the session's image."""
+    shape = " x ".join(map(str, session.spatial_shape))
+    rgb = ", RGB" if session.image.shape[-1] == 3 else ""
+    shown = f", shown at 1/{session.scale} size" if session.scale > 1 else ""
+    return f"{session.name}: {shape}{rgb}{shown}"
+
+
+def status_lines(session) -> list:
+    """The backend and how long each step took, as page lines."""
+    t = session.timings
+    parts = [f"backend: {session.backend}"]
+    for key, what in (("features", "features (once per image and parameters)"), ("train", "training"),
+                      ("predict", "prediction of the shown pixels"), ("stroke_to_overlay", "stroke to overlay"),
+                      ("predict_full", "full-resolution prediction")):
+        if key in t:
+            parts.append(f"{what} {t[key]:.2f} s")
+    if "train_pixels" in t:
+        parts.append(f"{t['train_pixels']} training pixels")
+    model = f"model: {session.model_source}" if session.model is not None else "model: none yet"
+    return [html.Div(" | ".join(parts)), html.Div(model)]
+
+
+def register(app: dash.Dash, controller: Controller, max_upload_bytes: int) -> None:
+    """Wire the page's components to ``controller``."""
+    check = _CHECK_SIZE % (max_upload_bytes, max_upload_bytes / 2**20)
+    for kind in ("image", "model"):
+        app.clientside_callback(check, Output(f"pending-{kind}", "data"),
+                                Output("message", "children", allow_duplicate=True),
+                                Input(f"upload-{kind}", "contents"), State(f"upload-{kind}", "filename"),
+                                prevent_initial_call=True)
+
+    @app.callback(Output("image-token", "data"), Output("upload-image", "contents"),
+                  Input("pending-image", "data"), State("session-id", "data"), State("image-token", "data"),
+                  prevent_initial_call=True)
+    def on_image(pending, session_id, token):
+        if not pending:
+            raise dash.exceptions.PreventUpdate
+        controller.upload_image(session_id, pending)
+        return (token or 0) + 1, None
+
+    @app.callback(Output("model-token", "data"), Output("upload-model", "contents"),
+                  Input("pending-model", "data"), State("session-id", "data"), State("model-token", "data"),
+                  prevent_initial_call=True)
+    def on_model(pending, session_id, token):
+        if not pending:
+            raise dash.exceptions.PreventUpdate
+        controller.upload_model(session_id, pending)
+        return (token or 0) + 1, None
+
+    names = ("figure", "status", "message", "classes", "label", "color", "planes", "plane", "plane_style",
+             "features", "sigma", "image_name")
+
+    @app.callback(
+        Output("graph", "figure"), Output("status", "children"),
+        Output("message", "children", allow_duplicate=True), Output("active-class", "options"),
+        Output("active-class", "value"), Output("class-color", "value"), Output("plane", "max"),
+        Output("plane", "value"), Output("plane-box", "style"), Output("features", "value"),
+        Output("sigma", "value"), Output("image-name", "children"),
+        Input("graph", "relayoutData"), Input("undo", "n_clicks"), Input("clear", "n_clicks"),
+        Input("features", "value"), Input("sigma", "value"), Input("plane", "value"),
+        Input("opacity", "value"), Input("view", "value"), Input("active-class", "value"),
+        Input("width", "value"), Input("add-class", "n_clicks"), Input("rename-class", "n_clicks"),
+        Input("class-color", "value"), Input("image-token", "data"), Input("model-token", "data"),
+        State("class-name", "value"), State("session-id", "data"),
+        prevent_initial_call="initial_duplicate",
+    )
+    def on_change(relayout, _undo, _clear, features, sigma, plane, opacity, view, label, width, _add, _rename,
+                  class_color, image_token, model_token, class_name, session_id):
+        out = controller.update(
+            session_id, ctx.triggered_id, relayout=relayout, plane=plane, label=label, width=width,
+            features=features, sigma=sigma, view=view, opacity=opacity, class_name=class_name,
+            class_color=class_color, revision=f"{image_token}",
+        )
+        return tuple(out[n] for n in names)
+
+    @app.callback(Output("download", "data"), Output("message", "children", allow_duplicate=True),
+                  Input("download-model", "n_clicks"), Input("download-png", "n_clicks"),
+                  Input("download-tiff", "n_clicks"), State("session-id", "data"), State("plane", "value"),
+                  prevent_initial_call=True)
+    def on_download(_model, _png, _tiff, session_id, plane):
+        return controller.download(session_id, ctx.triggered_id, plane)

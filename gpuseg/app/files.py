@@ -1,0 +1,121 @@
+"""Reading uploaded images and writing label images, with messages instead of tracebacks.
+
+Every reader returns a channels-last array: ``spatial_shape + (n_channels,)``
+with ``spatial_shape`` 2D ``(rows, cols)`` or 3D ``(planes, rows, cols)`` and
+one (grayscale) or three (RGB) channels.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+MAX_PIXELS = 4096 * 4096  # features of this many pixels already take over a gigabyte
+
+
+class UnreadableImage(ValueError):
+    """An upload that is not an image gpuseg can segment; the message says why."""
+
+
+def read_image(data: bytes, filename: str = "") -> np.ndarray:
+    """Decode PNG, JPEG or TIFF bytes into a channels-last array.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's content.
+    filename : str
+        Only its extension is used, to pick the decoder.
+
+    Returns
+    -------
+    image : ndarray of shape ``spatial_shape + (1,)`` or ``spatial_shape + (3,)``
+        ``spatial_shape`` is ``(rows, cols)`` or, for a multi-page TIFF,
+        ``(planes, rows, cols)``. The dtype is the file's (bool, integer or float).
+
+    Raises
+    ------
+    UnreadableImage
+        Not an image, corrupt, too large, or of a shape or type that cannot be segmented.
+    """
+    name = filename.lower()
+    try:
+        if name.endswith((".tif", ".tiff")) or data[:4] in (b"II*\x00", b"MM\x00*"):
+            array = _read_tiff(data)
+        else:
+            array = _read_pillow(data)
+    except UnreadableImage:
+        raise
+    except Exception as exc:  # every decoder failure becomes a message
+        raise UnreadableImage(
+            f"{filename or 'The upload'} could not be read as an image ({type(exc).__name__}: {exc}). "
+            "Upload a PNG, JPEG or TIFF file."
+        ) from None
+    return _channels_last(array, filename or "the upload")
+
+
+def _read_tiff(data: bytes) -> np.ndarray:
+    import tifffile
+
+    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        shape = tif.series[0].shape
+        _check_size(shape)
+        return tif.series[0].asarray()
+
+
+def _read_pillow(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        _check_size((img.height, img.width))
+        if img.mode in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F"):
+            return np.asarray(img)
+        return np.asarray(img.convert("RGB"))
+
+
+def _check_size(shape) -> None:
+    if int(np.prod(shape)) > MAX_PIXELS * 4:  # channels included; the exact check follows decoding
+        raise UnreadableImage(f"The image has shape {tuple(shape)}: too large for the app ({MAX_PIXELS} pixels at most).")
+
+
+def _channels_last(array: np.ndarray, what: str) -> np.ndarray:
+    """Give a decoded array one trailing channel axis (1 or 3 channels)."""
+    if array.dtype.kind not in "biuf":
+        raise UnreadableImage(f"{what} has pixel type {array.dtype}; upload a grayscale or RGB image.")
+    if array.ndim >= 3 and array.shape[-1] in (3, 4):
+        array = array[..., :3]  # RGB, alpha dropped
+    else:
+        array = array[..., None]
+    spatial = array.shape[:-1]
+    if len(spatial) not in (2, 3) or min(spatial) < 3:
+        raise UnreadableImage(
+            f"{what} has shape {array.shape[:-1]} (channels aside); the app segments 2D images and 3D stacks "
+            "with at least 3 pixels along every axis."
+        )
+    if int(np.prod(spatial)) > MAX_PIXELS:
+        raise UnreadableImage(f"{what} has {int(np.prod(spatial))} pixels; the app takes at most {MAX_PIXELS}.")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise UnreadableImage(f"{what} holds NaN or infinite values; replace them and upload it again.")
+    return array
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """PNG bytes of a 2D uint8/uint16 array, or of an RGB(A) uint8 array of shape ``(rows, cols, 3 or 4)``."""
+    import cv2
+
+    if array.ndim == 3:
+        array = array[..., [2, 1, 0, 3][: array.shape[-1]]]  # OpenCV writes BGR(A)
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(array), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the PNG.")
+    return buf.tobytes()
+
+
+def encode_tiff(array: np.ndarray) -> bytes:
+    """TIFF bytes of a 2D image or a 3D stack (one page per plane)."""
+    import tifffile
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, array)
+    return buf.getvalue()

@@ -1,0 +1,163 @@
+"""The page: controls on the left, the image with its scribbles and overlay on the right.
+
+Also the figure itself (:func:`figure`) and the pieces of it that callbacks
+patch (:func:`shapes`, :func:`overlay_source`), so the page and its updates
+are drawn by the same code.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+import numpy as np
+import plotly.graph_objects as go
+from dash import dcc, html
+
+from .engine import Session
+from .files import encode_png
+
+SIGMA_LOG2 = (-2, 6)  # sigma slider range: 0.25 to 64 pixels, log2 scale
+VIEWS = {"segmentation": "Segmentation", "probability": "Probability of the selected class",
+         "uncertainty": "Uncertainty (where the forest is least sure)"}
+FEATURES = {"intensity": "Intensity", "edges": "Edges", "texture": "Texture"}
+GRAPH_CONFIG = {
+    "modeBarButtonsToAdd": ["drawopenpath", "eraseshape"],
+    "displaylogo": False,
+    "scrollZoom": True,
+    "toImageButtonOptions": {"format": "png"},
+}
+_BLANK = "data:image/png;base64," + base64.b64encode(encode_png(np.zeros((1, 1, 4), np.uint8))).decode()
+
+_PANEL = {"width": "320px", "flex": "0 0 320px", "padding": "10px 14px", "overflowY": "auto",
+          "borderRight": "1px solid #ddd", "fontSize": "14px"}
+_BUTTON = {"marginRight": "6px", "marginTop": "4px"}
+_UPLOAD = {"border": "1px dashed #888", "borderRadius": "6px", "padding": "8px", "textAlign": "center",
+           "cursor": "pointer", "marginBottom": "6px", "fontSize": "13px"}
+
+
+def png_source(rgb: np.ndarray) -> str:
+    """``data:`` URI of a PNG of an RGB(A) uint8 image."""
+    return "data:image/png;base64," + base64.b64encode(encode_png(rgb)).decode()
+
+
+def overlay_source(session: Session, view: str, label: int) -> str | None:
+    """The overlay's image for the figure, or None when there is no prediction."""
+    rgb = session.overlay(view, label)
+    return None if rgb is None else png_source(rgb)
+
+
+def shapes(session: Session, plane: int) -> list:
+    """The figure's shapes: the strokes of ``plane``, named ``s<id>``, in their class colours."""
+    return [
+        {"type": "path", "path": s.path, "name": f"s{s.id}", "editable": True, "opacity": 0.9,
+         "line": {"color": session.classes[s.label - 1].color, "width": s.width}}
+        for s in session.strokes if s.plane == plane
+    ]
+
+
+def newshape(session: Session, label: int, width: float) -> dict:
+    """How the next drawn stroke looks; its name ``c<label>`` tells the server its class."""
+    return {"line": {"color": session.classes[label - 1].color, "width": width}, "opacity": 0.9,
+            "name": f"c{label}"}
+
+
+def figure(session: Session, plane: int, *, view: str, label: int, width: float, opacity: float,
+           revision: str) -> go.Figure:
+    """The image (downsampled for display) in full-resolution pixel coordinates, overlay and strokes."""
+    scale = session.scale
+    at = {"x0": (scale - 1) / 2, "y0": (scale - 1) / 2, "dx": scale, "dy": scale, "hoverinfo": "skip"}
+    overlay = overlay_source(session, view, label)
+    fig = go.Figure([
+        go.Image(source=png_source(session.display_image(plane)), name="image", **at),
+        go.Image(source=overlay or _BLANK, name="overlay", opacity=opacity, visible=overlay is not None, **at),
+    ])
+    fig.update_layout(
+        dragmode="drawopenpath", newshape=newshape(session, label, width), shapes=shapes(session, plane),
+        margin={"l": 0, "r": 0, "t": 0, "b": 0}, uirevision=revision,
+        xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"},
+        plot_bgcolor="white", paper_bgcolor="white",
+    )
+    return fig
+
+
+def _section(title: str, *children) -> html.Div:
+    return html.Div([html.H4(title, style={"margin": "12px 0 4px"}), *children])
+
+
+def class_options(session: Session) -> list:
+    """Radio options of the classes, each with a swatch of its colour."""
+    return [
+        {"label": html.Span([
+            html.Span(style={"display": "inline-block", "width": "14px", "height": "14px", "marginRight": "6px",
+                             "verticalAlign": "middle", "background": c.color, "borderRadius": "3px"}),
+            c.name]), "value": i + 1}
+        for i, c in enumerate(session.classes)
+    ]
+
+
+def serve_layout(palette, max_upload_mb: float):
+    """The page, with a new session id each time it is loaded (one per browser tab)."""
+    color_options = [{"label": html.Span("\u25a0 " + c, style={"color": c}), "value": c} for c in palette]
+    controls = html.Div([
+        html.H3("gpuseg", style={"margin": "4px 0"}),
+        html.Div("Pick a class, then draw on the image with the mouse. The classifier retrains after "
+                 "every stroke and colours every pixel.", style={"color": "#555", "fontSize": "13px"}),
+        _section("Image",
+                 dcc.Upload(id="upload-image", children=html.Div(["Drop or ", html.A("choose an image"),
+                                                                  " (PNG, JPEG, TIFF)"]),
+                            style=_UPLOAD, accept=".png,.jpg,.jpeg,.tif,.tiff"),
+                 html.Div(id="image-name", style={"fontSize": "12px", "color": "#555"}),
+                 html.Div(id="plane-box", style={"display": "none"}, children=[
+                     html.Label("Slice"), dcc.Slider(id="plane", min=0, max=1, step=1, value=0, marks=None,
+                                                     tooltip={"placement": "bottom"})])),
+        _section("Classes",
+                 dcc.RadioItems(id="active-class", value=1, labelStyle={"display": "block"}),
+                 html.Div([
+                     dcc.Input(id="class-name", placeholder="name of the selected class", debounce=True,
+                               style={"width": "170px"}),
+                     html.Button("Rename", id="rename-class", style=_BUTTON),
+                 ]),
+                 html.Div([
+                     dcc.Dropdown(id="class-color", options=color_options, clearable=False,
+                                  placeholder="colour", style={"width": "130px", "display": "inline-block",
+                                                               "verticalAlign": "middle"}),
+                     html.Button("Add class", id="add-class", style=_BUTTON),
+                 ])),
+        _section("Strokes",
+                 html.Label("Width"), dcc.Slider(id="width", min=1, max=40, step=1, value=8,
+                                                 marks={1: "1", 10: "10", 20: "20", 40: "40"}),
+                 html.Button("Undo", id="undo", style=_BUTTON), html.Button("Clear", id="clear", style=_BUTTON)),
+        _section("Features",
+                 dcc.Checklist(id="features", options=[{"label": v, "value": k} for k, v in FEATURES.items()],
+                               value=list(FEATURES), inline=True, inputStyle={"marginRight": "4px"},
+                               labelStyle={"marginRight": "10px"}),
+                 html.Label("Sigma range (pixels)"),
+                 dcc.RangeSlider(id="sigma", min=SIGMA_LOG2[0], max=SIGMA_LOG2[1], step=0.5, value=[-1, 4],
+                                 marks={v: f"{2.0 ** v:g}" for v in range(SIGMA_LOG2[0], SIGMA_LOG2[1] + 1)})),
+        _section("View",
+                 dcc.RadioItems(id="view", options=[{"label": v, "value": k} for k, v in VIEWS.items()],
+                                value="segmentation", labelStyle={"display": "block"}),
+                 html.Label("Overlay opacity"),
+                 dcc.Slider(id="opacity", min=0, max=1, step=0.05, value=0.5, marks={0: "0", 0.5: "0.5", 1: "1"})),
+        _section("Model",
+                 html.Button("Download model", id="download-model", style=_BUTTON),
+                 html.Button("Labels PNG", id="download-png", style=_BUTTON),
+                 html.Button("Labels TIFF", id="download-tiff", style=_BUTTON),
+                 dcc.Upload(id="upload-model", children=html.Div(["Drop or ", html.A("choose a .gpuseg model"),
+                                                                  " to apply"]),
+                            style={**_UPLOAD, "marginTop": "8px"}, accept=".gpuseg"),
+                 html.Div(f"Uploads up to {max_upload_mb:g} MB.", style={"fontSize": "12px", "color": "#777"})),
+    ], style=_PANEL)
+    main = html.Div([
+        html.Div(id="message", role="alert", style={"color": "#b00020", "minHeight": "20px", "fontWeight": "bold"}),
+        dcc.Loading(dcc.Graph(id="graph", config=GRAPH_CONFIG, style={"height": "78vh"}), delay_show=800),
+        html.Div(id="status", style={"fontFamily": "monospace", "fontSize": "13px", "color": "#333"}),
+    ], style={"flex": "1 1 auto", "padding": "8px 12px", "minWidth": 0})
+    return html.Div([
+        dcc.Store(id="session-id", data=uuid.uuid4().hex),
+        dcc.Store(id="pending-image"), dcc.Store(id="pending-model"),
+        dcc.Store(id="image-token", data=0), dcc.Store(id="model-token", data=0),
+        dcc.Download(id="download"),
+        controls, main,
+    ], style={"display": "flex", "height": "100vh", "fontFamily": "sans-serif"})

@@ -1,0 +1,169 @@
+"""The ``gpuseg`` command line: argument parsing only; the work is in the library."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy", ".zarr"}
+
+
+def _feature_and_forest_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("features")
+    g.add_argument("--sigma-min", type=float, default=0.5)
+    g.add_argument("--sigma-max", type=float, default=16.0)
+    g.add_argument("--num-sigma", type=int, default=None)
+    g.add_argument("--no-intensity", action="store_true", help="leave out smoothed intensity")
+    g.add_argument("--no-edges", action="store_true", help="leave out Sobel edges")
+    g.add_argument("--no-texture", action="store_true", help="leave out Hessian eigenvalues")
+    g.add_argument("--channel-axis", type=int, default=None, help="axis holding channels (e.g. -1 for RGB)")
+    f = p.add_argument_group("random forest (scikit-learn names)")
+    f.add_argument("--n-estimators", type=int, default=None)
+    f.add_argument("--max-depth", type=int, default=None)
+    f.add_argument("--max-samples", type=float, default=None)
+    f.add_argument("--min-samples-leaf", type=int, default=None)
+    f.add_argument("--random-state", type=int, default=None)
+
+
+def _backend_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("auto", "cpu", "gpu"), default="auto")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gpuseg", description="Trainable pixel classification on GPUs and CPUs.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="segment a bundled sample and write labels, overlay and model")
+    demo.add_argument("--out", type=Path, default=Path("gpuseg-demo"))
+    demo.add_argument("--size", type=int, default=1024, help="side of the sample image in pixels")
+    _backend_option(demo)
+
+    train = sub.add_parser("train", help="train a model on IMAGE LABELS pairs")
+    train.add_argument("pairs", nargs="+", metavar="IMAGE LABELS",
+                       help="image and scribble files, alternating (several pairs train one model)")
+    train.add_argument("-o", "--output", type=Path, required=True, help="model file (.gpuseg)")
+    _feature_and_forest_options(train)
+    _backend_option(train)
+
+    predict = sub.add_parser("predict", help="segment images with a model")
+    predict.add_argument("model", type=Path)
+    predict.add_argument("inputs", nargs="+", type=Path, help="image files or folders of them")
+    predict.add_argument("-o", "--output", type=Path, required=True,
+                         help="output file (.tif, .npy, .png, .zarr) for one input, or a folder")
+    predict.add_argument("--proba", action="store_true", help="write class probabilities instead of labels")
+    predict.add_argument("--tile", type=int, nargs="+", default=None, metavar="N", help="tile shape (one or per axis)")
+    predict.add_argument("--overwrite", action="store_true", help="replace an output made with another model")
+    _backend_option(predict)
+
+    sub.add_parser("info", help="versions, backends, GPU")
+
+    app = sub.add_parser("app", help="open the interactive app in the browser")
+    app.add_argument("image", nargs="?", type=Path, default=None)
+    app.add_argument("--host", default="127.0.0.1")
+    app.add_argument("--port", type=int, default=8050)
+    app.add_argument("--model", type=Path, default=None)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    logging.getLogger("gpuseg").setLevel(logging.INFO)
+    try:
+        return COMMANDS[args.command](args) or 0
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
+        print(f"gpuseg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, size=args.size, backend=args.backend)
+
+
+def _cmd_train(args) -> int:
+    import numpy as np
+
+    from . import Segmenter
+    from .stream import open_image
+
+    if len(args.pairs) % 2:
+        raise ValueError("train takes IMAGE LABELS pairs: an even number of files.")
+    forest = {k: getattr(args, k) for k in ("n_estimators", "max_depth", "max_samples", "min_samples_leaf",
+                                            "random_state") if getattr(args, k) is not None}
+    seg = Segmenter(backend=args.backend, intensity=not args.no_intensity, edges=not args.no_edges,
+                    texture=not args.no_texture, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
+                    num_sigma=args.num_sigma, channel_axis=args.channel_axis, **forest)
+    images = [open_image(Path(p)) for p in args.pairs[0::2]]
+    labels = [open_image(Path(p)) for p in args.pairs[1::2]]
+    seg.fit(images, labels)
+    path = seg.save(args.output)
+    n = sum(int(np.count_nonzero(np.asarray(lab))) for lab in labels)
+    print(f"trained on {len(images)} image(s), {n} labelled pixels, classes {list(seg.classes_)}; model: {path}")
+
+
+def _expand_inputs(inputs) -> list:
+    files = []
+    for p in inputs:
+        if p.is_dir() and p.suffix != ".zarr":
+            files += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.exists():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"No such input: {p}")
+    if not files:
+        raise ValueError(f"No images found in {', '.join(map(str, inputs))}.")
+    return files
+
+
+def _cmd_predict(args) -> int:
+    from tqdm.auto import tqdm
+
+    from . import load
+    from .stream import open_image, predict_to_file, predict_to_zarr
+
+    seg = load(args.model, backend=args.backend)
+    files = _expand_inputs(args.inputs)
+    tile = None
+    if args.tile:
+        tile = tuple(args.tile) * seg.ndim_ if len(args.tile) == 1 else tuple(args.tile)
+    single = len(files) == 1 and args.output.suffix.lower() in IMAGE_SUFFIXES
+    if single:
+        targets = [(files[0], args.output)]
+    else:
+        args.output.mkdir(parents=True, exist_ok=True)
+        suffix = ".zarr" if any(f.suffix == ".zarr" for f in files) else ".tif"
+        kind = "proba" if args.proba else "labels"
+        targets = [(f, args.output / f"{f.stem}_{kind}{suffix}") for f in files]
+    for src, dst in tqdm(targets, desc="gpuseg predict", unit="image", disable=len(targets) < 2):
+        image = open_image(src)
+        if dst.suffix == ".zarr":
+            predict_to_zarr(seg, image, dst, proba=args.proba, tile_shape=tile, overwrite=args.overwrite,
+                            source_path=src)
+        else:
+            predict_to_file(seg, image, dst, proba=args.proba, tile_shape=tile)
+        print(f"{src} -> {dst}")
+
+
+def _cmd_info(args) -> int:
+    from .info import describe
+
+    print(describe())
+
+
+def _cmd_app(args) -> int:
+    try:
+        from . import app
+    except ImportError as exc:
+        raise RuntimeError(f"The app needs Dash and plotly: pip install 'gpuseg[app]' ({exc})") from None
+    app.run(args.image, host=args.host, port=args.port, model=args.model)
+
+
+COMMANDS = {"demo": _cmd_demo, "train": _cmd_train, "predict": _cmd_predict, "info": _cmd_info, "app": _cmd_app}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,378 @@
+"""Images of any size: open them without loading them, stream predictions to Zarr.
+
+:func:`predict_to_zarr` classifies an image tile by tile into a chunked,
+compressed Zarr v3 array whose chunks are the tiles. It is resumable: the
+output records which model and input it belongs to and the tile grid, and each
+finished tile leaves a marker file (``OUT/.gpuseg-done/<chunk index>``)
+created only after its chunk is written. A run killed at any moment and
+started again with the same arguments computes only the tiles without a
+marker, rewriting whatever half-written chunk they may have, and ends with the
+output of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import zarr
+from tqdm.auto import tqdm
+
+from . import _backend
+from .lazy import predict_crop
+from .model_io import atomic_write
+from .tiling import default_tile_shape, iter_tiles, memory_budget
+
+FORMAT = "gpuseg-prediction"
+DONE_DIR = ".gpuseg-done"
+TIFF_IN_MEMORY_BYTES = 256 * 2**20  # untiled TIFFs up to this size are read whole
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+# -- reading -----------------------------------------------------------------
+def open_image(path):
+    """Open an image file as an array, without reading large ones into memory.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.npy`` (memory-mapped); ``.tif``/``.tiff`` (read whole when small and
+        untiled, else through Zarr, level 0 of a pyramid); a Zarr v2/v3 array,
+        a group holding one array, or an OME-Zarr image (level 0 of its
+        ``multiscales``); ``.png``/``.jpg``/``.jpeg`` (read whole).
+
+    Returns
+    -------
+    image : array-like
+        NumPy array, ``numpy.memmap`` or ``zarr.Array``; supports ``shape``,
+        ``dtype`` and slicing.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file or directory.
+    ValueError
+        An unsupported format, or a Zarr group without a single image in it.
+    """
+    return _open(path)[0]
+
+
+def _open(path) -> tuple:
+    """The image at ``path`` and its OME ``multiscales`` entry (``None`` unless OME-Zarr)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No image at {path}.")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return np.load(path, mmap_mode="r"), None
+    if suffix in (".tif", ".tiff"):
+        return _open_tiff(path), None
+    if suffix in IMAGE_SUFFIXES:
+        import imageio.v3 as iio
+
+        return iio.imread(path), None
+    if path.is_dir():
+        return _open_zarr(path)
+    raise ValueError(
+        f"Cannot read {path}: gpuseg reads .npy, .tif/.tiff, .png/.jpg and Zarr / OME-Zarr directories."
+    )
+
+
+def _open_tiff(path: Path):
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        if not series.is_pyramidal and not series.pages[0].is_tiled and series.nbytes <= TIFF_IN_MEMORY_BYTES:
+            return series.asarray()
+    node = zarr.open(tifffile.imread(path, aszarr=True), mode="r")
+    return node if isinstance(node, zarr.Array) else node[_multiscale_paths(node.attrs)[0] or "0"]
+
+
+def _open_zarr(path: Path) -> tuple:
+    node = zarr.open(str(path), mode="r")
+    if isinstance(node, zarr.Array):
+        return node, None
+    multiscales = _multiscales(node.attrs)
+    if multiscales:
+        return node[multiscales[0]["datasets"][0]["path"]], multiscales[0]
+    arrays = sorted(name for name, _ in node.arrays())
+    if len(arrays) != 1:
+        raise ValueError(
+            f"{path} is a Zarr group holding {len(arrays)} arrays ({arrays}) and no OME multiscales; "
+            "give the path of the array to segment, e.g. {path}/<name>."
+        )
+    return node[arrays[0]], None
+
+
+def _multiscales(attrs) -> list:
+    """The ``multiscales`` list of OME-Zarr attributes (0.5 nests it under ``ome``), or ``[]``."""
+    attrs = dict(attrs)
+    return attrs.get("ome", {}).get("multiscales") or attrs.get("multiscales") or []
+
+
+def _multiscale_paths(attrs) -> list:
+    """Dataset paths of the first multiscale of ``attrs``, finest first; ``[None]`` without one."""
+    multiscales = _multiscales(attrs)
+    return [d["path"] for d in multiscales[0]["datasets"]] if multiscales else [None]
+
+
+# -- fingerprints --------------------------------------------------------------
+def model_fingerprint(segmenter) -> str:
+    """SHA-256 of what a trained segmenter predicts with: its feature settings, classes and forest.
+
+    Returns
+    -------
+    digest : str
+        64 hex digits; equal for a model and the same model saved and loaded.
+    """
+    segmenter._check_fitted()
+    meta = {
+        "features": segmenter.feature_params.to_dict(),
+        "channel_axis": segmenter.channel_axis,
+        "n_channels": int(segmenter.n_channels_),
+        "ndim": int(segmenter.ndim_),
+        "classes": [int(c) for c in segmenter.classes_],
+    }
+    h = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    forest = segmenter.forest_
+    for name in forest.ARRAYS:
+        a = np.ascontiguousarray(getattr(forest, name))
+        h.update(f"{name}{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _job(segmenter, image, path, proba: bool) -> dict:
+    """What an output is the prediction of: compared on resume."""
+    return {
+        "format": FORMAT,
+        "model": model_fingerprint(segmenter),
+        "input": {
+            "path": None if path is None else str(Path(path).resolve()),
+            "shape": [int(s) for s in image.shape],
+            "dtype": str(np.dtype(image.dtype)),
+        },
+        "output": "probabilities" if proba else "labels",
+    }
+
+
+# -- streaming to Zarr -----------------------------------------------------------
+def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None, overwrite=False, progress=True):
+    """Classify an image tile by tile into a Zarr v3 array; resumable after a crash or a kill.
+
+    Parameters
+    ----------
+    segmenter : gpuseg.Segmenter
+        Trained.
+    image : str, path-like or array
+        A path :func:`open_image` reads, or an array of spatial shape ``S``
+        (plus the training images' channel axis) supporting slicing.
+    out_path : str or path-like
+        Output directory (conventionally ``*.zarr``). Holds a Zarr array of
+        labels (shape ``S``, dtype ``segmenter.label_dtype``) or float32
+        probabilities (``S + (n_classes,)``), chunked by tiles and compressed.
+        For an OME-Zarr input it is an OME-Zarr 0.5 image instead: a group with
+        one level, ``0``, and the input's axes and scale (probabilities then
+        have their class axis first, ``(n_classes,) + S``, as OME orders axes).
+    proba : bool
+        Write probabilities instead of labels.
+    tile_shape : tuple of int, optional
+        Tile and chunk size; default from the memory budget. On resume the
+        output's tiles are kept.
+    overwrite : bool
+        Replace an existing output made with another model, input or output
+        kind (otherwise refused). An output of this very job is resumed.
+    progress : bool
+        Show a progress bar with the time left.
+
+    Returns
+    -------
+    out_path : pathlib.Path
+
+    Raises
+    ------
+    ValueError
+        ``out_path`` exists and is not this job's output (pass ``overwrite=True``,
+        ``--overwrite`` on the command line), or a ``tile_shape`` other than
+        that of the output being resumed; an image the model cannot classify.
+    """
+    path = image if isinstance(image, (str, os.PathLike)) else None
+    image, ome = _open(path) if path is not None else (image, None)
+    segmenter._check_fitted()
+    spatial = segmenter._check_image(image)
+    out = Path(out_path)
+    job = _job(segmenter, image, path, proba)
+    if out.exists() and overwrite:
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    if out.exists():
+        tile_shape = _resumed_tile_shape(out, job, tile_shape)
+    else:
+        if tile_shape is None:
+            tile_shape = default_tile_shape(spatial, segmenter.n_features_in_, segmenter.feature_params.halo(),
+                                            memory_budget(segmenter._backend_name()))
+        _create(out, {**job, "tile_shape": [int(t) for t in tile_shape]}, segmenter, spatial, proba, ome)
+    _fill(segmenter, image, out, tuple(tile_shape), proba, class_first=proba and ome is not None,
+          progress=progress)
+    return out
+
+
+def _resumed_tile_shape(out: Path, job: dict, tile_shape) -> tuple:
+    """Tile shape of an existing output of ``job``; refuses any other output."""
+    try:
+        stored = dict(zarr.open(str(out), mode="r").attrs).get("gpuseg")
+    except Exception:  # not Zarr at all, or unreadable
+        stored = None
+    if not isinstance(stored, dict) or {k: stored.get(k) for k in job} != job:
+        raise ValueError(
+            f"{out} already exists and is not the output of this model on this input "
+            f"({job['output']}); pass overwrite=True (--overwrite) to replace it, or choose another output path."
+        )
+    if tile_shape is not None and [int(t) for t in tile_shape] != stored["tile_shape"]:
+        raise ValueError(
+            f"{out} is being written with tiles of {tuple(stored['tile_shape'])}; resume it without tile_shape, "
+            "or pass overwrite=True (--overwrite) to start again."
+        )
+    return tuple(stored["tile_shape"])
+
+
+def _create(out: Path, attrs: dict, segmenter, spatial: tuple, proba: bool, ome) -> None:
+    """Create the empty output beside ``out`` and rename it into place, so it exists whole or not at all."""
+    tmp = out.with_name(f".{out.name}.partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tile = tuple(attrs["tile_shape"])
+    n_classes = len(segmenter.classes_)
+    if not proba:
+        shape, chunks, dtype = spatial, tile, segmenter.label_dtype
+    elif ome is None:
+        shape, chunks, dtype = spatial + (n_classes,), tile + (n_classes,), np.float32
+    else:
+        shape, chunks, dtype = (n_classes,) + spatial, (n_classes,) + tile, np.float32
+    array = {"shape": shape, "chunks": chunks, "dtype": dtype, "fill_value": 0}
+    if ome is None:
+        zarr.create_array(store=str(tmp), attributes={"gpuseg": attrs}, **array)
+    else:
+        meta = _ome_multiscale(ome, segmenter.channel_axis, proba)
+        group = zarr.create_group(store=str(tmp), attributes={"gpuseg": attrs, "ome": meta})
+        group.create_array("0", **array)
+    (tmp / DONE_DIR).mkdir()
+    os.rename(tmp, out)
+
+
+def _ome_multiscale(ome: dict, channel_axis, proba: bool) -> dict:
+    """OME-Zarr 0.5 metadata of a one-level output, from the input's ``multiscales`` entry.
+
+    The input's channel axis is dropped; probabilities get a class axis first.
+    """
+    n_axes = len(ome["axes"])
+    keep = [i for i in range(n_axes) if channel_axis is None or i != channel_axis % n_axes]
+
+    def transforms(items):
+        result = []
+        for t in items or []:
+            t = dict(t)
+            for key, new in (("scale", 1.0), ("translation", 0.0)):
+                if key in t:
+                    t[key] = ([new] if proba else []) + [t[key][i] for i in keep]
+            result.append(t)
+        return result
+
+    axes = [ome["axes"][i] for i in keep]
+    axes = ([{"name": "class", "type": "channel"}] if proba else []) + [
+        a if isinstance(a, dict) else {"name": a} for a in axes
+    ]
+    level0 = ome["datasets"][0]
+    multiscale = {
+        "name": "gpuseg probabilities" if proba else "gpuseg labels",
+        "axes": axes,
+        "datasets": [{"path": "0", "coordinateTransformations": transforms(level0.get("coordinateTransformations"))}],
+    }
+    if ome.get("coordinateTransformations"):
+        multiscale["coordinateTransformations"] = transforms(ome["coordinateTransformations"])
+    return {"version": "0.5", "multiscales": [multiscale]}
+
+
+def _fill(segmenter, image, out: Path, tile_shape: tuple, proba: bool, *, class_first: bool, progress: bool) -> None:
+    """Compute and write every tile of ``out`` that has no marker yet, then mark it."""
+    node = zarr.open(str(out), mode="r+")
+    array = node if isinstance(node, zarr.Array) else node["0"]
+    name = segmenter._backend_name()
+    be = _backend.backend_module(name)
+    spatial = segmenter._check_image(image)
+    done = out / DONE_DIR
+    tiles = iter_tiles(spatial, tile_shape, segmenter.feature_params.halo())
+    todo = [(t, _marker(t, tile_shape)) for t in tiles]
+    todo = [(t, m) for t, m in todo if not (done / m).exists()]
+    bar = tqdm(todo, total=len(tiles), initial=len(tiles) - len(todo), desc="gpuseg predict", unit="tile",
+               disable=not progress)
+    for tile, marker in bar:
+        block = segmenter._read_block(image, tile, be, name)
+        result = _backend.to_host(predict_crop(segmenter, block, tile.crop, proba, be, name))
+        if class_first:
+            array[(slice(None),) + tile.write] = np.moveaxis(result, -1, 0)
+        else:
+            array[tile.write] = result
+        (done / marker).touch()
+
+
+def _marker(tile, tile_shape: tuple) -> str:
+    """Marker file name of a tile: its chunk index, e.g. ``"0.3"``."""
+    return ".".join(str(s.start // t) for s, t in zip(tile.write, tile_shape))
+
+
+# -- whole files -------------------------------------------------------------------
+def predict_to_file(segmenter, image, out_path, *, proba=False):
+    """Classify a whole image in memory and write it atomically to ``.npy``, ``.tif``/``.tiff`` or ``.png``.
+
+    Parameters
+    ----------
+    segmenter : gpuseg.Segmenter
+        Trained.
+    image : str, path-like or array
+        As in :func:`predict_to_zarr`.
+    out_path : str or path-like
+        The suffix picks the format. PNG holds labels only (8 or 16 bit).
+    proba : bool
+        Write float32 probabilities of shape ``S + (n_classes,)`` instead of
+        labels of shape ``S``.
+
+    Returns
+    -------
+    out_path : pathlib.Path
+
+    Raises
+    ------
+    ValueError
+        An unsupported output suffix, or probabilities / 3D labels to PNG.
+    """
+    out = Path(out_path)
+    suffix = out.suffix.lower()
+    if suffix not in (".npy", ".tif", ".tiff", ".png"):
+        raise ValueError(f"Cannot write {out}: predict_to_file writes .npy, .tif/.tiff or .png "
+                         "(use predict_to_zarr for a .zarr output).")
+    if suffix == ".png" and (proba or segmenter.ndim_ != 2):
+        raise ValueError(f"PNG holds 2D labels only; write {out.with_suffix('.tif').name} or a .npy instead.")
+    if isinstance(image, (str, os.PathLike)):
+        image = open_image(image)
+    result = segmenter.predict_proba(image) if proba else segmenter.predict(image)
+    result = _backend.to_host(result)
+    atomic_write(out, lambda f: _write(f, result, suffix))
+    return out
+
+
+def _write(f, result: np.ndarray, suffix: str) -> None:
+    if suffix == ".npy":
+        np.save(f, result, allow_pickle=False)
+    elif suffix == ".png":
+        import imageio.v3 as iio
+
+        f.write(iio.imwrite("<bytes>", result, extension=".png"))
+    else:
+        import tifffile
+
+        tifffile.imwrite(f, result, compression="zlib", bigtiff=result.nbytes > 2**31)

@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+from skimage import data
+from skimage.feature import multiscale_basic_features
+
+import gpuseg
+from gpuseg.features import FeatureParams
+
+# float32 filters accumulate in float32 where SciPy accumulates in float64: values
+# agree to a few ulp, so near-zero derivative features need an absolute tolerance.
+RTOL, ATOL = 1e-4, 2e-6
+
+
+def _compare(image, **kw):
+    ours = gpuseg.multiscale_features(image, backend="cpu", **kw)
+    ref = multiscale_basic_features(image, **kw)
+    assert ours.dtype == np.float32
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=ATOL)
+    return ours
+
+
+@pytest.mark.parametrize("texture", [True, False])
+@pytest.mark.parametrize("edges", [True, False])
+@pytest.mark.parametrize("intensity", [True, False])
+def test_2d_feature_subsets_vs_skimage(intensity, edges, texture):
+    if not (intensity or edges or texture):
+        with pytest.raises(ValueError, match="At least one"):
+            gpuseg.multiscale_features(data.camera(), intensity=False, edges=False, texture=False, backend="cpu")
+        return
+    image = data.camera()[100:300, 150:400]
+    out = _compare(image, intensity=intensity, edges=edges, texture=texture)
+    n_sigma = len(FeatureParams().sigmas())
+    assert out.shape[-1] == n_sigma * (intensity + edges + 2 * texture)
+
+
+@pytest.mark.parametrize("num_sigma", [None, 2, 5])
+def test_num_sigma_and_range_vs_skimage(num_sigma):
+    _compare(data.coins(), sigma_min=1, sigma_max=8, num_sigma=num_sigma)
+
+
+def test_3d_vs_skimage(rng):
+    volume = rng.random((18, 25, 31)).astype(np.float32)
+    out = _compare(volume, sigma_max=4)
+    assert out.shape == volume.shape + (len(FeatureParams(sigma_max=4).sigmas()) * (1 + 1 + 3),)
+
+
+@pytest.mark.parametrize("channel_axis", [-1, 0])
+def test_rgb_vs_skimage(channel_axis):
+    image = data.astronaut()[::4, ::4]
+    if channel_axis == 0:
+        image = np.moveaxis(image, -1, 0)
+    out = _compare(image, sigma_max=8, channel_axis=channel_axis)
+    assert out.shape[-1] == 3 * 5 * 4
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float64, bool])
+def test_dtypes_scaled_as_skimage(dtype, rng):
+    image = (rng.random((40, 50)) * (1 if dtype in (np.float64, bool) else 200)).astype(dtype)
+    _compare(image, sigma_max=2)
+
+
+def test_halo_covers_every_stencil():
+    p = FeatureParams(sigma_min=1, sigma_max=16)
+    assert p.halo() == int(4 * 16 + 0.5) + 2
+
+
+@pytest.mark.parametrize(
+    "image, kw, match",
+    [
+        (np.full((20, 20), np.nan), {}, "NaN or infinite"),
+        (np.array([[0.0, np.inf, 0], [0, 0, 0], [0, 0, 0]]), {}, "NaN or infinite"),
+        (np.zeros((20, 20)), {"channel_axis": 2}, "channel_axis=2 is out of range"),
+        (np.zeros((2, 20)), {}, "too small"),
+        (np.zeros(20), {}, "2D or 3D"),
+        (np.zeros((4, 4, 4, 4, 4)), {}, "2D or 3D"),
+        (np.zeros((20, 20)), {"sigma_min": 4, "sigma_max": 2}, "sigma_min <= sigma_max"),
+    ],
+)
+def test_bad_images_are_refused(image, kw, match):
+    with pytest.raises(ValueError, match=match):
+        gpuseg.multiscale_features(image, backend="cpu", **kw)
+
+
+def test_non_numeric_image_is_refused():
+    with pytest.raises(TypeError, match="real-valued"):
+        gpuseg.multiscale_features(np.zeros((10, 10), complex), backend="cpu")
+
+
+def test_unknown_backend():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        gpuseg.multiscale_features(np.zeros((10, 10)), backend="tpu")
