@@ -103,7 +103,7 @@ def _cmd_train(args) -> int:
     seg.fit(images, labels)
     path = seg.save(args.output)
     n = sum(int(np.count_nonzero(np.asarray(lab))) for lab in labels)
-    print(f"trained on {len(images)} image(s), {n} labelled pixels, classes {list(seg.classes_)}; model: {path}")
+    print(f"trained on {len(images)} image(s), {n} labelled pixels, classes {[int(c) for c in seg.classes_]}; model: {path}")
 
 
 def _expand_inputs(inputs) -> list:
@@ -124,7 +124,7 @@ def _cmd_predict(args) -> int:
     from tqdm.auto import tqdm
 
     from . import load
-    from .stream import open_image, predict_to_file, predict_to_zarr
+    from .stream import predict_to_file, predict_to_zarr
 
     seg = load(args.model, backend=args.backend)
     files = _expand_inputs(args.inputs)
@@ -140,12 +140,10 @@ def _cmd_predict(args) -> int:
         kind = "proba" if args.proba else "labels"
         targets = [(f, args.output / f"{f.stem}_{kind}{suffix}") for f in files]
     for src, dst in tqdm(targets, desc="gpuseg predict", unit="image", disable=len(targets) < 2):
-        image = open_image(src)
         if dst.suffix == ".zarr":
-            predict_to_zarr(seg, image, dst, proba=args.proba, tile_shape=tile, overwrite=args.overwrite,
-                            source_path=src)
+            predict_to_zarr(seg, src, dst, proba=args.proba, tile_shape=tile, overwrite=args.overwrite)
         else:
-            predict_to_file(seg, image, dst, proba=args.proba, tile_shape=tile)
+            predict_to_file(seg, src, dst, proba=args.proba)
         print(f"{src} -> {dst}")
 
 
