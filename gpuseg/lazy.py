@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 
+import dask
 import dask.array as da
 import numpy as np
 from dask.array.overlap import ensure_minimum_chunksize, overlap
@@ -27,7 +28,7 @@ def predict_dask(segmenter, image, *, proba, tile_shape=None):
     """Lazy class labels or probabilities of a Dask array.
 
     Runs with any Dask scheduler: threads, processes, or ``dask.distributed``
-    (the segmenter is pickled into the graph once). With dask-cuda's
+    (the segmenter is one key of the graph, sent to each worker once). With dask-cuda's
     ``LocalCUDACluster`` each worker computes on its own GPU through the
     segmenter's backend; nothing else is needed.
 
@@ -70,8 +71,9 @@ def predict_dask(segmenter, image, *, proba, tile_shape=None):
     n_classes = len(segmenter.classes_)
     dtype = np.float32 if proba else segmenter.label_dtype
     kwargs = {"chunks": out_chunks + ((n_classes,),), "new_axis": len(spatial)} if proba else {"chunks": out_chunks}
+    model = dask.delayed(segmenter, pure=False)  # one key: sent to each worker once, not with every block
     return da.map_blocks(
-        _predict_block, padded, segmenter=segmenter, proba=proba, halo=halo, spatial_axes=spatial_axes,
+        _predict_block, padded, model, proba=proba, halo=halo, spatial_axes=spatial_axes,
         dtype=dtype, drop_axis=[] if channel is None else [channel],
         meta=_backend.like_input(np.empty((0,) * (len(spatial) + proba), dtype), image._meta), **kwargs,
     )
@@ -88,7 +90,7 @@ def _axis_chunks(size: int, tile: int, halo: int) -> tuple:
     return ensure_minimum_chunksize(halo, chunks) if size >= halo else (size,)
 
 
-def _predict_block(block, *, segmenter, proba, halo, spatial_axes, block_info=None):
+def _predict_block(block, segmenter, *, proba, halo, spatial_axes, block_info=None):
     """Labels or probabilities of the core of one overlapped block (its halo is cropped).
 
     ``block`` is the block plus ``halo`` pixels of each neighbour; blocks at the
@@ -104,76 +106,4 @@ def _predict_block(block, *, segmenter, proba, halo, spatial_axes, block_info=No
     name = segmenter._backend_name()
     be = _backend.backend_module(name)
     prepared = prepare_image(_backend.to_backend(block, name), segmenter.channel_axis, be)
-    return _backend.like_input(predict_crop(segmenter, prepared, tuple(crop), proba, be, name), block)
-
-
-def predict_crop(segmenter, block, crop, proba, be, name):
-    """Labels or probabilities of the region ``crop`` of a prepared block, as :meth:`Segmenter.predict` gives them.
-
-    Parameters
-    ----------
-    segmenter, block, crop, be, name
-        As in :func:`proba_of_crop`.
-    proba : bool
-        Return probabilities instead of labels.
-
-    Returns
-    -------
-    result : array of the backend
-        Labels of shape ``C`` and dtype ``segmenter.label_dtype``, or float32
-        probabilities of shape ``C + (n_classes,)``.
-    """
-    result = proba_of_crop(segmenter, block, crop, be, name)
-    if proba:
-        return result
-    classes = _backend.to_backend(segmenter.classes_.astype(segmenter.label_dtype), name)
-    return classes[result.argmax(axis=-1)]
-
-
-def proba_of_crop(segmenter, block, crop, be, name):
-    """Class probabilities of the region ``crop`` of a prepared block, halving it when memory runs out.
-
-    A ``MemoryError`` (CuPy's ``OutOfMemoryError`` is one) splits the region in
-    two along its longest axis and computes each half from the pixels within
-    ``halo`` of it; the result is the same.
-
-    Parameters
-    ----------
-    segmenter : gpuseg.Segmenter
-        Trained.
-    block : array of shape ``B + (n_channels,)``, float32
-        Prepared image block of backend ``name`` (see ``prepare_image``); holds
-        at least ``halo`` pixels around ``crop`` except at the image's edges.
-    crop : tuple of slice
-        Region of ``B`` to classify, of shape ``C``.
-    be : module
-        The backend primitives.
-    name : {"cpu", "gpu"}
-
-    Returns
-    -------
-    proba : float32 array of shape ``C + (n_classes,)``, of the backend.
-
-    Raises
-    ------
-    MemoryError
-        When even a region one pixel wide along every axis does not fit.
-    """
-    try:
-        proba, shape = segmenter._proba_of_block(block, crop, be, name)
-        return proba.reshape(shape + (proba.shape[1],))
-    except MemoryError:
-        sizes = [c.stop - c.start for c in crop]
-        axis = int(np.argmax(sizes))
-        if sizes[axis] < 2:
-            raise
-        log.warning("gpuseg: out of memory on a tile of shape %s; splitting it in two", tuple(sizes))
-    halo = segmenter.feature_params.halo()
-    mid = crop[axis].start + sizes[axis] // 2
-    halves = []
-    for part in (slice(crop[axis].start, mid), slice(mid, crop[axis].stop)):
-        sub = crop[:axis] + (part,) + crop[axis + 1:]
-        window = tuple(slice(max(0, c.start - halo), min(n, c.stop + halo)) for c, n in zip(sub, block.shape))
-        local = tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(sub, window))
-        halves.append(proba_of_crop(segmenter, block[window], local, be, name))
-    return be.xp.concatenate(halves, axis=axis)
+    return _backend.like_input(segmenter._predict_crop(prepared, tuple(crop), proba, be, name), block)

@@ -257,7 +257,7 @@ class Segmenter:
         return self._device_forest[1]
 
     def _proba_of_block(self, block, crop, be, name):
-        """Class probabilities of the pixels ``crop`` of a prepared block: (n_pixels, K)."""
+        """Class probabilities of the pixels ``crop`` of a prepared block: (n_pixels, K) and ``C``."""
         params = self.feature_params
         shape = tuple(c.stop - c.start for c in crop)
         X = be.empty((self.n_features_in_, int(np.prod(shape))))
@@ -265,23 +265,76 @@ class Segmenter:
             X[i] = f[crop].reshape(-1)
         return be.forest_predict_proba(self._forest_arrays(name), X), shape
 
-    def _run_tiles(self, image, tile_shape, consume, progress):
+    def _proba_of_crop(self, block, crop, be, name):
+        """Class probabilities of the region ``crop`` of a prepared block, halving it when memory runs out.
+
+        A ``MemoryError`` (CuPy's ``OutOfMemoryError`` is one) splits the region in
+        two along its longest axis and computes each half from the pixels within
+        ``halo`` of it; the result is the same.
+
+        Parameters
+        ----------
+        block : array of shape ``B + (n_channels,)``, float32
+            Prepared image block of backend ``name`` (see ``prepare_image``); holds
+            at least ``halo`` pixels around ``crop`` except at the image's edges.
+        crop : tuple of slice
+            Region of ``B`` to classify, of shape ``C``.
+        be : module
+            The backend primitives.
+        name : {"cpu", "gpu"}
+
+        Returns
+        -------
+        proba : float32 array of shape ``C + (n_classes,)``, of the backend.
+
+        Raises
+        ------
+        MemoryError
+            When even a region one pixel wide along every axis does not fit.
+        """
+        try:
+            proba, shape = self._proba_of_block(block, crop, be, name)
+            return proba.reshape(shape + (proba.shape[1],))
+        except MemoryError:
+            sizes = [c.stop - c.start for c in crop]
+            axis = int(np.argmax(sizes))
+            if sizes[axis] < 2:
+                raise
+            log.warning("gpuseg: out of memory on a tile of shape %s; splitting it in two", tuple(sizes))
+        halo = self.feature_params.halo()
+        mid = crop[axis].start + sizes[axis] // 2
+        halves = []
+        for part in (slice(crop[axis].start, mid), slice(mid, crop[axis].stop)):
+            sub = crop[:axis] + (part,) + crop[axis + 1:]
+            window = tuple(slice(max(0, c.start - halo), min(n, c.stop + halo)) for c, n in zip(sub, block.shape))
+            local = tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(sub, window))
+            halves.append(self._proba_of_crop(block[window], local, be, name))
+        return be.xp.concatenate(halves, axis=axis)
+
+    def _predict_crop(self, block, crop, proba, be, name):
+        """Labels (``label_dtype``, shape ``C``) or probabilities (``C + (K,)``) of a region of a prepared block."""
+        result = self._proba_of_crop(block, crop, be, name)
+        if proba:
+            return result
+        classes = _backend.to_backend(self.classes_.astype(self.label_dtype), name)
+        return classes[result.argmax(axis=-1)]
+
+    def _run_tiles(self, image, tile_shape, proba, progress):
+        """Predict an in-memory or array-like image tile by tile into one output array of the backend."""
         self._check_fitted()
-        if _is_dask(image):
-            raise TypeError("internal: dask arrays take the lazy path")
         spatial = self._check_image(image)
         name = self._backend_name()
         be = _backend.backend_module(name)
         halo = self.feature_params.halo()
         if tile_shape is None:
             tile_shape = default_tile_shape(spatial, self.n_features_in_, halo, memory_budget(name))
+        out = be.empty(spatial + (len(self.classes_),)) if proba else be.empty(spatial, self.label_dtype)
         tiles = iter_tiles(spatial, tile_shape, halo)
         show = progress if progress is not None else len(tiles) > 4
         for tile in tqdm(tiles, desc="gpuseg predict", unit="tile", disable=not show, leave=False):
             block = self._read_block(image, tile, be, name)
-            proba, shape = self._proba_of_block(block, tile.crop, be, name)
-            consume(tile, proba, shape)
-        return spatial, be, name
+            out[tile.write] = self._predict_crop(block, tile.crop, proba, be, name)
+        return _backend.like_input(out, image)
 
     def predict_proba(self, image, *, tile_shape=None, progress=None):
         """Probability of each class for every pixel.
@@ -307,15 +360,7 @@ class Segmenter:
             from .lazy import predict_dask
 
             return predict_dask(self, image, proba=True, tile_shape=tile_shape)
-        self._check_fitted()
-        spatial = self._check_image(image)
-        out = _backend.backend_module(self._backend_name()).empty(spatial + (len(self.classes_),))
-
-        def consume(tile, proba, shape):
-            out[tile.write] = proba.reshape(shape + (proba.shape[1],))
-
-        self._run_tiles(image, tile_shape, consume, progress)
-        return _backend.like_input(out, image)
+        return self._run_tiles(image, tile_shape, True, progress)
 
     def predict(self, image, *, tile_shape=None, progress=None):
         """Class label of every pixel: the class of highest mean probability.
@@ -335,17 +380,7 @@ class Segmenter:
             from .lazy import predict_dask
 
             return predict_dask(self, image, proba=False, tile_shape=tile_shape)
-        self._check_fitted()
-        spatial = self._check_image(image)
-        be = _backend.backend_module(self._backend_name())
-        out = be.empty(spatial, self.label_dtype)
-        classes = _backend.to_backend(self.classes_.astype(self.label_dtype), self._backend_name())
-
-        def consume(tile, proba, shape):
-            out[tile.write] = classes[proba.argmax(axis=1)].reshape(shape)
-
-        self._run_tiles(image, tile_shape, consume, progress)
-        return _backend.like_input(out, image)
+        return self._run_tiles(image, tile_shape, False, progress)
 
     @property
     def label_dtype(self):
@@ -371,6 +406,13 @@ class Segmenter:
         X = be.ascontiguous(features.reshape(-1, features.shape[-1]).T.astype(np.float32))
         proba = be.forest_predict_proba(self._forest_arrays(name), X)
         return proba.reshape(features.shape[:-1] + (proba.shape[1],))
+
+    def __getstate__(self):
+        """Pickle (for Dask workers) without device arrays or the resolved backend: each worker picks its own."""
+        state = dict(self.__dict__)
+        state.pop("_device_forest", None)
+        state.pop("_resolved_backend", None)
+        return state
 
     # -- files --------------------------------------------------------------
     def save(self, path):

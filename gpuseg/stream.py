@@ -3,11 +3,11 @@
 :func:`predict_to_zarr` classifies an image tile by tile into a chunked,
 compressed Zarr v3 array whose chunks are the tiles. It is resumable: the
 output records which model and input it belongs to and the tile grid, and each
-finished tile leaves a marker file (``OUT/.gpuseg-done/<chunk index>``)
-created only after its chunk is written. A run killed at any moment and
-started again with the same arguments computes only the tiles without a
-marker, rewriting whatever half-written chunk they may have, and ends with the
-output of an uninterrupted run.
+finished tile leaves an empty marker file, ``.gpuseg-done/<chunk index>`` in
+the array's directory, created only after its chunk is written. A run killed
+at any moment and started again with the same arguments computes only the
+tiles without a marker, rewriting whatever half-written chunk they may have,
+and ends with the output of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import zarr
 from tqdm.auto import tqdm
 
 from . import _backend
-from .lazy import predict_crop
+from .features import FeatureParams
 from .model_io import atomic_write
 from .tiling import default_tile_shape, iter_tiles, memory_budget
 
@@ -87,14 +87,17 @@ def _open_tiff(path: Path):
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
-        if not series.is_pyramidal and not series.pages[0].is_tiled and series.nbytes <= TIFF_IN_MEMORY_BYTES:
+        if not series.is_pyramidal and not series.keyframe.is_tiled and series.nbytes <= TIFF_IN_MEMORY_BYTES:
             return series.asarray()
     node = zarr.open(tifffile.imread(path, aszarr=True), mode="r")
     return node if isinstance(node, zarr.Array) else node[_multiscale_paths(node.attrs)[0] or "0"]
 
 
 def _open_zarr(path: Path) -> tuple:
-    node = zarr.open(str(path), mode="r")
+    try:
+        node = zarr.open(str(path), mode="r")
+    except FileNotFoundError:  # zarr's "no array or group here"
+        raise ValueError(f"{path} is a directory but not a Zarr array or group.") from None
     if isinstance(node, zarr.Array):
         return node, None
     multiscales = _multiscales(node.attrs)
@@ -132,7 +135,7 @@ def model_fingerprint(segmenter) -> str:
     """
     segmenter._check_fitted()
     meta = {
-        "features": segmenter.feature_params.to_dict(),
+        "features": FeatureParams.from_dict(segmenter.feature_params.to_dict()).to_dict(),  # 4 and 4.0 alike
         "channel_axis": segmenter.channel_axis,
         "n_channels": int(segmenter.n_channels_),
         "ndim": int(segmenter.ndim_),
@@ -200,6 +203,12 @@ def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None,
         ``out_path`` exists and is not this job's output (pass ``overwrite=True``,
         ``--overwrite`` on the command line), or a ``tile_shape`` other than
         that of the output being resumed; an image the model cannot classify.
+
+    Notes
+    -----
+    An input is recognised on resume by its path, shape and dtype (an array
+    passed directly: by shape and dtype only), and the model by
+    :func:`model_fingerprint`.
     """
     path = image if isinstance(image, (str, os.PathLike)) else None
     image, ome = _open(path) if path is not None else (image, None)
@@ -208,7 +217,7 @@ def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None,
     out = Path(out_path)
     job = _job(segmenter, image, path, proba)
     if out.exists() and overwrite:
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
+        _remove(out)
     if out.exists():
         tile_shape = _resumed_tile_shape(out, job, tile_shape)
     else:
@@ -216,9 +225,16 @@ def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None,
             tile_shape = default_tile_shape(spatial, segmenter.n_features_in_, segmenter.feature_params.halo(),
                                             memory_budget(segmenter._backend_name()))
         _create(out, {**job, "tile_shape": [int(t) for t in tile_shape]}, segmenter, spatial, proba, ome)
-    _fill(segmenter, image, out, tuple(tile_shape), proba, class_first=proba and ome is not None,
+    _fill(segmenter, image, spatial, out, tuple(tile_shape), proba, class_first=proba and ome is not None,
           progress=progress)
     return out
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 def _resumed_tile_shape(out: Path, job: dict, tile_shape) -> tuple:
@@ -260,7 +276,7 @@ def _create(out: Path, attrs: dict, segmenter, spatial: tuple, proba: bool, ome)
         meta = _ome_multiscale(ome, segmenter.channel_axis, proba)
         group = zarr.create_group(store=str(tmp), attributes={"gpuseg": attrs, "ome": meta})
         group.create_array("0", **array)
-    (tmp / DONE_DIR).mkdir()
+    (tmp / ("" if ome is None else "0") / DONE_DIR).mkdir()
     os.rename(tmp, out)
 
 
@@ -297,14 +313,13 @@ def _ome_multiscale(ome: dict, channel_axis, proba: bool) -> dict:
     return {"version": "0.5", "multiscales": [multiscale]}
 
 
-def _fill(segmenter, image, out: Path, tile_shape: tuple, proba: bool, *, class_first: bool, progress: bool) -> None:
+def _fill(segmenter, image, spatial: tuple, out: Path, tile_shape: tuple, proba: bool, *, class_first: bool,
+          progress: bool) -> None:
     """Compute and write every tile of ``out`` that has no marker yet, then mark it."""
     node = zarr.open(str(out), mode="r+")
-    array = node if isinstance(node, zarr.Array) else node["0"]
+    array, done = (node, out / DONE_DIR) if isinstance(node, zarr.Array) else (node["0"], out / "0" / DONE_DIR)
     name = segmenter._backend_name()
     be = _backend.backend_module(name)
-    spatial = segmenter._check_image(image)
-    done = out / DONE_DIR
     tiles = iter_tiles(spatial, tile_shape, segmenter.feature_params.halo())
     todo = [(t, _marker(t, tile_shape)) for t in tiles]
     todo = [(t, m) for t, m in todo if not (done / m).exists()]
@@ -312,7 +327,7 @@ def _fill(segmenter, image, out: Path, tile_shape: tuple, proba: bool, *, class_
                disable=not progress)
     for tile, marker in bar:
         block = segmenter._read_block(image, tile, be, name)
-        result = _backend.to_host(predict_crop(segmenter, block, tile.crop, proba, be, name))
+        result = _backend.to_host(segmenter._predict_crop(block, tile.crop, proba, be, name))
         if class_first:
             array[(slice(None),) + tile.write] = np.moveaxis(result, -1, 0)
         else:
@@ -375,4 +390,4 @@ def _write(f, result: np.ndarray, suffix: str) -> None:
     else:
         import tifffile
 
-        tifffile.imwrite(f, result, compression="zlib", bigtiff=result.nbytes > 2**31)
+        tifffile.imwrite(f, result, photometric="minisblack", compression="zlib", bigtiff=result.nbytes > 2**31)

@@ -1,0 +1,279 @@
+"""Reading images lazily, streaming predictions to Zarr, resuming after a kill, whole-file outputs."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+import gpuseg
+from gpuseg import Segmenter
+from gpuseg.stream import DONE_DIR, model_fingerprint, open_image, predict_to_file, predict_to_zarr
+
+SHAPE = (128, 144)
+
+
+def _fit(image, labels, seed=0):
+    return Segmenter(backend="cpu", sigma_max=4, n_estimators=10, max_depth=8, random_state=seed).fit(image, labels)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    rng = np.random.default_rng(0)
+    image = rng.normal(0, 0.3, SHAPE).astype(np.float32)
+    image[:, 70:] += 1
+    image[40:60, 20:50] += 2
+    labels = np.zeros(SHAPE, np.uint8)
+    labels[2:5, 5:60] = 1
+    labels[-5:-2, 80:140] = 2
+    labels[45:55, 25:45] = 3
+    seg = _fit(image, labels)
+    proba = seg.predict_proba(image, progress=False)
+    return seg, image, proba, seg.classes_[proba.argmax(axis=-1)].astype(seg.label_dtype)
+
+
+@pytest.fixture(scope="module")
+def model_file(scene, tmp_path_factory):
+    return scene[0].save(tmp_path_factory.mktemp("model") / "model.gpuseg")
+
+
+def _ome_zarr(path, image, version):
+    """A two-level OME-Zarr image (0.5 on Zarr v3, 0.4 on Zarr v2) with a scale."""
+    axes = [{"name": n, "type": "space", "unit": "micrometer"} for n in "yx"]
+    datasets = [{"path": str(i), "coordinateTransformations": [{"type": "scale", "scale": [0.5 * 2**i, 0.25 * 2**i]}]}
+                for i in range(2)]
+    multiscales = [{"version": version, "axes": axes, "datasets": datasets}] if version == "0.4" else [
+        {"axes": axes, "datasets": datasets}]
+    attrs = {"multiscales": multiscales} if version == "0.4" else {"ome": {"version": version, "multiscales": multiscales}}
+    group = zarr.create_group(str(path), zarr_format=2 if version == "0.4" else 3, attributes=attrs)
+    group.create_array("0", data=image, chunks=(50, 50))
+    group.create_array("1", data=image[::2, ::2], chunks=(50, 50))
+    return path
+
+
+# -- reading ----------------------------------------------------------------------
+def test_open_image_formats(scene, tmp_path):
+    image = scene[1]
+    np.save(tmp_path / "a.npy", image)
+    tifffile.imwrite(tmp_path / "strips.tif", image)
+    tifffile.imwrite(tmp_path / "tiled.tif", image, tile=(64, 64))
+    zarr.create_array(str(tmp_path / "array.zarr"), data=image, chunks=(40, 40))
+    zarr.create_group(str(tmp_path / "group.zarr")).create_array("raw", data=image)
+    _ome_zarr(tmp_path / "v05.ome.zarr", image, "0.5")
+    _ome_zarr(tmp_path / "v04.ome.zarr", image, "0.4")
+    expected = {
+        "a.npy": np.memmap, "strips.tif": np.ndarray, "tiled.tif": zarr.Array, "array.zarr": zarr.Array,
+        "group.zarr": zarr.Array, "v05.ome.zarr": zarr.Array, "v04.ome.zarr": zarr.Array,
+    }
+    for name, kind in expected.items():
+        opened = open_image(tmp_path / name)
+        assert isinstance(opened, kind), name
+        np.testing.assert_array_equal(opened[:], image, err_msg=name)
+    picture = (np.arange(60 * 70) % 251).astype(np.uint8).reshape(60, 70)
+    iio.imwrite(tmp_path / "p.png", picture)
+    np.testing.assert_array_equal(open_image(tmp_path / "p.png"), picture)
+
+
+def test_open_image_refuses(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        open_image(tmp_path / "missing.npy")
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(ValueError, match="gpuseg reads"):
+        open_image(tmp_path / "notes.txt")
+    group = zarr.create_group(str(tmp_path / "two.zarr"))
+    group.create_array("a", shape=(5, 5), dtype="u1")
+    group.create_array("b", shape=(5, 5), dtype="u1")
+    with pytest.raises(ValueError, match="2 arrays"):
+        open_image(tmp_path / "two.zarr")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="not a Zarr"):
+        open_image(tmp_path / "empty")
+
+
+# -- streaming to Zarr ----------------------------------------------------------------
+@pytest.mark.parametrize("proba", [False, True])
+def test_predict_to_zarr_equals_predict(scene, tmp_path, proba):
+    seg, image, expected_proba, expected_labels = scene
+    np.save(tmp_path / "in.npy", image)
+    out = predict_to_zarr(seg, tmp_path / "in.npy", tmp_path / "out.zarr", proba=proba, tile_shape=(48, 40),
+                          progress=False)
+    result = zarr.open_array(str(out), mode="r")
+    n_tiles = 3 * 4
+    assert result.chunks == ((48, 40, 3) if proba else (48, 40))
+    assert result.compressors  # compressed
+    assert len(os.listdir(out / DONE_DIR)) == n_tiles
+    if proba:
+        assert result.dtype == np.float32
+        np.testing.assert_allclose(result[:], expected_proba, rtol=0, atol=1e-6)
+    else:
+        assert result.dtype == seg.label_dtype
+        np.testing.assert_array_equal(result[:], expected_labels)
+    assert result.attrs["gpuseg"]["model"] == model_fingerprint(seg)
+
+
+def test_zarr_and_tiff_inputs(scene, tmp_path):
+    seg, image, _, expected = scene
+    zarr.create_array(str(tmp_path / "in.zarr"), data=image, chunks=(30, 70))
+    tifffile.imwrite(tmp_path / "in.tif", image, tile=(32, 32))
+    for name in ("in.zarr", "in.tif"):
+        out = predict_to_zarr(seg, tmp_path / name, tmp_path / f"{name}.out.zarr", tile_shape=(64, 64), progress=False)
+        np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[:], expected)
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+@pytest.mark.parametrize("proba", [False, True])
+def test_ome_zarr_in_ome_zarr_out(scene, tmp_path, version, proba):
+    seg, image, expected_proba, expected_labels = scene
+    source = _ome_zarr(tmp_path / "in.ome.zarr", image, version)
+    out = predict_to_zarr(seg, source, tmp_path / "out.ome.zarr", proba=proba, tile_shape=(64, 72), progress=False)
+    group = zarr.open_group(str(out), mode="r")
+    ome = group.attrs["ome"]
+    assert ome["version"] == "0.5"
+    (multiscale,) = ome["multiscales"]
+    names = [a["name"] for a in multiscale["axes"]]
+    (dataset,) = multiscale["datasets"]
+    scale = dataset["coordinateTransformations"][0]["scale"]
+    if proba:
+        assert names == ["class", "y", "x"] and scale == [1.0, 0.5, 0.25]
+        np.testing.assert_allclose(np.moveaxis(group[dataset["path"]][:], 0, -1), expected_proba, rtol=0, atol=1e-6)
+    else:
+        assert names == ["y", "x"] and scale == [0.5, 0.25]
+        np.testing.assert_array_equal(group[dataset["path"]][:], expected_labels)
+    assert open_image(out).shape == group["0"].shape
+
+
+def test_ome_zarr_channels_are_dropped(scene, tmp_path):
+    _, image, _, labels = scene
+    stacked = np.stack([image, image[::-1]])  # (c, y, x)
+    seg = Segmenter(backend="cpu", sigma_max=2, n_estimators=5, random_state=0, channel_axis=0).fit(stacked, labels)
+    axes = [{"name": "c", "type": "channel"}] + [{"name": n, "type": "space"} for n in "yx"]
+    scale = [{"type": "scale", "scale": [3.0, 0.5, 0.25]}]  # the channel entry goes
+    attrs = {"ome": {"version": "0.5", "multiscales": [
+        {"axes": axes, "datasets": [{"path": "s0", "coordinateTransformations": scale}]}]}}
+    zarr.create_group(str(tmp_path / "in.ome.zarr"), attributes=attrs).create_array("s0", data=stacked)
+    out = predict_to_zarr(seg, tmp_path / "in.ome.zarr", tmp_path / "out.ome.zarr", proba=True, progress=False)
+    (multiscale,) = zarr.open_group(str(out), mode="r").attrs["ome"]["multiscales"]
+    assert [a["name"] for a in multiscale["axes"]] == ["class", "y", "x"]
+    assert multiscale["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 0.5, 0.25]
+    np.testing.assert_allclose(np.moveaxis(open_image(out)[:], 0, -1), seg.predict_proba(stacked, progress=False),
+                               rtol=0, atol=1e-6)
+
+
+def test_fingerprint_survives_save_and_load(scene, model_file):
+    seg, image, _, labels = scene
+    assert model_fingerprint(gpuseg.load(model_file, backend="cpu")) == model_fingerprint(seg)
+    assert model_fingerprint(_fit(image, labels, seed=1)) != model_fingerprint(seg)
+
+
+def test_overwrite_guard(scene, tmp_path):
+    seg, image, _, labels = scene
+    out = tmp_path / "out.zarr"
+    predict_to_zarr(seg, image, out, tile_shape=(64, 64), progress=False)
+    other_model = _fit(image, labels, seed=1)
+    refused = [
+        dict(segmenter=other_model, image=image),
+        dict(segmenter=seg, image=image[:, :100]),
+        dict(segmenter=seg, image=image, proba=True),
+    ]
+    for kwargs in refused:
+        with pytest.raises(ValueError, match="--overwrite"):
+            predict_to_zarr(out_path=out, progress=False, **kwargs)
+    with pytest.raises(ValueError, match="--overwrite"):
+        predict_to_zarr(seg, image, out, tile_shape=(32, 32), progress=False)
+    predict_to_zarr(seg, image, out, progress=False)  # the same job: resumed, nothing to do
+    out2 = predict_to_zarr(other_model, image, out, overwrite=True, progress=False)
+    np.testing.assert_array_equal(zarr.open_array(str(out2), mode="r")[:], other_model.predict(image, progress=False))
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(ValueError, match="--overwrite"):
+        predict_to_zarr(seg, image, tmp_path / "plain", progress=False)
+
+
+KILLED_RUN = """
+import sys, time
+import gpuseg, gpuseg.stream as stream
+real = gpuseg.Segmenter._predict_crop
+
+def slow(*args, **kwargs):
+    time.sleep(0.05)
+    return real(*args, **kwargs)
+
+gpuseg.Segmenter._predict_crop = slow
+seg = gpuseg.load(sys.argv[1], backend="cpu")
+stream.predict_to_zarr(seg, sys.argv[2], sys.argv[3], tile_shape=(16, 16), progress=False)
+"""
+
+
+def test_resume_after_sigkill(scene, model_file, tmp_path, monkeypatch):
+    seg, image, _, expected = scene
+    np.save(tmp_path / "in.npy", image)
+    out = tmp_path / "out.zarr"
+    n_tiles = 8 * 9
+    (tmp_path / "run.py").write_text(textwrap.dedent(KILLED_RUN))
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "run.py"), str(model_file), str(tmp_path / "in.npy"),
+                             str(out)])
+    try:
+        deadline = time.monotonic() + 180  # the first import may compile the numba kernels
+        while not (out / DONE_DIR).is_dir() or len(os.listdir(out / DONE_DIR)) < 8:
+            assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    markers = {m: (out / DONE_DIR / m).stat().st_mtime_ns for m in os.listdir(out / DONE_DIR)}
+    chunks = {m: (out / "c" / m.replace(".", "/")).stat().st_mtime_ns for m in markers}
+    assert 8 <= len(markers) < n_tiles
+    # a half-written chunk of an unfinished tile (zarr writes atomically, but a crash may not be so kind)
+    unfinished = next(f"{i}.{j}" for i in range(8) for j in range(9) if f"{i}.{j}" not in markers)
+    torn = out / "c" / unfinished.replace(".", "/")
+    torn.parent.mkdir(parents=True, exist_ok=True)
+    torn.write_bytes(b"\x00garbage")
+
+    calls = []
+    real = gpuseg.Segmenter._predict_crop
+    monkeypatch.setattr(gpuseg.Segmenter, "_predict_crop", lambda *a, **k: calls.append(1) or real(*a, **k))
+    predict_to_zarr(gpuseg.load(model_file, backend="cpu"), tmp_path / "in.npy", out, progress=False)
+    assert len(calls) == n_tiles - len(markers)  # finished tiles are not recomputed
+    assert {m: (out / DONE_DIR / m).stat().st_mtime_ns for m in markers} == markers
+    assert {m: (out / "c" / m.replace(".", "/")).stat().st_mtime_ns for m in markers} == chunks
+    assert len(os.listdir(out / DONE_DIR)) == n_tiles
+
+    whole = predict_to_zarr(seg, tmp_path / "in.npy", tmp_path / "whole.zarr", tile_shape=(16, 16), progress=False)
+    resumed, uninterrupted = zarr.open_array(str(out), mode="r"), zarr.open_array(str(whole), mode="r")
+    np.testing.assert_array_equal(resumed[:], uninterrupted[:])
+    np.testing.assert_array_equal(resumed[:], expected)
+    assert dict(resumed.attrs) == dict(uninterrupted.attrs) | {"gpuseg": {
+        **uninterrupted.attrs["gpuseg"], "input": resumed.attrs["gpuseg"]["input"]}}
+
+
+# -- whole files ----------------------------------------------------------------------
+@pytest.mark.parametrize("suffix", [".npy", ".tif", ".png"])
+def test_predict_to_file(scene, tmp_path, suffix):
+    seg, image, _, expected = scene
+    out = predict_to_file(seg, image, tmp_path / f"labels{suffix}")
+    np.testing.assert_array_equal(open_image(out), expected)
+    assert os.listdir(tmp_path) == [out.name]  # no temporary file left
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".tif"])
+def test_predict_to_file_proba(scene, tmp_path, suffix):
+    seg, image, expected, _ = scene
+    np.save(tmp_path / "in.npy", image)
+    out = predict_to_file(seg, tmp_path / "in.npy", tmp_path / f"proba{suffix}", proba=True)
+    np.testing.assert_allclose(open_image(out), expected, rtol=0, atol=1e-6)
+
+
+def test_predict_to_file_refuses(scene, tmp_path):
+    seg, image, _, _ = scene
+    with pytest.raises(ValueError, match="PNG holds 2D labels only"):
+        predict_to_file(seg, image, tmp_path / "p.png", proba=True)
+    with pytest.raises(ValueError, match="predict_to_zarr"):
+        predict_to_file(seg, image, tmp_path / "p.zarr")
+    assert os.listdir(tmp_path) == []

@@ -1,0 +1,100 @@
+"""Tiled prediction equals whole-image prediction, whatever the tiles."""
+
+import math
+
+import numpy as np
+import pytest
+
+from gpuseg import Segmenter
+from gpuseg.tiling import default_tile_shape, iter_tiles
+
+SIGMA_MAX = 4  # halo 18
+
+
+def _scene(shape, rng):
+    """A noisy image with a brighter half and a blob, and scribbles of three classes."""
+    image = rng.normal(0, 0.3, shape).astype(np.float32)
+    image[..., shape[-1] // 2:] += 1
+    centre = tuple(slice(s // 3, s // 3 + max(2, s // 6)) for s in shape)
+    image[centre] += 2
+    labels = np.zeros(shape, np.uint8)
+    labels[(slice(1, 4),) * (len(shape) - 1) + (slice(2, shape[-1] // 3),)] = 1
+    labels[(slice(-4, -1),) * (len(shape) - 1) + (slice(-shape[-1] // 3, -2),)] = 2
+    labels[centre] = 3
+    return image, labels
+
+
+def _model(image, labels, channel_axis=None, sigma_max=SIGMA_MAX):
+    return Segmenter(backend="cpu", sigma_max=sigma_max, n_estimators=10, max_depth=8, random_state=0,
+                     channel_axis=channel_axis).fit(image, labels)
+
+
+@pytest.fixture(scope="module")
+def case_2d():
+    image, labels = _scene((64, 80), np.random.default_rng(0))
+    return _model(image, labels), image
+
+
+@pytest.fixture(scope="module")
+def case_3d():
+    image, labels = _scene((16, 30, 28), np.random.default_rng(1))
+    return _model(image, labels, sigma_max=2), image  # halo 10
+
+
+@pytest.fixture(scope="module", params=[0, -1])
+def case_channels(request):
+    rng = np.random.default_rng(2)
+    image, labels = _scene((70, 64), rng)
+    stacked = np.stack([image, rng.normal(0, 1, image.shape).astype(np.float32)], axis=request.param)
+    return _model(stacked, labels, channel_axis=request.param), stacked
+
+
+def _assert_tiled_equals_whole(seg, image, tile_shape):
+    whole_proba = seg.predict_proba(image, progress=False)
+    whole_labels = seg.classes_[whole_proba.argmax(axis=-1)]
+    tiled_labels = seg.predict(image, tile_shape=tile_shape, progress=False)
+    tiled_proba = seg.predict_proba(image, tile_shape=tile_shape, progress=False)
+    assert len(np.unique(whole_labels)) > 1
+    np.testing.assert_array_equal(tiled_labels, whole_labels)
+    np.testing.assert_allclose(tiled_proba, whole_proba, rtol=0, atol=1e-6)
+
+
+# tiles: even, odd, smaller than the halo (18), one pixel thin, larger than the image
+TILES_2D = [(32, 32), (31, 47), (5, 7), (1, 80), (500, 500)]
+
+
+@pytest.mark.parametrize("tile_shape", TILES_2D)
+def test_tiled_equals_whole_2d(case_2d, tile_shape):
+    _assert_tiled_equals_whole(*case_2d, tile_shape)
+
+
+@pytest.mark.parametrize("tile_shape", [(5, 16, 13), (16, 4, 28), (64, 64, 64)])
+def test_tiled_equals_whole_3d(case_3d, tile_shape):
+    _assert_tiled_equals_whole(*case_3d, tile_shape)
+
+
+@pytest.mark.parametrize("tile_shape", [(23, 17), (9, 64)])
+def test_tiled_equals_whole_multichannel(case_channels, tile_shape):
+    _assert_tiled_equals_whole(*case_channels, tile_shape)
+
+
+@pytest.mark.parametrize("shape", [(50, 37), (9, 20, 31)])
+@pytest.mark.parametrize("halo", [0, 4, 30])
+def test_iter_tiles_cover_the_image_once(shape, halo):
+    tile_shape = tuple(max(1, s // 3) for s in shape)
+    count = np.zeros(shape, np.int64)
+    for tile in iter_tiles(shape, tile_shape, halo):
+        count[tile.write] += 1
+        for read, crop, write, size in zip(tile.read, tile.crop, tile.write, shape):
+            assert read.start == max(0, write.start - halo) and read.stop == min(size, write.stop + halo)
+            assert (read.start + crop.start, read.start + crop.stop) == (write.start, write.stop)
+    np.testing.assert_array_equal(count, 1)
+
+
+@pytest.mark.parametrize("shape", [(4000, 3000), (300, 2000, 2000), (50, 60)])
+def test_default_tile_shape_fits_the_budget(shape):
+    n_features, halo, budget = 40, 18, 64 * 2**20
+    tile = default_tile_shape(shape, n_features, halo, budget)
+    pixels = math.prod(min(s, t) + 2 * halo for s, t in zip(shape, tile))
+    assert pixels * 4 * (n_features + 10) <= budget or tile == shape
+    assert all(1 <= t <= s for t, s in zip(tile, shape))
