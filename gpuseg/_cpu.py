@@ -14,14 +14,13 @@ from itertools import combinations_with_replacement
 import numpy as np
 from skimage.util import img_as_float32
 
-from ._cpu_filters import NEAREST, REFLECT, correlate1d
+from ._cpu_filters import NEAREST, separable_symmetric, sobel_magnitude
+from ._cpu_hessian import hessian_eigenvalues as _hessian_eigenvalues
 from ._forest_kernels import predict_proba_cpu
 
 xp = np
 name = "cpu"
 
-_SOBEL_DIFF = np.array([-1.0, 0.0, 1.0])
-_SOBEL_SMOOTH = np.array([0.25, 0.5, 0.25])
 
 
 def ascontiguous(x):
@@ -62,14 +61,13 @@ def gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
     smoothed : float32 ndarray of the same shape
     """
     k = gaussian_kernel(sigma)
-    out = image
-    for axis in range(image.ndim):
-        out = correlate1d(out, k, axis, NEAREST)
-    return out
+    return separable_symmetric(image, k[(k.shape[0] - 1) // 2:], NEAREST)
 
 
 def sobel(image: np.ndarray) -> np.ndarray:
     """Sobel magnitude as ``skimage.filters.sobel(image)``: ``sqrt(mean_axis(d_axis**2))``.
+
+    One fused Numba pass (border 'reflect'); see :func:`gpuseg._cpu_filters.sobel_magnitude`.
 
     Parameters
     ----------
@@ -79,20 +77,15 @@ def sobel(image: np.ndarray) -> np.ndarray:
     -------
     magnitude : float32 ndarray of the same shape
     """
-    total = np.zeros(image.shape, np.float32)
-    for edge_axis in range(image.ndim):
-        d = correlate1d(image, _SOBEL_DIFF, edge_axis, REFLECT)
-        for axis in range(image.ndim):
-            if axis != edge_axis:
-                d = correlate1d(d, _SOBEL_SMOOTH, axis, REFLECT)
-        total += d * d
-    np.sqrt(total, out=total)
-    total /= np.sqrt(np.float32(image.ndim))
-    return total
+    return sobel_magnitude(image)
 
 
 def hessian_eigenvalues(smoothed: np.ndarray) -> list:
     """Eigenvalues of the Hessian from ``np.gradient`` of ``np.gradient``, largest first.
+
+    One fused Numba pass (see :mod:`gpuseg._cpu_hessian`): the Hessian elements
+    are NumPy's bit for bit, the 2D eigenvalues scikit-image's bit for bit, the
+    3D ones a closed-form solution in float64 rounded to float32.
 
     Parameters
     ----------
@@ -103,6 +96,9 @@ def hessian_eigenvalues(smoothed: np.ndarray) -> list:
     eigenvalues : list of ``ndim`` float32 ndarrays of the input's shape, in
         decreasing order, as ``skimage.feature.hessian_matrix_eigvals`` gives them.
     """
+    if smoothed.ndim in (2, 3) and min(smoothed.shape) >= 2:
+        return _hessian_eigenvalues(smoothed)
+    # np.gradient needs two samples per axis: keep its behaviour (and error) otherwise.
     ndim = smoothed.ndim
     first = [np.gradient(smoothed, axis=a) for a in range(ndim)]
     h = [np.gradient(first[a], axis=b) for a, b in combinations_with_replacement(range(ndim), 2)]

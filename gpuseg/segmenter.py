@@ -11,7 +11,6 @@ from tqdm.auto import tqdm
 from . import _backend
 from ._validation import check_classes, check_dtype, check_labels, prepare_image, spatial_shape
 from .features import FeatureParams, iter_features
-from .forest import Forest
 from .model_io import read_model, save_model
 from .tiling import channel_index, default_tile_shape, iter_tiles, labelled_points, memory_budget
 

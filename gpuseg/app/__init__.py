@@ -7,6 +7,7 @@ builds the Dash app without serving it (for tests and WSGI servers).
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 APP_INSTALL_HINT = "pip install 'gpuseg[app]'"
@@ -19,7 +20,9 @@ def _require_dash():
         import dash  # noqa: F401
         import plotly  # noqa: F401
     except ImportError as exc:
-        raise ImportError(f"The gpuseg app needs Dash and plotly ({exc}); install them with {APP_INSTALL_HINT}.") from exc
+        raise ImportError(
+            f"The gpuseg app needs Dash and plotly ({exc}); install them with {APP_INSTALL_HINT}."
+        ) from exc
 
 
 def sample_image():
@@ -85,8 +88,13 @@ def create_app(image_path=None, model=None, *, backend="auto", max_upload_mb=64.
     app = dash.Dash(__name__, title="gpuseg", update_title=None)
     # Base64 makes an upload 4/3 larger; anything far beyond the limit is refused by the server too.
     app.server.config["MAX_CONTENT_LENGTH"] = max_bytes * 3 // 2 + (1 << 20)
-    app.layout = lambda: layout.serve_layout(engine.PALETTE, max_upload_mb)
     controller = callbacks.Controller(engine.SessionStore(new_session, max_sessions), backend)
+
+    def page():  # a new session for every page load: one per browser tab
+        session_id = uuid.uuid4().hex
+        return layout.serve_layout(engine.COLORS, max_upload_mb, session_id, controller.update(session_id, None))
+
+    app.layout = page
     callbacks.register(app, controller, max_bytes)
     return app
 

@@ -26,18 +26,29 @@ from .layout import FEATURES, class_options, figure, newshape, overlay_source, s
 
 _EDIT = re.compile(r"^shapes\[(\d+)\]\.path$")
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
+_KEEP_MESSAGE = {None, "image-token", "model-token", "opacity", "view", "width", "active-class"}
 
-# Checks an upload's size in the browser, so that a file over the limit is never sent.
+# Checks an upload's size in the browser, so that a file over the limit is never sent, and empties the
+# upload (so that the same file can be uploaded again).
 _CHECK_SIZE = """
 function(contents, filename) {
-    if (!contents) { return [window.dash_clientside.no_update, window.dash_clientside.no_update]; }
+    const skip = window.dash_clientside.no_update;
+    if (!contents) { return [skip, skip, skip]; }
     const bytes = Math.floor((contents.length - contents.indexOf(",") - 1) * 3 / 4);
     if (bytes > %d) {
         const mb = (bytes / 1048576).toFixed(1);
-        return [null, `${filename} is ${mb} MB: over the upload limit of %g MB ` +
-                      "(start the app with a larger --max-upload-mb to raise it).")];
+        return [skip, `${filename} is ${mb} MB, over the upload limit of %g MB; it was not sent.`, null];
     }
-    return [{contents: contents, filename: filename}, ""];
+    return [{contents: contents, filename: filename}, "", null];
+}
+"""
+
+# Passes on the figure's relayout events that draw, move or erase strokes; a zoom, a pan or a resize
+# stays in the browser (and never makes the browser drop the answer to an upload still on its way).
+_STROKE_EDITS = """
+function(relayout) {
+    const edits = relayout && Object.keys(relayout).some(k => k === "shapes" || k.startsWith("shapes["));
+    return edits ? relayout : window.dash_clientside.no_update;
 }
 """
 
@@ -67,7 +78,7 @@ class Controller:
         return self.sessions.get(session_id)
 
     # -- uploads -------------------------------------------------------------
-    def upload_image(self, session_id: str, pending: dict | None) -> None:
+    def upload_image(self, session_id: str, pending: dict) -> None:
         """Read an uploaded image into the session; a failure becomes the session's message."""
         session = self.session(session_id)
         with session.lock:
@@ -79,7 +90,7 @@ class Controller:
             session.set_image(image, pending["filename"])
             session.message = ""
 
-    def upload_model(self, session_id: str, pending: dict | None) -> None:
+    def upload_model(self, session_id: str, pending: dict) -> None:
         """Load an uploaded ``.gpuseg`` with :func:`gpuseg.load` and apply it to the session's image."""
         session = self.session(session_id)
         with session.lock:
@@ -89,7 +100,7 @@ class Controller:
                 try:
                     path.write_bytes(decode_upload(pending))
                     session.apply_model(load(path, backend=self.backend), name)
-                except (ValueError, KeyError, TypeError) as exc:
+                except Exception as exc:  # whatever a corrupt upload makes the loader raise becomes a message
                     session.message = f"{name} was not applied: {exc}".replace(str(path), name)
                     return
             session.message = ""
@@ -97,8 +108,13 @@ class Controller:
     # -- the page ------------------------------------------------------------
     def update(self, session_id: str, trigger: str | None, *, relayout=None, plane=0, label=1, width=8,
                features=tuple(FEATURES), sigma=(-1, 4), view="segmentation", opacity=0.5, class_name=None,
-               class_color=None, revision="0") -> dict:
+               class_color=None, tokens=(0, 0)) -> dict:
         """Apply the control that fired (``trigger``, a component id) and say what the page shows.
+
+        ``tokens`` are the page's (image, model) upload counters. When they differ from those the
+        session last drew, the page is redrawn whatever fired: the browser drops the answer to a
+        callback that fires again before it returns (the figure's first resize can follow an upload
+        that closely), and the upload must not be lost with it.
 
         Returns
         -------
@@ -107,22 +123,27 @@ class Controller:
             overlay or drawing style changed), ``status``, ``message``,
             ``classes`` (radio options), ``label``, ``color``, ``planes``
             (slider maximum), ``plane``, ``plane_style``, ``features``, ``sigma``,
-            ``image_name``; ``dash.no_update`` for what did not change.
+            ``image_name``.
         """
         session = self.session(session_id)
         with session.lock:
             plane = min(int(plane or 0), session.n_planes - 1)
             label = min(max(int(label or 1), 1), len(session.classes))
-            if trigger not in ("image-token", "model-token"):
-                session.message = ""
-            retrain, full = False, trigger in (None, "image-token", "model-token", "plane")
-            if trigger == "graph" and relayout:
+            previous, session.message = session.message, ""
+            tokens = tuple(int(t or 0) for t in tokens)
+            stale = tokens != session.shown_tokens
+            retrain, full = False, stale or trigger in (None, "image-token", "model-token", "plane")
+            if trigger == "graph":
+                relayout = relayout or {}
                 if "shapes" in relayout:
                     retrain = session.sync_shapes(relayout["shapes"], plane, label, width)
                 for key, value in relayout.items():
                     match = _EDIT.match(key)
                     if match:
                         retrain |= session.edit_path(plane, int(match.group(1)), value)
+                if not (retrain or stale):  # a zoom, a pan, a resize: nothing to redraw
+                    session.message = previous
+                    raise dash.exceptions.PreventUpdate
             elif trigger == "undo":
                 retrain = session.undo()
             elif trigger == "clear":
@@ -144,6 +165,8 @@ class Controller:
                 session.classes[label - 1].name = str(class_name)[:40]
             elif trigger == "class-color" and class_color:
                 session.classes[label - 1].color = class_color
+            if full:
+                session.features()  # computed once, here, so that the first stroke is quick
             start = time.perf_counter()
             if retrain and session.strokes:
                 session.train()
@@ -153,13 +176,17 @@ class Controller:
                 session.predict_display(plane)
             elif session.model is None:
                 session.proba = None
-            if retrain:
+            if not session.message and (stale or trigger in _KEEP_MESSAGE):
+                session.message = previous  # e.g. an upload's error, still true after a change of view
+            session.shown_tokens = tokens
+            outputs = self._outputs(session, full, plane=plane, label=label, width=width, view=view,
+                                    opacity=opacity, revision=str(tokens[0]))
+            if retrain:  # the overlay is encoded: what is left is sending it
                 session.timings["stroke_to_overlay"] = time.perf_counter() - start
-            outputs = self._outputs(session, trigger, full, plane=plane, label=label, width=width, view=view,
-                                    opacity=opacity, revision=revision)
+                outputs["status"] = status_lines(session)
         return outputs
 
-    def _outputs(self, session, trigger, full, *, plane, label, width, view, opacity, revision) -> dict:
+    def _outputs(self, session, full, *, plane, label, width, view, opacity, revision) -> dict:
         if full:
             fig = figure(session, plane, view=view, label=label, width=width, opacity=opacity, revision=revision)
         else:
@@ -232,14 +259,21 @@ def status_lines(session) -> list:
     """The backend and how long each step took, as page lines."""
     t = session.timings
     parts = [f"backend: {session.backend}"]
-    for key, what in (("features", "features (once per image and parameters)"), ("train", "training"),
+    if "features" in t:
+        took = "from the cache" if t["features"] is None else f"{t['features']:.2f} s"
+        parts.append(f"features (once per image and parameters) {took}")
+    for key, what in (("train", "training"),
                       ("predict", "prediction of the shown pixels"), ("stroke_to_overlay", "stroke to overlay"),
                       ("predict_full", "full-resolution prediction")):
         if key in t:
             parts.append(f"{what} {t[key]:.2f} s")
     if "train_pixels" in t:
         parts.append(f"{t['train_pixels']} training pixels")
-    model = f"model: {session.model_source}" if session.model is not None else "model: none yet"
+    if session.model is not None:
+        model = f"model: trained on {session.model_source}" if session.model_source == "scribbles" \
+            else f"model: {session.model_source} (loaded from a file)"
+    else:
+        model = "model: none yet (scribble at least two classes)"
     return [html.Div(" | ".join(parts)), html.Div(model)]
 
 
@@ -249,26 +283,30 @@ def register(app: dash.Dash, controller: Controller, max_upload_bytes: int) -> N
     for kind in ("image", "model"):
         app.clientside_callback(check, Output(f"pending-{kind}", "data"),
                                 Output("message", "children", allow_duplicate=True),
-                                Input(f"upload-{kind}", "contents"), State(f"upload-{kind}", "filename"),
+                                Output(f"upload-{kind}", "contents"), Input(f"upload-{kind}", "contents"),
+                                State(f"upload-{kind}", "filename"),
                                 prevent_initial_call=True)
 
-    @app.callback(Output("image-token", "data"), Output("upload-image", "contents"),
+    app.clientside_callback(_STROKE_EDITS, Output("stroke-edits", "data"), Input("graph", "relayoutData"),
+                            prevent_initial_call=True)
+
+    @app.callback(Output("image-token", "data"),
                   Input("pending-image", "data"), State("session-id", "data"), State("image-token", "data"),
                   prevent_initial_call=True)
     def on_image(pending, session_id, token):
         if not pending:
             raise dash.exceptions.PreventUpdate
         controller.upload_image(session_id, pending)
-        return (token or 0) + 1, None
+        return (token or 0) + 1
 
-    @app.callback(Output("model-token", "data"), Output("upload-model", "contents"),
+    @app.callback(Output("model-token", "data"),
                   Input("pending-model", "data"), State("session-id", "data"), State("model-token", "data"),
                   prevent_initial_call=True)
     def on_model(pending, session_id, token):
         if not pending:
             raise dash.exceptions.PreventUpdate
         controller.upload_model(session_id, pending)
-        return (token or 0) + 1, None
+        return (token or 0) + 1
 
     names = ("figure", "status", "message", "classes", "label", "color", "planes", "plane", "plane_style",
              "features", "sigma", "image_name")
@@ -279,20 +317,21 @@ def register(app: dash.Dash, controller: Controller, max_upload_bytes: int) -> N
         Output("active-class", "value"), Output("class-color", "value"), Output("plane", "max"),
         Output("plane", "value"), Output("plane-box", "style"), Output("features", "value"),
         Output("sigma", "value"), Output("image-name", "children"),
-        Input("graph", "relayoutData"), Input("undo", "n_clicks"), Input("clear", "n_clicks"),
+        Input("stroke-edits", "data"), Input("undo", "n_clicks"), Input("clear", "n_clicks"),
         Input("features", "value"), Input("sigma", "value"), Input("plane", "value"),
         Input("opacity", "value"), Input("view", "value"), Input("active-class", "value"),
         Input("width", "value"), Input("add-class", "n_clicks"), Input("rename-class", "n_clicks"),
         Input("class-color", "value"), Input("image-token", "data"), Input("model-token", "data"),
         State("class-name", "value"), State("session-id", "data"),
-        prevent_initial_call="initial_duplicate",
+        prevent_initial_call=True,
     )
     def on_change(relayout, _undo, _clear, features, sigma, plane, opacity, view, label, width, _add, _rename,
                   class_color, image_token, model_token, class_name, session_id):
+        trigger = "graph" if ctx.triggered_id == "stroke-edits" else ctx.triggered_id
         out = controller.update(
-            session_id, ctx.triggered_id, relayout=relayout, plane=plane, label=label, width=width,
+            session_id, trigger, relayout=relayout, plane=plane, label=label, width=width,
             features=features, sigma=sigma, view=view, opacity=opacity, class_name=class_name,
-            class_color=class_color, revision=f"{image_token}",
+            class_color=class_color, tokens=(image_token, model_token),
         )
         return tuple(out[n] for n in names)
 

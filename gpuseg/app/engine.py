@@ -33,10 +33,12 @@ from .. import _backend
 from ..features import FeatureParams, multiscale_features
 from ..segmenter import Segmenter
 
-PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
-           "#fabed4", "#469990", "#9a6324", "#800000")
-DISPLAY_MAX = 768  # longest side of the displayed image, in screen pixels
-MAX_TRAIN_PER_CLASS = 20_000
+COLORS = {"red": "#e6194b", "green": "#3cb44b", "blue": "#4363d8", "orange": "#f58231", "purple": "#911eb4",
+          "cyan": "#42d4f4", "magenta": "#f032e6", "lime": "#bfef45", "pink": "#fabed4", "teal": "#469990",
+          "brown": "#9a6324", "maroon": "#800000"}
+PALETTE = tuple(COLORS.values())
+DISPLAY_MAX = 640  # longest side of the displayed image, in its pixels
+MAX_TRAIN_PER_CLASS = 3_000  # pixels along one stroke are alike: more only slows training
 LIVE_FOREST = {"n_estimators": 32, "max_depth": 10, "max_samples": 0.5, "random_state": 0}
 
 
@@ -210,6 +212,7 @@ class Session:
     proba_plane: int = 0
     timings: dict = field(default_factory=dict)
     message: str = ""
+    shown_tokens: tuple = (0, 0)  # the (image, model) upload counters the page last drew
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _next_id: int = 0
 
@@ -264,6 +267,8 @@ class Session:
         stack, cached = self.cache.get((self._key, self.params, self.backend), compute)
         if not cached:
             self.timings["features"] = time.perf_counter() - start
+        elif "features" not in self.timings:
+            self.timings["features"] = None  # computed earlier, for this image or another session
         return stack
 
     def display_features(self, z: int = 0):
@@ -367,6 +372,8 @@ class Session:
         rows = stack.reshape(-1, stack.shape[-1])[_backend.to_backend(index, self.backend)]
         model = Segmenter(backend=self.backend, channel_axis=self.channel_axis, **self.params.to_dict(),
                           **LIVE_FOREST)
+        # fit_features sees feature rows only; the image geometry a model file records is set as fit() sets it.
+        model.ndim_, model.n_channels_ = len(self.spatial_shape), self.image.shape[-1]
         self.model = model.fit_features(rows, labels[index])
         self.model_source = "scribbles"
         self.timings["train"] = time.perf_counter() - start

@@ -76,7 +76,9 @@ def _read_pillow(data: bytes) -> np.ndarray:
 
 def _check_size(shape) -> None:
     if int(np.prod(shape)) > MAX_PIXELS * 4:  # channels included; the exact check follows decoding
-        raise UnreadableImage(f"The image has shape {tuple(shape)}: too large for the app ({MAX_PIXELS} pixels at most).")
+        raise UnreadableImage(
+            f"The image has shape {tuple(shape)}: too large for the app ({MAX_PIXELS} pixels at most)."
+        )
 
 
 def _channels_last(array: np.ndarray, what: str) -> np.ndarray:

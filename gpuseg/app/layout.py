@@ -8,7 +8,6 @@ are drawn by the same code.
 from __future__ import annotations
 
 import base64
-import uuid
 
 import numpy as np
 import plotly.graph_objects as go
@@ -17,7 +16,7 @@ from dash import dcc, html
 from .engine import Session
 from .files import encode_png
 
-SIGMA_LOG2 = (-2, 6)  # sigma slider range: 0.25 to 64 pixels, log2 scale
+SIGMA_LOG2 = (-1, 5)  # sigma slider range: 0.5 to 32 pixels, log2 scale
 VIEWS = {"segmentation": "Segmentation", "probability": "Probability of the selected class",
          "uncertainty": "Uncertainty (where the forest is least sure)"}
 FEATURES = {"intensity": "Intensity", "edges": "Edges", "texture": "Texture"}
@@ -82,7 +81,7 @@ def figure(session: Session, plane: int, *, view: str, label: int, width: float,
 
 
 def _section(title: str, *children) -> html.Div:
-    return html.Div([html.H4(title, style={"margin": "12px 0 4px"}), *children])
+    return html.Div([html.H4(title, style={"margin": "10px 0 3px"}), *children])
 
 
 def class_options(session: Session) -> list:
@@ -96,50 +95,71 @@ def class_options(session: Session) -> list:
     ]
 
 
-def serve_layout(palette, max_upload_mb: float):
-    """The page, with a new session id each time it is loaded (one per browser tab)."""
-    color_options = [{"label": html.Span("\u25a0 " + c, style={"color": c}), "value": c} for c in palette]
+def serve_layout(palette: dict, max_upload_mb: float, session_id: str, shown: dict):
+    """The page of one browser tab.
+
+    Parameters
+    ----------
+    palette : dict
+        Colour names to ``#rrggbb``.
+    max_upload_mb : float
+    session_id : str
+        The tab's session, kept in the page's ``session-id`` store.
+    shown : dict
+        What the page shows first: the outputs of ``Controller.update`` (figure included, so that
+        every later update can patch it).
+    """
+    color_options = [{"label": html.Span("\u25a0 " + name, style={"color": c}), "value": c}
+                     for name, c in palette.items()]
     controls = html.Div([
         html.H3("gpuseg", style={"margin": "4px 0"}),
         html.Div("Pick a class, then draw on the image with the mouse. The classifier retrains after "
-                 "every stroke and colours every pixel.", style={"color": "#555", "fontSize": "13px"}),
+                 "every stroke and colours every pixel. To remove a stroke: Undo, or click it and use the "
+                 "eraser of the figure's tool bar.", style={"color": "#555", "fontSize": "13px"}),
         _section("Image",
                  dcc.Upload(id="upload-image", children=html.Div(["Drop or ", html.A("choose an image"),
                                                                   " (PNG, JPEG, TIFF)"]),
                             style=_UPLOAD, accept=".png,.jpg,.jpeg,.tif,.tiff"),
-                 html.Div(id="image-name", style={"fontSize": "12px", "color": "#555"}),
-                 html.Div(id="plane-box", style={"display": "none"}, children=[
-                     html.Label("Slice"), dcc.Slider(id="plane", min=0, max=1, step=1, value=0, marks=None,
+                 html.Div(shown["image_name"], id="image-name", style={"fontSize": "12px", "color": "#555"}),
+                 html.Div(id="plane-box", style=shown["plane_style"], children=[
+                     html.Label("Slice"), dcc.Slider(id="plane", min=0, max=max(shown["planes"], 1), step=1,
+                                                     value=shown["plane"], marks=None,
                                                      tooltip={"placement": "bottom"})])),
         _section("Classes",
-                 dcc.RadioItems(id="active-class", value=1, labelStyle={"display": "block"}),
+                 dcc.RadioItems(id="active-class", options=shown["classes"], value=shown["label"],
+                                labelStyle={"display": "block"}),
+                 html.Div("Selected class: rename it, change its colour, or add a class.",
+                          style={"fontSize": "12px", "color": "#777", "marginTop": "4px"}),
                  html.Div([
-                     dcc.Input(id="class-name", placeholder="name of the selected class", debounce=True,
+                     dcc.Input(id="class-name", placeholder="new name", debounce=True,
                                style={"width": "170px"}),
                      html.Button("Rename", id="rename-class", style=_BUTTON),
                  ]),
                  html.Div([
-                     dcc.Dropdown(id="class-color", options=color_options, clearable=False,
+                     dcc.Dropdown(id="class-color", options=color_options, value=shown["color"], clearable=False,
                                   placeholder="colour", style={"width": "130px", "display": "inline-block",
                                                                "verticalAlign": "middle"}),
                      html.Button("Add class", id="add-class", style=_BUTTON),
                  ])),
         _section("Strokes",
                  html.Label("Width"), dcc.Slider(id="width", min=1, max=40, step=1, value=8,
-                                                 marks={1: "1", 10: "10", 20: "20", 40: "40"}),
+                                                 marks={1: "1", 10: "10", 20: "20", 40: "40"},
+                                                 allow_direct_input=False),
                  html.Button("Undo", id="undo", style=_BUTTON), html.Button("Clear", id="clear", style=_BUTTON)),
         _section("Features",
                  dcc.Checklist(id="features", options=[{"label": v, "value": k} for k, v in FEATURES.items()],
-                               value=list(FEATURES), inline=True, inputStyle={"marginRight": "4px"},
+                               value=shown["features"], inline=True, inputStyle={"marginRight": "4px"},
                                labelStyle={"marginRight": "10px"}),
                  html.Label("Sigma range (pixels)"),
-                 dcc.RangeSlider(id="sigma", min=SIGMA_LOG2[0], max=SIGMA_LOG2[1], step=0.5, value=[-1, 4],
-                                 marks={v: f"{2.0 ** v:g}" for v in range(SIGMA_LOG2[0], SIGMA_LOG2[1] + 1)})),
+                 dcc.RangeSlider(id="sigma", min=SIGMA_LOG2[0], max=SIGMA_LOG2[1], step=0.5, value=shown["sigma"],
+                                 marks={v: f"{2.0 ** v:g}" for v in range(SIGMA_LOG2[0], SIGMA_LOG2[1] + 1)},
+                                 allow_direct_input=False)),
         _section("View",
                  dcc.RadioItems(id="view", options=[{"label": v, "value": k} for k, v in VIEWS.items()],
                                 value="segmentation", labelStyle={"display": "block"}),
                  html.Label("Overlay opacity"),
-                 dcc.Slider(id="opacity", min=0, max=1, step=0.05, value=0.5, marks={0: "0", 0.5: "0.5", 1: "1"})),
+                 dcc.Slider(id="opacity", min=0, max=1, step=0.05, value=0.5, marks={0: "0", 0.5: "0.5", 1: "1"},
+                            allow_direct_input=False)),
         _section("Model",
                  html.Button("Download model", id="download-model", style=_BUTTON),
                  html.Button("Labels PNG", id="download-png", style=_BUTTON),
@@ -150,13 +170,15 @@ def serve_layout(palette, max_upload_mb: float):
                  html.Div(f"Uploads up to {max_upload_mb:g} MB.", style={"fontSize": "12px", "color": "#777"})),
     ], style=_PANEL)
     main = html.Div([
-        html.Div(id="message", role="alert", style={"color": "#b00020", "minHeight": "20px", "fontWeight": "bold"}),
-        dcc.Loading(dcc.Graph(id="graph", config=GRAPH_CONFIG, style={"height": "78vh"}), delay_show=800),
-        html.Div(id="status", style={"fontFamily": "monospace", "fontSize": "13px", "color": "#333"}),
+        html.Div(shown["message"], id="message", role="alert",
+                 style={"color": "#b00020", "minHeight": "20px", "fontWeight": "bold"}),
+        dcc.Loading(dcc.Graph(id="graph", figure=shown["figure"], config=GRAPH_CONFIG, style={"height": "78vh"}),
+                    delay_show=800),
+        html.Div(shown["status"], id="status", style={"fontFamily": "monospace", "fontSize": "13px", "color": "#333"}),
     ], style={"flex": "1 1 auto", "padding": "8px 12px", "minWidth": 0})
     return html.Div([
-        dcc.Store(id="session-id", data=uuid.uuid4().hex),
-        dcc.Store(id="pending-image"), dcc.Store(id="pending-model"),
+        dcc.Store(id="session-id", data=session_id),
+        dcc.Store(id="pending-image"), dcc.Store(id="pending-model"), dcc.Store(id="stroke-edits"),
         dcc.Store(id="image-token", data=0), dcc.Store(id="model-token", data=0),
         dcc.Download(id="download"),
         controls, main,

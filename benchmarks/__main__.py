@@ -1,0 +1,81 @@
+"""Command line of the benchmark suite: ``python -m benchmarks [options]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from . import report, suite
+from .runners import RUNNERS
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def _names(text: str) -> list[str]:
+    names = [x for x in text.split(",") if x]
+    unknown = sorted(set(names) - set(RUNNERS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown runner(s) {unknown}; choose from {sorted(RUNNERS)}")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Time and measure scikit-image's recipe, gpuseg (CPU, GPU) and stock cuCIM + cuML "
+        "on the same images, and write results.jsonl, report.md and plots.",
+    )
+    parser.add_argument("--out", help="output folder (default benchmarks/results/<machine>/)")
+    parser.add_argument(
+        "--scenario",
+        choices=sorted(suite.SCENARIOS),
+        default="standard",
+        help="standard: every runner, every stage; large: tiled prediction of a Zarr-backed image "
+        "(gpuseg-cpu-zarr); app: the app's stroke-to-overlay time",
+    )
+    parser.add_argument("--sizes", type=_ints, help="image edge lengths, e.g. 512,1024 (default: the scenario's)")
+    parser.add_argument("--3d", dest="three_d", action="store_true", help="3D images (cubes of --sizes)")
+    parser.add_argument("--runners", type=_names, help=f"comma-separated, from {', '.join(RUNNERS)}")
+    parser.add_argument("--repeats", type=int, help="timed repeats per stage; the median is quoted (default 3)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke test: sizes {suite.QUICK['sizes']}, CPU runners, {suite.QUICK['repeats']} repeats "
+        "(explicit options win)",
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite report.md and the plots from results.jsonl and run.json in --out, measuring nothing",
+    )
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.report_only:
+        out = Path(args.out or suite.REPO / "benchmarks" / "results" / suite.machine_name())
+        meta = json.loads((out / "run.json").read_text())
+        print(f"report in {report.write_report(report.load_rows(out / 'results.jsonl'), meta, out)}")
+        return
+    quick = suite.QUICK if args.quick else {}
+    plan = suite.make_plan(
+        args.scenario,
+        args.runners or quick.get("runners"),
+        args.sizes or quick.get("sizes"),
+        args.three_d,
+        args.repeats or quick.get("repeats", 3),
+        args.out,
+    )
+    for line in plan.skipped:
+        print(line)
+    rows, meta = suite.run(plan)
+    path = report.write_report(rows, meta, plan.out)
+    print(f"{len(rows)} rows in {plan.out / 'results.jsonl'}; report in {path}")
+
+
+if __name__ == "__main__":
+    main()

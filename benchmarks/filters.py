@@ -1,0 +1,97 @@
+"""Per-primitive timings of gpuseg's CPU filters against OpenCV, SciPy and NumPy.
+
+Run ``python -m benchmarks.filters [--sizes 2048 4096] [--repeats 5]``. For each
+square float32 image size it prints the best wall time (ms) of:
+
+* ``gaussian(sigma)`` for scikit-image's default sigmas 0.5 .. 16: gpuseg's
+  Numba kernels, ``cv2.GaussianBlur`` (same kernel size, BORDER_REPLICATE) and
+  ``scipy.ndimage.gaussian_filter`` (mode 'nearest', truncate 4, what
+  scikit-image calls);
+* ``sobel``: gpuseg's fused kernel, OpenCV (two ``cv2.Sepfilter2D`` passes with
+  scikit-image's weights, BORDER_REFLECT, then the magnitude) and
+  ``skimage.filters.sobel`` (SciPy);
+* ``hessian_eigenvalues`` of a smoothed image: gpuseg's fused kernel and the
+  NumPy formulation scikit-image uses (``np.gradient`` twice, then the
+  closed-form 2D eigenvalues).
+
+OpenCV and SciPy results are not position-independent to the last bit (see
+``gpuseg/_cpu_filters.py``), so they only give a speed reference. Threads:
+Numba and OpenCV use all cores, SciPy and NumPy one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+SIGMAS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+
+
+def _best(fn, repeats: int) -> float:
+    fn()  # warm-up (JIT, page faults of a first allocation)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e3
+
+
+def _numpy_hessian(g):
+    gr = np.gradient(g)
+    hxx = np.gradient(gr[0], axis=0)
+    hxy = np.gradient(gr[0], axis=1)
+    hyy = np.gradient(gr[1], axis=1)
+    mean = (hxx + hyy) / 2
+    root = np.sqrt(hxy**2 + ((hxx - hyy) / 2) ** 2)
+    return mean + root, mean - root
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+
+    import cv2
+    import numba
+    from scipy import ndimage as ndi
+    from skimage import filters
+
+    from gpuseg import _cpu
+
+    print(f"CPU threads: numba {numba.get_num_threads()}, OpenCV {cv2.getNumThreads()}, "
+          f"os.cpu_count {os.cpu_count()}; best of {args.repeats}, wall ms")
+    smooth = np.array([0.25, 0.5, 0.25], np.float32)
+    diff = np.array([-1.0, 0.0, 1.0], np.float32)
+
+    def cv2_sobel(img):
+        gx = cv2.sepFilter2D(img, -1, diff, smooth, borderType=cv2.BORDER_REFLECT)
+        gy = cv2.sepFilter2D(img, -1, smooth, diff, borderType=cv2.BORDER_REFLECT)
+        return cv2.magnitude(gx, gy) / np.float32(np.sqrt(2))
+
+    for n in args.sizes:
+        img = np.random.default_rng(0).random((n, n), dtype=np.float32)
+        print(f"\n{n}x{n} float32{'':6s}{'gpuseg':>9s}{'OpenCV':>9s}{'SciPy':>9s}{'NumPy':>9s}")
+        for sigma in SIGMAS:
+            r = int(4 * sigma + 0.5)
+            ours = _best(lambda: _cpu.gaussian(img, sigma), args.repeats)
+            ocv = _best(lambda: cv2.GaussianBlur(img, (2 * r + 1, 2 * r + 1), sigma,
+                                                 borderType=cv2.BORDER_REPLICATE), args.repeats)
+            sp = _best(lambda: ndi.gaussian_filter(img, sigma, mode="nearest", truncate=4.0), args.repeats)
+            print(f"gaussian sigma={sigma:<5g}{ours:9.1f}{ocv:9.1f}{sp:9.1f}{'':>9s}")
+        g = _cpu.gaussian(img, 1.0)
+        ours = _best(lambda: _cpu.sobel(g), args.repeats)
+        ocv = _best(lambda: cv2_sobel(g), args.repeats)
+        sp = _best(lambda: filters.sobel(g), args.repeats)
+        print(f"{'sobel':20s}{ours:9.1f}{ocv:9.1f}{sp:9.1f}{'':>9s}")
+        ours = _best(lambda: _cpu.hessian_eigenvalues(g), args.repeats)
+        npy = _best(lambda: _numpy_hessian(g), args.repeats)
+        print(f"{'hessian_eigenvalues':20s}{ours:9.1f}{'':>9s}{'':>9s}{npy:9.1f}")
+
+
+if __name__ == "__main__":
+    main()

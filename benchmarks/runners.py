@@ -1,0 +1,369 @@
+"""What each benchmarked runner does in each stage.
+
+A runner times four stages on one image with its scribbles:
+
+``features``
+    the feature stack of the whole image;
+``fit``
+    training on the scribbles (gpuseg computes features of the scribbled
+    tiles inside ``fit``; the reference and stock runners reuse the stack of
+    the ``features`` stage, as their users do);
+``predict``
+    labels of every pixel, back on the host;
+``end_to_end``
+    what a user runs, from a host image to host labels, on a fresh model.
+
+The runners of the ``large`` and ``app`` scenarios time one stage each:
+``predict`` of a Zarr-backed image, and the app's ``stroke_to_overlay``.
+
+Every runner shares :class:`Runner`'s timing; subclasses say only what a
+stage does. GPU runners synchronise the device before the clock stops.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+STAGES = ("features", "fit", "predict", "end_to_end")
+REFERENCE = "reference-cpu"
+STOCK = "stock-gpu"
+
+USER_FOREST = {"n_estimators": 50, "max_depth": 10, "max_samples": 0.05, "random_state": 0}
+"""Random-forest parameters as a user would set them, given to every runner but ``gpuseg-cpu-defaults``."""
+
+
+class Runner:
+    """One way of segmenting an image; subclasses implement the stages.
+
+    Parameters
+    ----------
+    forest_params : dict
+        Random-forest parameters, scikit-learn names.
+
+    Attributes
+    ----------
+    name : str
+        Name in ``results.jsonl`` and the report.
+    stages : tuple of str
+        Stages timed, in the order they run (``end_to_end`` first, before
+        any stage leaves a feature stack or model in memory).
+    gpu : bool
+        Whether the runner needs a GPU (and its memory is measured).
+    """
+
+    name = ""
+    stages = ("end_to_end", "features", "fit", "predict")
+    gpu = False
+
+    def __init__(self, forest_params: dict):
+        self.forest_params = dict(forest_params)
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this runner cannot run here, or ``None`` when it can."""
+        return None
+
+    def device(self) -> str:
+        """The CPU model (GPU runners: the GPU name)."""
+        return cpu_model()
+
+    def load_image(self, directory: Path):
+        """The image of a case written by :func:`benchmarks.data.write_case`."""
+        return np.load(directory / "image.npy")
+
+    def setup(self, image, scribbles):
+        """Untimed preparation before the stages (nothing by default)."""
+
+    def reset(self):
+        """Drop any feature stack or model kept between stages."""
+
+    def sync(self):
+        """Wait for queued device work (nothing to wait for on the CPU)."""
+
+    def run_stage(self, stage: str, image: np.ndarray, scribbles: np.ndarray) -> tuple[float, np.ndarray | None]:
+        """Run ``stage`` once and time it.
+
+        Returns
+        -------
+        seconds : float
+            Wall-clock time, the device synchronised before the clock stops.
+        labels : ndarray of shape ``image.shape`` or None
+            Host labels for ``predict`` and ``end_to_end``, else ``None``.
+        """
+        method = getattr(self, stage)
+        args = (image, scribbles) if stage in ("fit", "end_to_end") else (image,)
+        start = time.perf_counter()
+        out = method(*args)
+        self.sync()
+        seconds = time.perf_counter() - start
+        return seconds, (out if stage in ("predict", "end_to_end") else None)
+
+    def features(self, image):
+        """Feature stack of ``image``: ``image.shape + (n_features,)``."""
+        raise NotImplementedError
+
+    def fit(self, image, scribbles):
+        """Train a model on ``scribbles`` and keep it for :meth:`predict`."""
+        raise NotImplementedError
+
+    def predict(self, image) -> np.ndarray:
+        """Host labels of every pixel with the model of the last :meth:`fit`."""
+        raise NotImplementedError
+
+    def end_to_end(self, image, scribbles) -> np.ndarray:
+        """Host labels of every pixel from a fresh model trained on ``scribbles``."""
+        raise NotImplementedError
+
+
+class ReferenceCPU(Runner):
+    """scikit-image's recipe: ``multiscale_basic_features`` + ``fit_segmenter`` / ``predict_segmenter``."""
+
+    name = REFERENCE
+
+    def reset(self):
+        self._features = self._clf = None
+
+    def _classifier(self):
+        from sklearn.ensemble import RandomForestClassifier
+
+        return RandomForestClassifier(n_jobs=-1, **self.forest_params)
+
+    def features(self, image):
+        from skimage.feature import multiscale_basic_features
+
+        self._features = None  # free the previous stack before computing the next
+        self._features = multiscale_basic_features(image)
+        return self._features
+
+    def fit(self, image, scribbles):
+        from skimage.future import fit_segmenter
+
+        self._clf = fit_segmenter(scribbles, self._features, self._classifier())
+
+    def predict(self, image):
+        from skimage.future import predict_segmenter
+
+        return predict_segmenter(self._features, self._clf)
+
+    def end_to_end(self, image, scribbles):
+        from skimage.feature import multiscale_basic_features
+        from skimage.future import fit_segmenter, predict_segmenter
+
+        features = multiscale_basic_features(image)
+        return predict_segmenter(features, fit_segmenter(scribbles, features, self._classifier()))
+
+
+class GpusegCPU(Runner):
+    """gpuseg's public API on the CPU backend."""
+
+    name = "gpuseg-cpu"
+    backend = "cpu"
+
+    @classmethod
+    def unavailable(cls):
+        try:
+            import gpuseg
+
+            gpuseg.Segmenter, gpuseg.multiscale_features  # noqa: B018 - the API the runner needs
+        except (ImportError, AttributeError) as exc:
+            return f"gpuseg cannot be used ({type(exc).__name__}: {exc})"
+        return None
+
+    def reset(self):
+        self._model = None
+
+    def _segmenter(self):
+        import gpuseg
+
+        return gpuseg.Segmenter(backend=self.backend, **self.forest_params)
+
+    def features(self, image):
+        import gpuseg
+
+        return gpuseg.multiscale_features(image, backend=self.backend)
+
+    def fit(self, image, scribbles):
+        self._model = self._segmenter().fit(image, scribbles)
+
+    def predict(self, image):
+        return self._model.predict(image, progress=False)
+
+    def end_to_end(self, image, scribbles):
+        return self._segmenter().fit(image, scribbles).predict(image, progress=False)
+
+
+class GpusegCPUDefaults(GpusegCPU):
+    """gpuseg on the CPU with its own default forest parameters."""
+
+    name = "gpuseg-cpu-defaults"
+
+    def __init__(self, forest_params: dict):
+        super().__init__({})
+
+
+class _GPUMixin:
+    """Device name, synchronisation and the skip reason shared by GPU runners."""
+
+    gpu = True
+
+    @classmethod
+    def unavailable(cls):
+        reason = super().unavailable()
+        if reason is not None:
+            return reason
+        try:
+            from gpuseg._backend import gpu_unavailable_reason
+        except ImportError as exc:
+            return f"gpuseg cannot be imported ({exc})"
+        return gpu_unavailable_reason()
+
+    def device(self):
+        from gpuseg._backend import gpu_name
+
+        return gpu_name()
+
+    def sync(self):
+        import cupy
+
+        cupy.cuda.Device().synchronize()
+
+
+class GpusegGPU(_GPUMixin, GpusegCPU):
+    """gpuseg's public API on the GPU backend: host image in, host labels out.
+
+    The ``features`` stage leaves the stack on the device, as a GPU user would.
+    """
+
+    name = "gpuseg-gpu"
+    backend = "gpu"
+
+
+
+class StockGPU(_GPUMixin, Runner):
+    """cuCIM's ``multiscale_basic_features`` on CuPy + cuML's random forest, written the obvious way.
+
+    cuML wants class indices ``0..K-1``; the scribbles' classes ``1..K`` are
+    shifted by one and back.
+    """
+
+    name = STOCK
+
+    def reset(self):
+        self._features = self._clf = None
+
+    def _classifier(self):
+        from cuml.ensemble import RandomForestClassifier
+
+        return RandomForestClassifier(**self.forest_params)
+
+    def _stack(self, image):
+        import cupy as cp
+        from cucim.skimage.feature import multiscale_basic_features
+
+        return multiscale_basic_features(cp.asarray(image))
+
+    def _fit(self, features, scribbles):
+        import cupy as cp
+
+        scribbles = cp.asarray(scribbles)
+        mask = scribbles > 0
+        clf = self._classifier()
+        clf.fit(features[mask], (scribbles[mask] - 1).astype(cp.int32))
+        return clf
+
+    @staticmethod
+    def _predict(features, clf):
+        import cupy as cp
+
+        flat = features.reshape(-1, features.shape[-1])
+        return cp.asnumpy(clf.predict(flat).reshape(features.shape[:-1])).astype(np.uint8) + 1
+
+    def features(self, image):
+        self._features = None
+        self._features = self._stack(image)
+        return self._features
+
+    def fit(self, image, scribbles):
+        self._clf = self._fit(self._features, scribbles)
+
+    def predict(self, image):
+        return self._predict(self._features, self._clf)
+
+    def end_to_end(self, image, scribbles):
+        features = self._stack(image)
+        return self._predict(features, self._fit(features, scribbles))
+
+
+class GpusegCPUZarr(GpusegCPU):
+    """Tiled ``Segmenter.predict`` of a Zarr-backed image (scenario ``large``).
+
+    The model is trained, untimed, on a corner of the image; only prediction
+    of the whole Zarr array, tile by tile, is timed.
+    """
+
+    name = "gpuseg-cpu-zarr"
+    stages = ("predict",)
+    TRAIN_EDGE = 1024
+    TILE_EDGE = 1024
+
+    def load_image(self, directory):
+        import zarr
+
+        return zarr.open_array(store=str(directory / "image.zarr"), mode="r")
+
+    def setup(self, image, scribbles):
+        corner = tuple(slice(0, self.TRAIN_EDGE) for _ in range(image.ndim))
+        self.fit(np.asarray(image[corner]), np.asarray(scribbles[corner]))
+
+    def predict(self, image):
+        return self._model.predict(image, tile_shape=(self.TILE_EDGE,) * image.ndim, progress=False)
+
+
+class AppCPU(GpusegCPU):
+    """The app's stroke-to-overlay latency on 2D images (scenario ``app``), measured by the app itself.
+
+    ``gpuseg.app.engine.measure_stroke_to_overlay`` computes the feature
+    stack and two strokes untimed, then returns the median seconds from a
+    new stroke to its overlay.
+    """
+
+    name = "app-cpu"
+    stages = ("stroke_to_overlay",)
+
+    @classmethod
+    def unavailable(cls):
+        try:
+            engine = importlib.import_module("gpuseg.app.engine")
+        except ImportError as exc:
+            return f"gpuseg.app.engine cannot be imported ({exc})"
+        if not hasattr(engine, "measure_stroke_to_overlay"):
+            return "gpuseg.app.engine has no measure_stroke_to_overlay yet"
+        return None
+
+    def run_stage(self, stage, image, scribbles):
+        from gpuseg.app.engine import measure_stroke_to_overlay
+
+        return float(measure_stroke_to_overlay(image, backend=self.backend)), None
+
+
+RUNNERS = {
+    cls.name: cls
+    for cls in (ReferenceCPU, GpusegCPU, GpusegCPUDefaults, GpusegGPU, StockGPU, GpusegCPUZarr, AppCPU)
+}
+
+
+def cpu_model() -> str:
+    """The CPU's model name and logical core count, e.g. ``"AMD EPYC (2 cores)"``."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{name} ({os.cpu_count()} cores)"

@@ -1,0 +1,410 @@
+"""The app's logic without a browser: strokes, sessions, caches, callbacks, uploads and downloads."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("dash")
+
+import gpuseg  # noqa: E402
+from gpuseg.app import create_app, engine  # noqa: E402
+from gpuseg.app.callbacks import Controller  # noqa: E402
+from gpuseg.app.files import UnreadableImage, encode_png, encode_tiff, read_image  # noqa: E402
+
+SID = "0123456789abcdef0123456789abcdef"
+
+
+def two_region_image(shape=(48, 64), seed=0):
+    """Noisy image: dark left half, bright right half (uint8)."""
+    rng = np.random.default_rng(seed)
+    image = rng.normal(60, 10, shape)
+    image[..., shape[-1] // 2:] += 120
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def hline(row, c0, c1):
+    return f"M{c0},{row}L{(c0 + c1) / 2},{row}L{c1},{row}"
+
+
+def scribbled(image=None, **kw):
+    """A CPU session on ``image`` with a stroke of class 1 on the left half and class 2 on the right."""
+    image = two_region_image() if image is None else image
+    session = engine.Session(image[..., None], "test", engine.FeatureCache(), "cpu", **kw)
+    cols = image.shape[-1]
+    session.add_stroke(hline(10, 2, cols // 2 - 6), 1, 2)
+    session.add_stroke(hline(30, cols // 2 + 6, cols - 3), 2, 2)
+    return session
+
+
+def data_uri(data: bytes) -> str:
+    return "data:application/octet-stream;base64," + base64.b64encode(data).decode()
+
+
+# -- strokes ------------------------------------------------------------------
+def test_parse_path_reads_plotly_paths():
+    points = engine.parse_path("M10.5,20L11,21.25L1e1,-3")
+    np.testing.assert_array_equal(points, [[10.5, 20], [11, 21.25], [10, -3]])
+
+
+@pytest.mark.parametrize("path", ["", "M10", "garbage"])
+def test_parse_path_refuses_non_paths(path):
+    with pytest.raises(ValueError, match="Not a drawn path"):
+        engine.parse_path(path)
+
+
+@pytest.mark.parametrize("scale", [1, 3])
+@pytest.mark.parametrize("width", [1, 4])
+def test_rasterise_draws_thick_lines_later_strokes_on_top(scale, width):
+    first = engine.Stroke(0, 0, 1, engine.parse_path(hline(20, 5, 50)), "", width)
+    second = engine.Stroke(1, 0, 2, engine.parse_path("M30,5L30,40"), "", width)
+    labels = engine.rasterise([first, second], (40, 60), scale)
+    thickness = max(1, round(width * scale))
+    assert labels.dtype == np.uint8
+    assert labels[20, 10] == 1 and labels[10, 30] == 2 and labels[20, 30] == 2
+    assert abs(int((labels[:, 10] == 1).sum()) - thickness) <= 2  # OpenCV rounds thick lines up
+    assert set(np.unique(labels)) == {0, 1, 2}
+
+
+def test_rasterise_puts_strokes_on_their_plane():
+    stroke = engine.Stroke(0, 2, 1, engine.parse_path(hline(5, 1, 8)), "", 1)
+    labels = engine.rasterise([stroke], (3, 10, 10), 1)
+    assert labels[2, 5, 4] == 1 and labels[:2].sum() == 0
+
+
+def test_sync_shapes_adds_edits_and_erases():
+    session = scribbled()
+    first, second = session.strokes
+    shapes = [{"type": "path", "name": f"s{first.id}", "path": first.path},
+              {"type": "path", "name": f"s{second.id}", "path": hline(31, 40, 60)},
+              {"type": "path", "name": "c2", "path": hline(40, 40, 60)}]
+    assert session.sync_shapes(shapes, 0, default_label=1, width=3)
+    assert [s.label for s in session.strokes] == [1, 2, 2]
+    assert session.strokes[1].path == hline(31, 40, 60) and session.strokes[2].width == 3
+    assert not session.sync_shapes([dict(s, name=f"s{t.id}", path=t.path) for s, t in zip(shapes, session.strokes)],
+                                   0, 1, 3)
+    assert session.sync_shapes(shapes[:1], 0, 1, 3)  # the other two erased
+    assert [s.id for s in session.strokes] == [first.id]
+
+
+def test_edit_path_undo_and_clear():
+    session = scribbled()
+    assert session.edit_path(0, 1, hline(35, 40, 60))
+    assert not session.edit_path(0, 5, hline(35, 40, 60))
+    assert session.undo() and len(session.strokes) == 1
+    session.clear()
+    assert session.strokes == [] and not session.undo()
+
+
+# -- caches and sessions ----------------------------------------------------------
+def test_feature_cache_computes_once_and_keeps_to_its_budget():
+    cache = engine.FeatureCache(max_bytes=250)
+    calls = []
+
+    def compute(n):
+        calls.append(n)
+        return np.zeros(n, np.uint8)
+
+    assert cache.get("a", lambda: compute(100)) [1] is False
+    assert cache.get("a", lambda: compute(100))[1] is True
+    cache.get("b", lambda: compute(100))
+    cache.get("c", lambda: compute(100))  # 300 bytes: "a", least recently used, goes
+    assert calls == [100, 100, 100] and len(cache) == 2
+    assert cache.get("a", lambda: compute(100))[1] is False
+
+
+def test_sessions_are_separate_and_bounded():
+    made = []
+    store = engine.SessionStore(lambda: made.append(1) or engine.Session(
+        two_region_image()[..., None], "x", engine.FeatureCache(), "cpu"), max_sessions=2)
+    a, b = store.get("a"), store.get("b")
+    a.add_stroke(hline(5, 1, 9), 1, 2)
+    assert b.strokes == [] and store.get("a") is a
+    store.get("c")  # drops "b", the least recently used
+    assert "b" not in store and "a" in store and len(store) == 2
+
+
+def test_sessions_share_cached_features_of_the_same_image():
+    cache, image = engine.FeatureCache(), two_region_image()[..., None]
+    a = engine.Session(image, "a", cache, "cpu")
+    b = engine.Session(image.copy(), "b", cache, "cpu")
+    assert a.features() is b.features() and len(cache) == 1
+
+
+@pytest.mark.parametrize("shape, scale", [((300, 200), 1), ((2048, 1000), 4), ((5, 800, 769), 2)])
+def test_display_is_downsampled_to_fit(shape, scale):
+    assert engine.display_scale(shape, display_max=640) == scale
+    plane = np.zeros(shape[-2:] + (1,), np.uint8)
+    assert engine.downsample(plane, scale).shape == tuple(-(-n // scale) for n in shape[-2:]) + (1,)
+
+
+# -- training and prediction ----------------------------------------------------------
+def test_one_class_does_not_train():
+    session = scribbled()
+    session.undo()
+    assert not session.train()
+    assert "two classes" in session.message and session.model is None
+
+
+def test_training_and_views():
+    session = scribbled()
+    assert session.train()
+    proba = session.predict_display()
+    assert proba.shape == (48, 64, 2) and proba.dtype == np.float32
+    labels = session.predict_full()
+    assert labels.shape == (48, 64) and labels[:, :28].mean() < 1.2 and labels[:, 36:].mean() > 1.8
+    for view in ("segmentation", "probability", "uncertainty"):
+        rgb = session.overlay(view, 2)
+        assert rgb.shape == (48, 64, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(session.overlay()[5, 5], [0xe6, 0x19, 0x4b])  # class 1's red
+    assert session.timings["train_pixels"] == int((session.labels() > 0).sum())
+
+
+def test_training_gathers_at_most_the_cap_per_class(monkeypatch):
+    monkeypatch.setattr(engine, "MAX_TRAIN_PER_CLASS", 10)
+    session = scribbled()
+    session.train()
+    assert session.timings["train_pixels"] == 20
+
+
+def test_volume_trains_on_all_planes_and_predicts_the_shown_one():
+    volume = np.stack([two_region_image(seed=i) for i in range(4)])
+    session = engine.Session(volume[..., None], "stack", engine.FeatureCache(), "cpu")
+    session.add_stroke(hline(10, 2, 25), 1, 2, plane=0)
+    session.add_stroke(hline(30, 40, 60), 2, 2, plane=3)
+    assert session.train() and session.model.ndim_ == 3
+    assert session.predict_display(2).shape == (48, 64, 2)
+    assert session.predict_full().shape == (4, 48, 64)
+
+
+def test_measure_stroke_to_overlay_returns_seconds():
+    seconds = engine.measure_stroke_to_overlay(two_region_image((96, 128)), backend="cpu", repeats=2)
+    assert 0 < seconds < 30
+
+
+# -- files ----------------------------------------------------------------------------
+@pytest.mark.parametrize("array, shape", [
+    (np.zeros((20, 30), np.uint8), (20, 30, 1)),
+    (np.zeros((20, 30), np.uint16), (20, 30, 1)),
+    (np.zeros((20, 30, 3), np.uint8), (20, 30, 3)),
+    (np.zeros((20, 30, 4), np.uint8), (20, 30, 3)),
+])
+def test_read_png(array, shape):
+    assert read_image(encode_png(array), "a.png").shape == shape
+
+
+def test_read_tiff_stack():
+    image = read_image(encode_tiff(np.zeros((5, 20, 30), np.float32)), "a.tif")
+    assert image.shape == (5, 20, 30, 1) and image.dtype == np.float32
+
+
+NOISE = np.random.default_rng(2).integers(0, 255, (40, 40), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("data, match", [
+    (b"not an image at all", "could not be read"),
+    (encode_png(NOISE)[:800], "could not be read"),
+    (encode_tiff(NOISE)[:300], "could not be read"),
+    (encode_png(np.zeros((2, 30), np.uint8)), "at least 3 pixels"),
+    (encode_tiff(np.full((8, 8), np.nan, np.float32)), "NaN"),
+], ids=["text", "truncated-png", "truncated-tiff", "too-thin", "nan"])
+def test_unreadable_uploads_get_a_message(data, match):
+    with pytest.raises(UnreadableImage, match=match):
+        read_image(data, "upload.png")
+
+
+# -- callbacks --------------------------------------------------------------------------
+@pytest.fixture
+def controller():
+    image = two_region_image()[..., None]
+    cache = engine.FeatureCache()
+    return Controller(engine.SessionStore(lambda: engine.Session(image, "two.png", cache, "cpu")), "cpu")
+
+
+def draw(controller, label, path, sid=SID, plane=0):
+    """What the figure sends after a stroke: its shapes (those of the shown plane) and the new one."""
+    session = controller.sessions.get(sid)
+    shapes = [{"type": "path", "name": f"s{s.id}", "path": s.path} for s in session.strokes if s.plane == plane]
+    shapes.append({"type": "path", "name": f"c{label}", "path": path})
+    return controller.update(sid, "graph", relayout={"shapes": shapes}, label=label, width=2, plane=plane)
+
+
+def test_first_render_is_a_full_figure(controller):
+    out = controller.update(SID, None)
+    assert out["figure"].data[0].source.startswith("data:image/png;base64,")
+    assert out["figure"].layout.dragmode == "drawopenpath"
+    assert [o["value"] for o in out["classes"]] == [1, 2] and out["plane_style"] == {"display": "none"}
+    assert "backend: cpu" in out["status"][0].children
+
+
+def test_strokes_train_and_patch_the_overlay(controller):
+    controller.update(SID, None)
+    out = draw(controller, 1, hline(10, 2, 26))
+    assert "two classes" in out["message"]
+    out = draw(controller, 2, hline(30, 38, 61))
+    patch = out["figure"].to_plotly_json()
+    assert out["message"] == "" and "trained on scribbles" in out["status"][1].children
+    assert len(json.dumps(patch)) < 20_000  # the image is not sent again
+    assert controller.sessions.get(SID).proba is not None
+    other = "f" * 32
+    assert controller.update(other, None)["figure"].layout.shapes == ()  # another tab sees none of it
+
+
+def test_stack_shows_one_plane_and_trains_on_all():
+    volume = np.stack([two_region_image(seed=i) for i in range(4)])[..., None]
+    controller = Controller(engine.SessionStore(lambda: engine.Session(volume, "s.tif", engine.FeatureCache(), "cpu")))
+    out = controller.update(SID, None)
+    assert out["plane_style"] == {"display": "block"} and out["planes"] == 3
+    draw(controller, 1, hline(10, 2, 26), plane=1)
+    out = draw(controller, 2, hline(30, 38, 61), plane=2)
+    assert "trained on scribbles" in out["status"][1].children
+    out = controller.update(SID, "plane", plane=2)
+    assert out["figure"].data[1].visible and [s.name for s in out["figure"].layout.shapes] == ["s1"]
+    assert controller.sessions.get(SID).proba_plane == 2
+
+
+def test_zoom_changes_nothing(controller):
+    controller.update(SID, None)
+    draw(controller, 1, hline(10, 2, 26))
+    from dash.exceptions import PreventUpdate
+
+    with pytest.raises(PreventUpdate):
+        controller.update(SID, "graph", relayout={"xaxis.range[0]": 3, "xaxis.range[1]": 30})
+    session = controller.sessions.get(SID)
+    assert len(session.strokes) == 1 and "two classes" in session.message  # still true
+
+
+def test_classes_can_be_added_renamed_recoloured(controller):
+    out = controller.update(SID, "add-class")
+    assert out["label"] == 3 and len(out["classes"]) == 3
+    controller.update(SID, "rename-class", label=3, class_name="nuclei")
+    out = controller.update(SID, "class-color", label=3, class_color="#4363d8")
+    session = controller.sessions.get(SID)
+    assert session.classes[2] == engine.ImageClass("nuclei", "#4363d8") and out["color"] == "#4363d8"
+
+
+def test_feature_parameters(controller):
+    out = controller.update(SID, "features", features=[], sigma=[-1, 4])
+    assert "At least one" in out["message"]
+    out = controller.update(SID, "sigma", features=["intensity"], sigma=[0, 3])
+    assert controller.sessions.get(SID).params == gpuseg.FeatureParams(True, False, False, 1.0, 8.0)
+    assert out["features"] == ["intensity"] and out["sigma"] == [0, 3]
+
+
+def test_invalid_session_ids_are_ignored(controller):
+    from dash.exceptions import PreventUpdate
+
+    with pytest.raises(PreventUpdate):
+        controller.update("../../etc", None)
+
+
+def test_image_upload(controller):
+    controller.upload_image(SID, {"contents": data_uri(encode_png(np.zeros((30, 40, 3), np.uint8))),
+                                  "filename": "rgb.png"})
+    out = controller.update(SID, "image-token")
+    assert out["image_name"].startswith("rgb.png: 30 x 40, RGB") and out["message"] == ""
+    controller.upload_image(SID, {"contents": data_uri(b"%PDF-1.4 nonsense"), "filename": "paper.pdf"})
+    out = controller.update(SID, "image-token")
+    assert "could not be read" in out["message"] and out["image_name"].startswith("rgb.png")
+
+
+def test_upload_shown_even_when_a_resize_answers_in_its_place(controller):
+    """The browser drops a pending answer when the callback fires again (the figure's first resize);
+    the later call, whatever fired it, draws the upload the page's counters say it has not drawn."""
+    from dash.exceptions import PreventUpdate
+
+    controller.update(SID, None)
+    controller.upload_image(SID, {"contents": data_uri(encode_png(np.zeros((30, 40, 3), np.uint8))),
+                                  "filename": "rgb.png"})
+    out = controller.update(SID, "graph", relayout={"autosize": True}, tokens=(1, 0))
+    assert out["image_name"].startswith("rgb.png: 30 x 40")
+    assert out["figure"].data[0].source.startswith("data:image/png")  # a full figure, not a Patch
+    with pytest.raises(PreventUpdate):  # drawn: a resize is again only a resize
+        controller.update(SID, "graph", relayout={"autosize": True}, tokens=(1, 0))
+    controller.upload_image(SID, {"contents": data_uri(b"nonsense"), "filename": "notes.png"})
+    out = controller.update(SID, "graph", relayout={"autosize": True}, tokens=(2, 0))
+    assert "could not be read" in out["message"]
+
+
+def test_downloads_and_model_upload(controller, tmp_path):
+    _, message = controller.download(SID, "download-model")
+    assert "Nothing to download" in message
+    draw(controller, 1, hline(10, 2, 26))
+    draw(controller, 2, hline(30, 38, 61))
+    data, message = controller.download(SID, "download-model")
+    path = tmp_path / data["filename"]
+    path.write_bytes(base64.b64decode(data["content"]))
+    image = two_region_image()
+    labels = gpuseg.load(path, backend="cpu").predict(image)
+    np.testing.assert_array_equal(labels, controller.sessions.get(SID).predict_full())
+
+    png, _ = controller.download(SID, "download-png")
+    tif, _ = controller.download(SID, "download-tiff")
+    assert png["filename"] == "two-labels.png"
+    np.testing.assert_array_equal(read_image(base64.b64decode(png["content"]), "l.png")[..., 0], labels)
+    np.testing.assert_array_equal(read_image(base64.b64decode(tif["content"]), "l.tif")[..., 0], labels)
+
+    other = "e" * 32
+    controller.upload_model(other, {"contents": data_uri(path.read_bytes()), "filename": "m.gpuseg"})
+    out = controller.update(other, "model-token")
+    assert "m.gpuseg (loaded from a file)" in out["status"][1].children
+    np.testing.assert_array_equal(controller.sessions.get(other).predict_full(), labels)
+
+
+def corrupted_model(tmp_path) -> bytes:
+    """A real model file with one byte of its compressed data flipped."""
+    image = two_region_image()
+    labels = np.zeros(image.shape, np.uint8)
+    labels[5:15, 2:20], labels[25:35, 40:60] = 1, 2
+    data = bytearray(gpuseg.Segmenter(backend="cpu", n_estimators=2).fit(image, labels).save(tmp_path / "m").read_bytes())
+    data[100] ^= 0xFF
+    return bytes(data)
+
+
+@pytest.mark.parametrize("content", ["pickle", "corrupted"])
+def test_bad_model_upload_gets_a_message(controller, tmp_path, content):
+    import pickle
+
+    data = pickle.dumps({"a": 1}) if content == "pickle" else corrupted_model(tmp_path)
+    controller.upload_model(SID, {"contents": data_uri(data), "filename": "evil.gpuseg"})
+    out = controller.update(SID, "model-token")
+    assert out["message"].startswith("evil.gpuseg was not applied") and controller.sessions.get(SID).model is None
+    assert "/tmp" not in out["message"]
+
+
+def test_model_of_other_geometry_is_refused(controller, tmp_path):
+    rgb = np.repeat(two_region_image()[..., None], 3, axis=-1)
+    labels = np.zeros(rgb.shape[:2], np.uint8)
+    labels[5:15, 2:20], labels[25:35, 40:60] = 1, 2
+    path = gpuseg.Segmenter(backend="cpu", channel_axis=-1, n_estimators=4).fit(rgb, labels).save(tmp_path / "rgb")
+    controller.upload_model(SID, {"contents": data_uri(path.read_bytes()), "filename": "rgb.gpuseg"})
+    assert "3 channel(s)" in controller.update(SID, "model-token")["message"]
+
+
+# -- the app ------------------------------------------------------------------------------
+def test_create_app_limits_uploads_and_binds_locally():
+    import inspect
+
+    from gpuseg.app import run
+
+    app = create_app(backend="cpu", max_upload_mb=1)
+    assert app.server.config["MAX_CONTENT_LENGTH"] < 3 << 20
+    assert inspect.signature(run).parameters["host"].default == "127.0.0.1"
+
+
+def test_missing_dash_gives_the_install_hint(monkeypatch):
+    monkeypatch.setitem(sys.modules, "dash", None)
+    with pytest.raises(ImportError, match=r"pip install 'gpuseg\[app\]'"):
+        create_app()
+
+
+def test_png_encoding_round_trips():
+    rgb = np.random.default_rng(1).integers(0, 255, (7, 9, 3), dtype=np.uint8)
+    from PIL import Image
+
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(encode_png(rgb)))), rgb)

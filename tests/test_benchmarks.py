@@ -1,0 +1,80 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import report
+from benchmarks.data import TEXTURES, make_image
+from benchmarks.runners import REFERENCE, STAGES
+
+REPO = Path(__file__).resolve().parent.parent
+FIELDS = {"runner", "shape", "stage", "repeat", "seconds", "peak_rss_GB", "peak_gpu_GB", "device", "n_features",
+          "labelled_pixels", "agreement", "accuracy"}
+
+
+@pytest.mark.parametrize("shape", [(256, 256), (300, 200), (48, 64, 64)])
+def test_make_image_scribbles_inside_their_regions(shape):
+    image, truth, scribbles = make_image(shape, seed=3)
+    assert image.shape == truth.shape == scribbles.shape == shape
+    assert image.dtype == np.float32 and np.isfinite(image).all()
+    labelled = scribbles > 0
+    np.testing.assert_array_equal(scribbles[labelled], truth[labelled])
+    assert set(np.unique(scribbles[labelled])) == set(range(1, len(TEXTURES) + 1))
+    assert 0.002 < labelled.mean() < 0.05
+
+
+def test_make_image_is_seeded():
+    a, b = make_image((128, 128), seed=1), make_image((128, 128), seed=1)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+def _row(runner, stage, seconds, rss, agreement, repeat=0, shape=report.TARGET_SHAPE):
+    return {"runner": runner, "shape": list(shape), "stage": stage, "repeat": repeat, "seconds": seconds,
+            "peak_rss_GB": rss, "peak_gpu_GB": None, "device": "cpu", "n_features": 24, "labelled_pixels": 10,
+            "agreement": agreement, "accuracy": 0.9}
+
+
+@pytest.mark.parametrize(
+    "ours, expected",
+    [((10.0, 1.0, 0.995), True), ((20.0, 1.0, 0.995), False), ((10.0, 2.0, 0.995), False),
+     ((10.0, 1.0, 0.98), False)],
+)
+def test_targets_are_computed_from_the_rows(ours, expected):
+    seconds, rss, agreement = ours
+    rows = [_row(REFERENCE, "end_to_end", s, 3.5, 1.0, repeat=i) for i, s in enumerate([40.0, 45.0, 90.0])]
+    rows += [_row("gpuseg-cpu", "end_to_end", seconds, rss, agreement)]
+    lines, met = report.targets(report.summarise(rows))
+    assert met is expected
+    assert any(f"{45.0 / seconds:.2f}x" in line for line in lines)  # the median, not the mean
+
+
+def test_targets_not_evaluated_without_the_target_size():
+    rows = [_row(REFERENCE, "end_to_end", 1.0, 1.0, 1.0, shape=(512, 512))]
+    assert report.targets(report.summarise(rows))[1] is None
+
+
+def test_quick_run_writes_measured_rows_report_and_plots(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = report.load_rows(tmp_path / "results.jsonl")
+    assert rows and all(FIELDS <= set(row) for row in rows)
+    runners = {row["runner"] for row in rows}
+    assert {REFERENCE, "gpuseg-cpu", "gpuseg-cpu-defaults"} <= runners
+    for runner in runners:
+        assert {row["stage"] for row in rows if row["runner"] == runner} == set(STAGES)
+    for row in rows:
+        assert row["seconds"] > 0 and row["peak_rss_GB"] > 0 and row["peak_gpu_GB"] is None
+        assert row["n_features"] > 0 and row["labelled_pixels"] > 0 and row["device"]
+        if row["stage"] in ("predict", "end_to_end"):
+            assert 0 <= row["accuracy"] <= 1 and 0.5 <= row["agreement"] <= 1
+    # Same features and forest parameters: mostly the same labels (the 99 % target is the report's, at 4096x4096).
+    assert min(row["agreement"] for row in rows if row["runner"] == "gpuseg-cpu" and row["agreement"] is not None) >= 0.9
+    text = (tmp_path / "report.md").read_text()
+    for png in ("time_2d.png", "memory_2d.png"):
+        assert f"]({png})" in text
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    assert "| 512x512 | gpuseg-cpu |" in text
