@@ -41,15 +41,21 @@ def empty(shape, dtype=np.float32):
 
 
 def gaussian_kernel(sigma: float) -> np.ndarray:
-    """scikit-image's (SciPy's) Gaussian kernel: radius ``int(4 sigma + 0.5)``, sum 1."""
-    radius = int(4.0 * sigma + 0.5)
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    k = np.exp(-0.5 / sigma**2 * x**2)
+    """SciPy's Gaussian kernel (what scikit-image uses), float64: radius ``int(4 sigma + 0.5)``, sum 1.
+
+    Computed with SciPy's own expression, so the weights are the same to the last bit.
+    """
+    radius = int(4.0 * float(sigma) + 0.5)
+    sigma2 = float(sigma) * float(sigma)
+    x = np.arange(-radius, radius + 1)
+    k = np.exp(-0.5 / sigma2 * x**2)
     return k / k.sum()
 
 
 def gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian smoothing as ``skimage.filters.gaussian(image, sigma)`` (mode 'nearest', truncate 4).
+    """Gaussian smoothing equal to ``skimage.filters.gaussian(image, sigma)`` bit for bit.
+
+    Mode 'nearest', truncate 4; see :mod:`gpuseg._cpu_filters`.
 
     Parameters
     ----------
@@ -65,7 +71,7 @@ def gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def sobel(image: np.ndarray) -> np.ndarray:
-    """Sobel magnitude as ``skimage.filters.sobel(image)``: ``sqrt(mean_axis(d_axis**2))``.
+    """Sobel magnitude equal to ``skimage.filters.sobel(image)`` bit for bit: ``sqrt(mean_axis(d_axis**2))``.
 
     One fused Numba pass (border 'reflect'); see :func:`gpuseg._cpu_filters.sobel_magnitude`.
 

@@ -46,10 +46,11 @@ def test_same_labels_as_skimage_future_with_same_forest(mosaic):
     features = multiscale_basic_features(image)
     clf = fit_segmenter(scribbles, features, RandomForestClassifier(n_jobs=-1, **forest))
     ref = predict_segmenter(features, clf)
+    # The features are scikit-image's bit for bit, so the forests are the same; only float32
+    # (ours) against float64 (scikit-learn) averaging of the trees' votes could split a near-tie.
     agreement = np.mean(ours == ref)
-    assert agreement >= 0.99, agreement
-    # and both are far better than chance on the ground truth
-    assert np.mean(ours == truth) > 0.6 and abs(np.mean(ours == truth) - np.mean(ref == truth)) < 0.01
+    assert agreement >= 0.9999, agreement
+    assert np.mean(ours == truth) > 0.6
 
 
 def test_3d_and_multichannel(rng):
