@@ -14,8 +14,8 @@ square float32 image size it prints the best wall time (ms) of:
   NumPy formulation scikit-image uses (``np.gradient`` twice, then the
   closed-form 2D eigenvalues).
 
-OpenCV and SciPy results are not position-independent to the last bit (see
-``gpuseg/_cpu_filters.py``), so they only give a speed reference. Threads:
+gpuseg's values equal SciPy's (scikit-image's) bit for bit; OpenCV's differ in
+the last bits and are only a speed reference. Threads:
 Numba and OpenCV use all cores, SciPy and NumPy one.
 """
 

@@ -22,9 +22,14 @@ def _feature_and_forest_options(p: argparse.ArgumentParser) -> None:
     f = p.add_argument_group("random forest (scikit-learn names)")
     f.add_argument("--n-estimators", type=int, default=None)
     f.add_argument("--max-depth", type=int, default=None)
-    f.add_argument("--max-samples", type=float, default=None)
+    f.add_argument("--max-samples", type=_max_samples, default=None,
+                   help="fraction of the scribbled pixels each tree draws, or 'auto' (at most 20,000; the default)")
     f.add_argument("--min-samples-leaf", type=int, default=None)
     f.add_argument("--random-state", type=int, default=None)
+
+
+def _max_samples(text: str):
+    return text if text == "auto" else float(text)
 
 
 def _backend_option(p: argparse.ArgumentParser) -> None:

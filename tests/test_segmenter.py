@@ -134,3 +134,23 @@ def test_features_api_matches_segmenter(small_model, mosaic):
     image = mosaic[0]
     feats = gpuseg.multiscale_features(image, sigma_max=4, backend="cpu")
     np.testing.assert_allclose(small_model.predict_proba_features(feats), small_model.predict_proba(image), atol=1e-6)
+
+
+@pytest.mark.parametrize("cap, expected", [(50, "fraction"), (10**9, 1.0)])
+def test_auto_max_samples_caps_the_draws_per_tree(mosaic, monkeypatch, cap, expected):
+    """The default ``max_samples="auto"`` gives each tree at most TREE_SAMPLES draws, all of them below it."""
+    from gpuseg import _cpu, segmenter
+
+    seen = {}
+    fit = _cpu.forest_fit
+
+    def spy(X, y, params, n_classes):
+        seen.update(params, n=y.size)
+        return fit(X, y, params, n_classes)
+
+    monkeypatch.setattr(segmenter, "TREE_SAMPLES", cap)
+    monkeypatch.setattr(_cpu, "forest_fit", spy)
+    image, _, scribbles = mosaic
+    Segmenter(backend="cpu", sigma_max=2, n_estimators=3, random_state=0).fit(image, scribbles)
+    assert seen["n"] == np.count_nonzero(scribbles)
+    assert seen["max_samples"] == (cap / seen["n"] if expected == "fraction" else expected)
