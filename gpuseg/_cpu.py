@@ -1,10 +1,11 @@
-"""CPU primitives: separable Numba filters, NumPy derivatives, scikit-learn forests, a Numba forest kernel.
+"""CPU primitives: Numba filters and Hessian, scikit-learn forests, a Numba forest kernel.
 
-Same names and signatures as :mod:`gpuseg._gpu`. Values match scikit-image's
-``multiscale_basic_features`` within float32 rounding: the filters use
-scikit-image's kernels and border modes (Gaussian: truncate 4, ``nearest``;
-Sobel: ``reflect``), and give the same value for a pixel wherever it sits,
-so tiled prediction equals whole-image prediction exactly.
+Same names and signatures as :mod:`gpuseg._gpu`. Values equal scikit-image's
+``multiscale_basic_features`` bit for bit (3D Hessian eigenvalues: to float64
+rounding before the cast to float32): the filters do SciPy's float64 sums in
+SciPy's order with scikit-image's kernels and border modes (Gaussian: truncate
+4, ``nearest``; Sobel: ``reflect``), and give the same value for a pixel
+wherever it sits, so tiled prediction equals whole-image prediction exactly.
 """
 
 from __future__ import annotations

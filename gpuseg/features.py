@@ -141,9 +141,11 @@ def multiscale_features(
 ):
     """Local multiscale features of a 2D or 3D, grayscale or multichannel image.
 
-    The values equal those of :func:`skimage.feature.multiscale_basic_features`
-    with the same arguments (within float32 rounding), computed faster and, on
-    the GPU backend, on the device.
+    On the CPU backend the values equal those of
+    :func:`skimage.feature.multiscale_basic_features` with the same arguments
+    bit for bit (3D Hessian eigenvalues: within float32 rounding), computed
+    faster; on the GPU backend (cuCIM) they agree within float32 rounding and
+    are computed on the device.
 
     Parameters
     ----------

@@ -267,16 +267,34 @@ class Segmenter:
             self._device_forest = (name, self.forest_.arrays(name))
         return self._device_forest[1]
 
-    def _proba_of_block(self, block, crop, be, name):
-        """Class probabilities of the pixels ``crop`` of a prepared block: (n_pixels, K) and ``C``."""
+    def feature_scratch(self, be, spatial, tile_shape):
+        """A buffer for the feature matrix of any tile, to reuse from tile to tile.
+
+        A fresh matrix per tile costs a page fault per 4 KiB at its first write
+        (about a tenth of the CPU prediction time, measured on 4096x4096).
+
+        Returns
+        -------
+        scratch : float32 1D array of the backend, ``n_features_in_ * prod(tile)`` long
+        """
+        pixels = int(np.prod([min(int(t), int(s)) for t, s in zip(tile_shape, spatial)]))
+        return be.empty((self.n_features_in_ * pixels,))
+
+    def _proba_of_block(self, block, crop, be, name, scratch=None):
+        """Class probabilities of the pixels ``crop`` of a prepared block: (n_pixels, K) and ``C``.
+
+        ``scratch`` (see :meth:`feature_scratch`) holds the feature matrix when it is long enough.
+        """
         params = self.feature_params
         shape = tuple(c.stop - c.start for c in crop)
-        X = be.empty((self.n_features_in_, int(np.prod(shape))))
+        size = (self.n_features_in_, int(np.prod(shape)))
+        fits = scratch is not None and scratch.size >= size[0] * size[1]
+        X = scratch[:size[0] * size[1]].reshape(size) if fits else be.empty(size)
         for i, f in enumerate(iter_features(block, params, be)):
-            X[i] = f[crop].reshape(-1)
+            X[i].reshape(shape)[...] = f[crop]  # one copy (reshape(-1) of the crop would make a second)
         return be.forest_predict_proba(self._forest_arrays(name), X), shape
 
-    def _proba_of_crop(self, block, crop, be, name):
+    def _proba_of_crop(self, block, crop, be, name, scratch=None):
         """Class probabilities of the region ``crop`` of a prepared block, halving it when memory runs out.
 
         A ``MemoryError`` (CuPy's ``OutOfMemoryError`` is one) splits the region in
@@ -293,6 +311,8 @@ class Segmenter:
         be : module
             The backend primitives.
         name : {"cpu", "gpu"}
+        scratch : array, optional
+            Reusable feature matrix buffer (see :meth:`feature_scratch`).
 
         Returns
         -------
@@ -304,7 +324,7 @@ class Segmenter:
             When even a region one pixel wide along every axis does not fit.
         """
         try:
-            proba, shape = self._proba_of_block(block, crop, be, name)
+            proba, shape = self._proba_of_block(block, crop, be, name, scratch)
             return proba.reshape(shape + (proba.shape[1],))
         except MemoryError:
             sizes = [c.stop - c.start for c in crop]
@@ -319,12 +339,12 @@ class Segmenter:
             sub = crop[:axis] + (part,) + crop[axis + 1:]
             window = tuple(slice(max(0, c.start - halo), min(n, c.stop + halo)) for c, n in zip(sub, block.shape))
             local = tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(sub, window))
-            halves.append(self._proba_of_crop(block[window], local, be, name))
+            halves.append(self._proba_of_crop(block[window], local, be, name, scratch))
         return be.xp.concatenate(halves, axis=axis)
 
-    def _predict_crop(self, block, crop, proba, be, name):
+    def _predict_crop(self, block, crop, proba, be, name, scratch=None):
         """Labels (``label_dtype``, shape ``C``) or probabilities (``C + (K,)``) of a region of a prepared block."""
-        result = self._proba_of_crop(block, crop, be, name)
+        result = self._proba_of_crop(block, crop, be, name, scratch)
         if proba:
             return result
         classes = _backend.to_backend(self.classes_.astype(self.label_dtype), name)
@@ -341,10 +361,11 @@ class Segmenter:
             tile_shape = default_tile_shape(spatial, self.n_features_in_, halo, memory_budget(name))
         out = be.empty(spatial + (len(self.classes_),)) if proba else be.empty(spatial, self.label_dtype)
         tiles = iter_tiles(spatial, tile_shape, halo)
+        scratch = self.feature_scratch(be, spatial, tile_shape)
         show = progress if progress is not None else len(tiles) > 4
         for tile in tqdm(tiles, desc="gpuseg predict", unit="tile", disable=not show, leave=False):
             block = self._read_block(image, tile, be, name)
-            out[tile.write] = self._predict_crop(block, tile.crop, proba, be, name)
+            out[tile.write] = self._predict_crop(block, tile.crop, proba, be, name, scratch)
         return _backend.like_input(out, image)
 
     def predict_proba(self, image, *, tile_shape=None, progress=None):

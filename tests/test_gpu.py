@@ -60,3 +60,27 @@ def test_tiled_equals_whole_on_gpu(cp, mosaic):
     whole = seg.predict_proba(cp.asarray(image), tile_shape=image.shape)
     tiled = seg.predict_proba(cp.asarray(image), tile_shape=(50, 70))
     np.testing.assert_allclose(cp.asnumpy(tiled), cp.asnumpy(whole), atol=1e-6)
+
+
+def test_dask_on_several_gpus_equals_in_memory(cp, mosaic):
+    """dask-cuda's LocalCUDACluster: one worker per visible GPU, each predicting its blocks on its device."""
+    dask_cuda = pytest.importorskip("dask_cuda", reason="dask-cuda is not installed (pip install dask-cuda)")
+    distributed = pytest.importorskip("distributed")
+    import dask.array as da
+
+    image, _, scribbles = mosaic
+    seg = Segmenter(backend="gpu", sigma_max=4, random_state=0).fit(image, scribbles)
+    expected = seg.predict(image)
+    with dask_cuda.LocalCUDACluster(dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        got = client.compute(seg.predict(da.from_array(image, chunks=(64, 64))), sync=True)
+        backends = client.run(lambda: gpuseg._backend.resolve_backend("auto", quiet=True))
+    assert set(backends.values()) == {"gpu"}
+    np.testing.assert_array_equal(np.asarray(cp.asnumpy(cp.asarray(got))), expected)
+
+
+def test_app_engine_on_gpu(cp, mosaic):
+    """The app's stroke-to-overlay path (cached features, training, display prediction) on the device."""
+    from gpuseg.app.engine import measure_stroke_to_overlay
+
+    image, _, _ = mosaic
+    assert 0 < measure_stroke_to_overlay(image, backend="gpu", repeats=1) < 60

@@ -112,12 +112,12 @@ def test_out_of_memory_splits_the_tile(scene, monkeypatch, max_pixels):
     real = type(seg)._proba_of_block
     computed = []
 
-    def tight(self, block, crop, be, name):
+    def tight(self, block, crop, be, name, scratch=None):
         n = int(np.prod([c.stop - c.start for c in crop]))
         if n > max_pixels:
             raise MemoryError("fake out of memory")
         computed.append(n)
-        return real(self, block, crop, be, name)
+        return real(self, block, crop, be, name, scratch)
 
     monkeypatch.setattr(type(seg), "_proba_of_block", tight)
     block = prepare_image(image[10:80, 5:70], None, _cpu)
@@ -132,7 +132,7 @@ def test_out_of_memory_on_one_pixel_raises(scene, monkeypatch):
     from gpuseg import _cpu
     from gpuseg._validation import prepare_image
 
-    def never(self, block, crop, be, name):
+    def never(self, block, crop, be, name, scratch=None):
         raise MemoryError("fake out of memory")
 
     monkeypatch.setattr(type(seg), "_proba_of_block", never)
