@@ -102,11 +102,13 @@ def default_tile_shape(shape: tuple, n_features: int, halo: int, budget_bytes: f
     per_pixel = 4 * (n_features + SCRATCH_IMAGES)
     max_pixels = max(1.0, budget_bytes / per_pixel)
     ndim = len(shape)
-    # Largest edge e with prod(min(size, e) + 2 halo) <= max_pixels, by bisection.
+    # Largest edge e whose read block, prod(min(size, e + 2 halo)), fits, by bisection. The block is
+    # clipped to the image: where the halo spans the image, one tile reads it all and more tiles
+    # would only compute the same features again.
     lo, hi = 1, max(shape)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if math.prod(min(s, mid) + 2 * halo for s in shape) <= max_pixels:
+        if math.prod(min(s, mid + 2 * halo) for s in shape) <= max_pixels:
             lo = mid
         else:
             hi = mid - 1

@@ -95,6 +95,14 @@ def test_iter_tiles_cover_the_image_once(shape, halo):
 def test_default_tile_shape_fits_the_budget(shape):
     n_features, halo, budget = 40, 18, 64 * 2**20
     tile = default_tile_shape(shape, n_features, halo, budget)
-    pixels = math.prod(min(s, t) + 2 * halo for s, t in zip(shape, tile))
+    pixels = math.prod(min(s, t + 2 * halo) for s, t in zip(shape, tile))  # a tile's read block
     assert pixels * 4 * (n_features + 10) <= budget or tile == shape
     assert all(1 <= t <= s for t, s in zip(tile, shape))
+
+
+def test_default_tile_is_the_whole_image_when_the_halo_spans_it():
+    """A 128^3 volume with sigma 16 (halo 66): every tile would read the whole volume, so one tile."""
+    assert default_tile_shape((128, 128, 128), 30, 66, 2**30) == (128, 128, 128)
+    # ... and an axis the halo spans stays whole while a long one is cut
+    tile = default_tile_shape((100, 20000), 24, 66, 64 * 2**20)
+    assert tile[0] == 100 and tile[1] < 20000
