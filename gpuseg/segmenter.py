@@ -267,7 +267,7 @@ class Segmenter:
             self._device_forest = (name, self.forest_.arrays(name))
         return self._device_forest[1]
 
-    def feature_scratch(self, be, spatial, tile_shape):
+    def _feature_scratch(self, be, spatial, tile_shape):
         """A buffer for the feature matrix of any tile, to reuse from tile to tile.
 
         A fresh matrix per tile costs a page fault per 4 KiB at its first write
@@ -283,7 +283,7 @@ class Segmenter:
     def _proba_of_block(self, block, crop, be, name, scratch=None):
         """Class probabilities of the pixels ``crop`` of a prepared block: (n_pixels, K) and ``C``.
 
-        ``scratch`` (see :meth:`feature_scratch`) holds the feature matrix when it is long enough.
+        ``scratch`` (see :meth:`_feature_scratch`) holds the feature matrix when it is long enough.
         """
         params = self.feature_params
         shape = tuple(c.stop - c.start for c in crop)
@@ -312,7 +312,7 @@ class Segmenter:
             The backend primitives.
         name : {"cpu", "gpu"}
         scratch : array, optional
-            Reusable feature matrix buffer (see :meth:`feature_scratch`).
+            Reusable feature matrix buffer (see :meth:`_feature_scratch`).
 
         Returns
         -------
@@ -361,7 +361,7 @@ class Segmenter:
             tile_shape = default_tile_shape(spatial, self.n_features_in_, halo, memory_budget(name))
         out = be.empty(spatial + (len(self.classes_),)) if proba else be.empty(spatial, self.label_dtype)
         tiles = iter_tiles(spatial, tile_shape, halo)
-        scratch = self.feature_scratch(be, spatial, tile_shape)
+        scratch = self._feature_scratch(be, spatial, tile_shape)
         show = progress if progress is not None else len(tiles) > 4
         for tile in tqdm(tiles, desc="gpuseg predict", unit="tile", disable=not show, leave=False):
             block = self._read_block(image, tile, be, name)

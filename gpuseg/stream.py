@@ -323,7 +323,7 @@ def _fill(segmenter, image, spatial: tuple, out: Path, tile_shape: tuple, proba:
     tiles = iter_tiles(spatial, tile_shape, segmenter.feature_params.halo())
     todo = [(t, _marker(t, tile_shape)) for t in tiles]
     todo = [(t, m) for t, m in todo if not (done / m).exists()]
-    scratch = segmenter.feature_scratch(be, spatial, tile_shape)
+    scratch = segmenter._feature_scratch(be, spatial, tile_shape)
     bar = tqdm(todo, total=len(tiles), initial=len(tiles) - len(todo), desc="gpuseg predict", unit="tile",
                disable=not progress)
     for tile, marker in bar:
