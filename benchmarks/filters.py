@@ -12,7 +12,11 @@ square float32 image size it prints the best wall time (ms) of:
   ``skimage.filters.sobel`` (SciPy);
 * ``hessian_eigenvalues`` of a smoothed image: gpuseg's fused kernel and the
   NumPy formulation scikit-image uses (``np.gradient`` twice, then the
-  closed-form 2D eigenvalues).
+  closed-form 2D eigenvalues);
+* ``forest_predict_proba``: gpuseg's forest kernel and scikit-learn's
+  ``predict_proba`` on the same 50 depth-10 trees (trained on 24 features of
+  the image's pixels), for every pixel of the image (the "NumPy" column holds
+  scikit-learn's time).
 
 gpuseg's values equal SciPy's (scikit-image's) bit for bit; OpenCV's differ in
 the last bits and are only a speed reference. Threads:
@@ -91,6 +95,25 @@ def main(argv=None) -> None:
         ours = _best(lambda: _cpu.hessian_eigenvalues(g), args.repeats)
         npy = _best(lambda: _numpy_hessian(g), args.repeats)
         print(f"{'hessian_eigenvalues':20s}{ours:9.1f}{'':>9s}{'':>9s}{npy:9.1f}")
+        ours, skl = _forest_times(n, args.repeats)
+        print(f"{'forest_predict_proba':20s}{ours:9.1f}{'':>9s}{'':>9s}{skl:9.1f}")
+
+
+def _forest_times(n: int, repeats: int) -> tuple[float, float]:
+    """Best ms of gpuseg's forest kernel and of scikit-learn's ``predict_proba`` on n*n samples."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from gpuseg import _cpu
+    from gpuseg.forest import Forest
+
+    rng = np.random.default_rng(0)
+    X = rng.random((n * n, 24), dtype=np.float32)
+    y = (X[:, 0] + X[:, 1] > 1).astype(int) + (X[:, 2] > 0.7)  # three classes that need many splits
+    clf = RandomForestClassifier(n_estimators=50, max_depth=10, max_samples=20_000, random_state=0, n_jobs=-1)
+    clf.fit(X[:200_000], y[:200_000])
+    arrays = Forest.from_sklearn(clf).arrays("cpu")
+    Xt = np.ascontiguousarray(X.T)
+    return _best(lambda: _cpu.forest_predict_proba(arrays, Xt), repeats), _best(lambda: clf.predict_proba(X), repeats)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ wherever it sits, so tiled prediction equals whole-image prediction exactly.
 
 from __future__ import annotations
 
-from itertools import combinations_with_replacement
-
 import numpy as np
 from skimage.util import img_as_float32
 
@@ -96,31 +94,15 @@ def hessian_eigenvalues(smoothed: np.ndarray) -> list:
 
     Parameters
     ----------
-    smoothed : float32 ndarray, 2D or 3D
+    smoothed : float32 ndarray, 2D or 3D, every axis of length >= 2 (images are
+        checked for at least 3)
 
     Returns
     -------
     eigenvalues : list of ``ndim`` float32 ndarrays of the input's shape, in
         decreasing order, as ``skimage.feature.hessian_matrix_eigvals`` gives them.
     """
-    if smoothed.ndim in (2, 3) and min(smoothed.shape) >= 2:
-        return _hessian_eigenvalues(smoothed)
-    # np.gradient needs two samples per axis: keep its behaviour (and error) otherwise.
-    ndim = smoothed.ndim
-    first = [np.gradient(smoothed, axis=a) for a in range(ndim)]
-    h = [np.gradient(first[a], axis=b) for a, b in combinations_with_replacement(range(ndim), 2)]
-    del first
-    if ndim == 2:
-        hxx, hxy, hyy = h
-        mean = (hxx + hyy) / 2
-        root = np.sqrt(hxy**2 + ((hxx - hyy) / 2) ** 2)
-        return [mean + root, mean - root]
-    matrices = np.empty(smoothed.shape + (ndim, ndim), np.float32)
-    for (a, b), elem in zip(combinations_with_replacement(range(ndim), 2), h):
-        matrices[..., a, b] = elem
-        matrices[..., b, a] = elem
-    eig = np.linalg.eigvalsh(matrices)
-    return [np.ascontiguousarray(eig[..., i]) for i in range(ndim - 1, -1, -1)]
+    return _hessian_eigenvalues(smoothed)
 
 
 def forest_fit(X: np.ndarray, y: np.ndarray, forest_params: dict, n_classes: int):

@@ -243,6 +243,8 @@ def hessian_eigenvalues(g: np.ndarray) -> list:
     eigenvalues : list of ``g.ndim`` float32 ndarrays of ``g``'s shape, decreasing.
     """
     g = np.ascontiguousarray(g, dtype=np.float32)
+    if g.size and min(g.shape) < 2:  # the kernels read two samples per axis, as np.gradient needs
+        raise ValueError(f"hessian_eigenvalues needs every axis of length >= 2, got shape {g.shape}.")
     out = [np.empty_like(g) for _ in range(g.ndim)]
     if g.ndim == 2:
         _hessian_eig_2d(g, *out)

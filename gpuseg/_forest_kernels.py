@@ -11,8 +11,8 @@ keep that many chains in flight, with unsigned indices (no negative-index
 wrap-around on the chain). A block's samples are first copied sample-major into
 a local buffer: the caller's feature-major rows lie a power-of-two stride apart
 for many tile shapes, and reading a sample across them thrashes one L1 set.
-Measured against scikit-learn's ``predict_proba`` on the same trees by the
-benchmark suite's ``predict`` stage (``python -m benchmarks``).
+``python -m benchmarks.filters`` times it against scikit-learn's
+``predict_proba`` on the same trees.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ def test_dask_on_several_gpus_equals_in_memory(cp, mosaic):
         got = client.compute(seg.predict(da.from_array(image, chunks=(64, 64))), sync=True)
         backends = client.run(lambda: gpuseg._backend.resolve_backend("auto", quiet=True))
     assert set(backends.values()) == {"gpu"}
-    np.testing.assert_array_equal(np.asarray(cp.asnumpy(cp.asarray(got))), expected)
+    np.testing.assert_array_equal(cp.asnumpy(cp.asarray(got)), expected)
 
 
 def test_app_engine_on_gpu(cp, mosaic):
