@@ -20,9 +20,9 @@ from dash import Input, Output, Patch, State, ctx, dcc, html, no_update
 
 from .. import load
 from ..features import FeatureParams
-from .engine import SessionStore
+from .store import SessionStore
 from .files import UnreadableImage, encode_png, encode_tiff, read_image
-from .layout import FEATURES, class_options, figure, newshape, overlay_source, shapes
+from .layout import FEATURES, class_options, figure, newshape, shapes
 
 _EDIT = re.compile(r"^shapes\[(\d+)\]\.path$")
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -128,7 +128,7 @@ class Controller:
         session = self.session(session_id)
         with session.lock:
             plane = min(int(plane or 0), session.n_planes - 1)
-            label = min(max(int(label or 1), 1), len(session.classes))
+            label = int(label or 0) if int(label or 0) in session.class_values() else session.class_values()[0]
             previous, session.message = session.message, ""
             tokens = tuple(int(t or 0) for t in tokens)
             stale = tokens != session.shown_tokens
@@ -162,38 +162,23 @@ class Controller:
             elif trigger == "add-class":
                 label = session.add_class()
             elif trigger == "rename-class" and class_name:
-                session.classes[label - 1].name = str(class_name)[:40]
+                session.class_of(label).name = str(class_name)[:40]
             elif trigger == "class-color" and class_color:
-                session.classes[label - 1].color = class_color
-            if full:
-                session.features()  # computed once, here, so that the first stroke is quick
-            start = time.perf_counter()
-            if retrain and session.strokes:
-                session.train()
-            elif retrain:
-                session.clear()
-            if session.model is not None and (retrain or full or session.proba is None):
-                session.predict_display(plane)
-            elif session.model is None:
-                session.proba = None
+                session.class_of(label).color = class_color
+            overlay = session.refresh(plane, retrain=retrain, full=full, view=view, label=label)
             if not session.message and (stale or trigger in _KEEP_MESSAGE):
                 session.message = previous  # e.g. an upload's error, still true after a change of view
             session.shown_tokens = tokens
-            outputs = self._outputs(session, full, plane=plane, label=label, width=width, view=view,
-                                    opacity=opacity, revision=str(tokens[0]))
-            if retrain:  # the overlay is encoded: what is left is sending it
-                session.timings["stroke_to_overlay"] = time.perf_counter() - start
-                outputs["status"] = status_lines(session)
-        return outputs
+            return self._outputs(session, full, overlay, plane=plane, label=label, width=width,
+                                 opacity=opacity, revision=str(tokens[0]))
 
-    def _outputs(self, session, full, *, plane, label, width, view, opacity, revision) -> dict:
+    def _outputs(self, session, full, overlay, *, plane, label, width, opacity, revision) -> dict:
         if full:
-            fig = figure(session, plane, view=view, label=label, width=width, opacity=opacity, revision=revision)
+            fig = figure(session, plane, overlay, label=label, width=width, opacity=opacity, revision=revision)
         else:
             fig = Patch()
             fig["layout"]["shapes"] = shapes(session, plane)
             fig["layout"]["newshape"] = newshape(session, label, width)
-            overlay = overlay_source(session, view, label)
             fig["data"][1]["visible"] = overlay is not None
             if overlay is not None:
                 fig["data"][1]["source"] = overlay
@@ -205,7 +190,7 @@ class Controller:
             "message": session.message,
             "classes": class_options(session),
             "label": label,
-            "color": session.classes[label - 1].color,
+            "color": session.class_of(label).color,
             "planes": session.n_planes - 1,
             "plane": plane,
             "plane_style": {"display": "block" if session.n_planes > 1 else "none"},

@@ -1,4 +1,4 @@
-"""The app's engine: per-session state, cached features, strokes, training and prediction.
+"""One browser tab's work: its image, classes, strokes, cached features and model; and the app's latency.
 
 Nothing here imports Dash, so every step can be tested, and timed, as plain
 Python. The speed of the app rests on three things:
@@ -12,176 +12,37 @@ Python. The speed of the app rests on three things:
   only, a strided sample of the full-resolution feature stack; the full
   resolution is predicted for downloads.
 
-Coordinates: the figure shows the image so that its data coordinates are the
-pixel coordinates of the full-resolution image (``x`` = column, ``y`` = row),
-whatever the display scale, so stroke paths need no conversion.
+:meth:`Session.refresh` is what the app does after every change before it
+redraws, and what :func:`measure_stroke_to_overlay` times.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
-from .. import _backend
+from .._backend import backend_module, resolve_backend
 from ..features import FeatureParams, multiscale_features
 from ..segmenter import Segmenter
+from .display import PALETTE, colour_prediction, display_scale, downsample, png_source, to_display_uint8
+from .store import FeatureCache
+from .strokes import Stroke, parse_path, rasterise
 
-COLORS = {"red": "#e6194b", "green": "#3cb44b", "blue": "#4363d8", "orange": "#f58231", "purple": "#911eb4",
-          "cyan": "#42d4f4", "magenta": "#f032e6", "lime": "#bfef45", "pink": "#fabed4", "teal": "#469990",
-          "brown": "#9a6324", "maroon": "#800000"}
-PALETTE = tuple(COLORS.values())
-DISPLAY_MAX = 640  # longest side of the displayed image, in its pixels
 MAX_TRAIN_PER_CLASS = 3_000  # pixels along one stroke are alike: more only slows training
 LIVE_FOREST = {"n_estimators": 32, "max_depth": 10, "max_samples": 0.5, "random_state": 0}
 
 
 @dataclass
 class ImageClass:
-    """A class the user scribbles: its label value is its position in the list plus one."""
+    """A class the user scribbles, drawn in ``color``; ``value`` is its label value (positive)."""
 
     name: str
     color: str
-
-
-@dataclass
-class Stroke:
-    """One scribble.
-
-    Attributes
-    ----------
-    id : int
-        Unique within the session; the figure names the stroke's shape ``s<id>``.
-    plane : int
-        Plane of a 3D stack it was drawn on (0 for a 2D image).
-    label : int
-        Class value, 1..K.
-    points : ndarray of shape (n, 2), float64
-        ``(x, y)`` = (column, row) in full-resolution pixels.
-    path : str
-        The SVG path as the figure holds it.
-    width : float
-        Line width in displayed pixels.
-    """
-
-    id: int
-    plane: int
-    label: int
-    points: np.ndarray
-    path: str
-    width: float
-
-
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-
-
-def parse_path(path: str) -> np.ndarray:
-    """Vertices of a plotly ``drawopenpath`` SVG path (``M x,y L x,y ...``).
-
-    Returns
-    -------
-    points : ndarray of shape (n, 2), float64
-        ``(x, y)`` pairs, in the figure's data coordinates.
-
-    Raises
-    ------
-    ValueError
-        A path without any vertex or with an odd count of numbers.
-    """
-    numbers = re.findall(_NUMBER, path or "")
-    if not numbers or len(numbers) % 2:
-        raise ValueError(f"Not a drawn path: {path[:60]!r}")
-    return np.asarray(numbers, dtype=np.float64).reshape(-1, 2)
-
-
-def rasterise(strokes, spatial_shape: tuple, scale: float) -> np.ndarray:
-    """Label image of strokes drawn as thick polylines; later strokes cover earlier ones.
-
-    Parameters
-    ----------
-    strokes : iterable of Stroke
-    spatial_shape : tuple
-        ``(rows, cols)`` or ``(planes, rows, cols)``.
-    scale : float
-        Full-resolution pixels per displayed pixel (a stroke's width is in displayed pixels).
-
-    Returns
-    -------
-    labels : uint8 ndarray of shape ``spatial_shape``
-        0 where nothing is drawn, else the stroke's class.
-    """
-    labels = np.zeros(spatial_shape, np.uint8)
-    planes = labels if labels.ndim == 3 else labels[None]
-    shift = 4  # sub-pixel precision of the vertices: 1/16 pixel
-    for s in strokes:
-        pts = np.round(s.points * (1 << shift)).astype(np.int32).reshape(-1, 1, 2)
-        thickness = max(1, int(round(s.width * scale)))
-        cv2.polylines(planes[s.plane], [pts], False, int(s.label), thickness=thickness,
-                      lineType=cv2.LINE_8, shift=shift)
-    return labels
-
-
-class FeatureCache:
-    """Feature stacks by (image, parameters, backend), least recently used dropped past a byte budget.
-
-    Parameters
-    ----------
-    max_bytes : int
-        Budget for all stacks together; one stack larger than it is still kept
-        (alone), since the session that asked for it needs it.
-    """
-
-    def __init__(self, max_bytes: int = 4 << 30):
-        self.max_bytes = int(max_bytes)
-        self._items: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key, compute):
-        """The stack for ``key``, from ``compute()`` when not cached; and whether it was cached."""
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key], True
-        value = compute()
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > 1 and sum(v.nbytes for v in self._items.values()) > self.max_bytes:
-                self._items.popitem(last=False)
-        return value, False
-
-    def __len__(self):
-        return len(self._items)
-
-
-def display_scale(spatial_shape: tuple, display_max: int = DISPLAY_MAX) -> int:
-    """Integer downsampling factor that fits an image's rows and columns in ``display_max``."""
-    return max(1, -(-max(spatial_shape[-2:]) // display_max))
-
-
-def to_display_uint8(image: np.ndarray) -> np.ndarray:
-    """Scale a channels-last image to uint8 for display (min to max, per image)."""
-    if image.dtype == np.uint8:
-        return image
-    lo, hi = float(image.min()), float(image.max())
-    out = (image.astype(np.float32) - lo) * (255.0 / (hi - lo) if hi > lo else 0.0)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
-
-
-def downsample(plane: np.ndarray, scale: int) -> np.ndarray:
-    """Block means of a ``(rows, cols, channels)`` uint8 plane; edge blocks padded by replication."""
-    if scale == 1:
-        return plane
-    rows, cols = (-(-n // scale) for n in plane.shape[:2])
-    padded = np.pad(plane, ((0, rows * scale - plane.shape[0]), (0, cols * scale - plane.shape[1]), (0, 0)),
-                    mode="edge")
-    blocks = padded.reshape(rows, scale, cols, scale, -1).mean(axis=(1, 3))
-    return (blocks + 0.5).astype(np.uint8)
+    value: int = field(default=0, compare=False)
 
 
 @dataclass
@@ -203,8 +64,8 @@ class Session:
     cache: FeatureCache
     backend: str = "auto"
     params: FeatureParams = field(default_factory=FeatureParams)
-    classes: list = field(default_factory=lambda: [ImageClass("background", PALETTE[0]),
-                                                   ImageClass("foreground", PALETTE[1])])
+    classes: list = field(default_factory=lambda: [ImageClass("background", PALETTE[0], 1),
+                                                   ImageClass("foreground", PALETTE[1], 2)])
     strokes: list = field(default_factory=list)
     model: Segmenter | None = None
     model_source: str = ""  # "scribbles" or the uploaded file's name
@@ -217,7 +78,8 @@ class Session:
     _next_id: int = 0
 
     def __post_init__(self):
-        self.backend = _backend.resolve_backend(self.backend, quiet=True)
+        self.backend = resolve_backend(self.backend, quiet=True)
+        self.be = backend_module(self.backend)
         self.set_image(self.image, self.name)
 
     def set_image(self, image: np.ndarray, name: str) -> None:
@@ -280,7 +142,7 @@ class Session:
 
     # -- strokes -----------------------------------------------------------
     def labels(self) -> np.ndarray:
-        """Full-resolution scribble labels (uint8, ``spatial_shape``)."""
+        """Full-resolution scribble labels of ``spatial_shape`` (see :func:`~gpuseg.app.strokes.rasterise`)."""
         return rasterise(self.strokes, self.spatial_shape, self.scale)
 
     def add_stroke(self, path: str, label: int, width: float, plane: int = 0) -> Stroke:
@@ -316,7 +178,7 @@ class Session:
                 kept.add(stroke.id)
             else:
                 label = int(name[1:]) if name[:1] == "c" and name[1:].isdigit() else default_label
-                label = min(max(label, 1), len(self.classes))
+                label = label if label in self.class_values() else self.class_values()[0]
                 kept.add(self.add_stroke(shape["path"], label, width, plane).id)
         self.strokes = [s for s in self.strokes if s.plane != plane or s.id in kept]
         return before != [(s.id, s.path) for s in self.strokes]
@@ -343,11 +205,20 @@ class Session:
         self.model, self.model_source, self.proba = None, "", None
 
     # -- classes -----------------------------------------------------------
-    def add_class(self, name: str | None = None) -> int:
-        """Add a class with the next palette colour; returns its label value."""
+    def class_values(self) -> list:
+        """The label values of the classes, in the order they are listed."""
+        return [c.value for c in self.classes]
+
+    def class_of(self, value: int) -> ImageClass:
+        """The class of label ``value``; the first class for a value without one."""
+        return next((c for c in self.classes if c.value == value), self.classes[0])
+
+    def add_class(self, name: str | None = None, value: int | None = None) -> int:
+        """Add a class with the next palette colour (and the next free value by default); returns its value."""
         k = len(self.classes)
-        self.classes.append(ImageClass(name or f"class {k + 1}", PALETTE[k % len(PALETTE)]))
-        return k + 1
+        value = max(self.class_values()) + 1 if value is None else int(value)
+        self.classes.append(ImageClass(name or f"class {value}", PALETTE[k % len(PALETTE)], value))
+        return value
 
     # -- training and prediction ------------------------------------------
     def train(self) -> bool:
@@ -369,12 +240,11 @@ class Session:
         start = time.perf_counter()
         index = _balanced_sample(index, labels[index], MAX_TRAIN_PER_CLASS)
         stack = self.features()
-        rows = stack.reshape(-1, stack.shape[-1])[_backend.to_backend(index, self.backend)]
+        rows = stack.reshape(-1, stack.shape[-1])[self.be.asarray(index)]
         model = Segmenter(backend=self.backend, channel_axis=self.channel_axis, **self.params.to_dict(),
                           **LIVE_FOREST)
-        # fit_features sees feature rows only; the image geometry a model file records is set as fit() sets it.
-        model.ndim_, model.n_channels_ = len(self.spatial_shape), self.image.shape[-1]
-        self.model = model.fit_features(rows, labels[index])
+        self.model = model.fit_features(rows, labels[index], ndim=len(self.spatial_shape),
+                                        n_channels=self.image.shape[-1])
         self.model_source = "scribbles"
         self.timings["train"] = time.perf_counter() - start
         self.timings["train_pixels"] = int(index.size)
@@ -395,8 +265,9 @@ class Session:
                 f"{source} was trained on {model.ndim_}D images with {model.n_channels_} channel(s); "
                 f"this image is {ndim}D with {channels}."
             )
-        while len(self.classes) < int(model.classes_.max()):
-            self.add_class()
+        for value in model.classes_:
+            if int(value) not in self.class_values():
+                self.add_class(value=int(value))
         self.params = model.feature_params
         self.model, self.model_source, self.proba = model, source, None
 
@@ -411,13 +282,13 @@ class Session:
             self.proba = None
             return None
         start = time.perf_counter()
-        self.proba = _backend.to_host(self.model.predict_proba_features(self.display_features(z)))
+        self.proba = self.be.to_host(self.model.predict_proba_features(self.display_features(z)))
         self.proba_plane = z
         self.timings["predict"] = time.perf_counter() - start
         return self.proba
 
     def predict_full(self) -> np.ndarray:
-        """Full-resolution segmentation, label values in ``spatial_shape`` (uint8).
+        """Full-resolution segmentation: label values of ``spatial_shape``, in the model's ``label_dtype``.
 
         Raises
         ------
@@ -426,32 +297,54 @@ class Session:
         """
         if self.model is None:
             raise RuntimeError("No model yet: scribble at least two classes, or upload a model.")
-        proba = _backend.to_host(self.model.predict_proba_features(self.features()))
-        return self.model.classes_.astype(np.uint8)[np.argmax(proba, axis=-1)]
+        return self.be.to_host(self.model.predict_features(self.features()))
 
     def overlay(self, view: str = "segmentation", label: int = 1) -> np.ndarray | None:
-        """RGB uint8 image of the displayed plane's prediction, or None without one.
+        """RGB uint8 image of the displayed plane's prediction, or None without one (see
+        :func:`~gpuseg.app.display.colour_prediction` for ``view`` and ``label``)."""
+        if self.proba is None:
+            return None
+        colors = {c.value: c.color for c in self.classes}
+        return colour_prediction(self.proba, self.model.classes_, colors, view, label)
+
+    def refresh(self, plane: int = 0, *, retrain: bool = True, full: bool = False, view: str = "segmentation",
+                label: int = 1) -> str | None:
+        """Bring the prediction up to date after a change and encode the overlay: what the app does before
+        it redraws.
 
         Parameters
         ----------
-        view : {"segmentation", "probability", "uncertainty"}
-            Class colours; the probability of class ``label`` (viridis); or the
-            forest's uncertainty ``(1 - p_max) * K / (K - 1)`` (magma).
-        label : int
-            The class whose probability is shown.
+        plane : int
+            The plane shown.
+        retrain : bool
+            Strokes or feature parameters changed: train again (or, without strokes, clear).
+        full : bool
+            A new image, model or plane: the features are computed (or taken from the cache) first.
+        view, label
+            As in :meth:`overlay`.
+
+        Returns
+        -------
+        overlay : str or None
+            ``data:`` URI of the overlay PNG; None without a prediction. With ``retrain``,
+            ``timings["stroke_to_overlay"]`` holds the seconds from training to this URI.
         """
-        if self.proba is None:
-            return None
-        proba, classes = self.proba, self.model.classes_
-        if view == "probability":
-            k = np.searchsorted(classes, label)
-            p = proba[..., k] if k < classes.size and classes[k] == label else np.zeros(proba.shape[:-1], np.float32)
-            return _colormap(p, "viridis")
-        if view == "uncertainty":
-            n = proba.shape[-1]
-            return _colormap((1.0 - proba.max(axis=-1)) * n / (n - 1), "magma")
-        lut = np.array([_rgb(self.classes[min(int(c), len(self.classes)) - 1].color) for c in classes], np.uint8)
-        return lut[np.argmax(proba, axis=-1)]
+        if full:
+            self.features()  # computed once, here, so that the first stroke is quick
+        start = time.perf_counter()
+        if retrain and self.strokes:
+            self.train()
+        elif retrain:
+            self.clear()
+        if self.model is not None and (retrain or full or self.proba is None):
+            self.predict_display(plane)
+        elif self.model is None:
+            self.proba = None
+        rgb = self.overlay(view, label)
+        source = None if rgb is None else png_source(rgb)
+        if retrain:
+            self.timings["stroke_to_overlay"] = time.perf_counter() - start
+        return source
 
 
 def _balanced_sample(index: np.ndarray, labels: np.ndarray, per_class: int) -> np.ndarray:
@@ -464,88 +357,14 @@ def _balanced_sample(index: np.ndarray, labels: np.ndarray, per_class: int) -> n
     return np.sort(np.concatenate(keep))
 
 
-def _rgb(color: str) -> tuple:
-    color = color.lstrip("#")
-    return tuple(int(color[i:i + 2], 16) for i in (0, 2, 4))
-
-
-_LUTS: dict = {}
-
-
-def _colormap(values: np.ndarray, name: str) -> np.ndarray:
-    """RGB uint8 of values in [0, 1] through a plotly sequential colour scale."""
-    if name not in _LUTS:
-        from plotly.colors import sample_colorscale, sequential
-
-        scale = {"viridis": sequential.Viridis, "magma": sequential.Magma}[name]
-        colors = sample_colorscale(scale, np.linspace(0, 1, 256), colortype="tuple")
-        _LUTS[name] = np.round(np.asarray(colors) * 255).astype(np.uint8)
-    index = np.clip(np.asarray(values) * 255 + 0.5, 0, 255).astype(np.uint8)
-    return _LUTS[name][index]
-
-
-class SessionStore:
-    """Sessions by id, least recently used dropped past ``max_sessions``.
-
-    Parameters
-    ----------
-    factory : callable
-        ``factory() -> Session`` for an id not (or no longer) stored.
-    max_sessions : int
-    """
-
-    def __init__(self, factory, max_sessions: int = 16):
-        self.factory = factory
-        self.max_sessions = int(max_sessions)
-        self._sessions: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, session_id: str) -> Session:
-        """The session of ``session_id``, created (with the starting image) when missing."""
-        with self._lock:
-            if session_id in self._sessions:
-                self._sessions.move_to_end(session_id)
-                return self._sessions[session_id]
-        session = self.factory()
-        with self._lock:
-            session = self._sessions.setdefault(session_id, session)
-            while len(self._sessions) > self.max_sessions:
-                self._sessions.popitem(last=False)
-        return session
-
-    def __contains__(self, session_id):
-        return session_id in self._sessions
-
-    def __len__(self):
-        return len(self._sessions)
-
-
-def stroke_to_overlay(session: Session, path: str, label: int, width: float = 8.0, plane: int = 0) -> float:
-    """Add a stroke and do what the app does before showing the new overlay; seconds taken.
-
-    Rasterise the strokes, train on the scribbled pixels' cached features,
-    predict the displayed pixels and colour them (PNG encoding included).
-    """
-    from .files import encode_png
-
-    start = time.perf_counter()
-    session.add_stroke(path, label, width, plane)
-    if session.train():
-        session.predict_display(plane)
-        encode_png(session.overlay())
-    elapsed = time.perf_counter() - start
-    session.timings["stroke_to_overlay"] = elapsed
-    return elapsed
-
-
 def measure_stroke_to_overlay(image, *, channel_axis=None, backend: str = "auto", repeats: int = 3,
                               width: float = 8.0) -> float:
     """Median seconds from a new stroke to its overlay, features already cached (as in the app).
 
     Two strokes of two classes are drawn first (untimed) along the top and
     bottom quarters of the image, together with the feature stack; then
-    ``repeats`` strokes, alternating classes, are each timed by
-    :func:`stroke_to_overlay`.
+    ``repeats`` strokes, alternating classes, are each added and timed by
+    :meth:`Session.refresh`, as the app does it.
 
     Parameters
     ----------
@@ -574,6 +393,9 @@ def measure_stroke_to_overlay(image, *, channel_axis=None, backend: str = "auto"
     session.features()
     session.add_stroke(line(0.25, 0.1, 0.9), 1, width)
     session.add_stroke(line(0.75, 0.1, 0.9), 2, width)
-    times = [stroke_to_overlay(session, line(0.3 + 0.4 * (i % 2) + 0.02 * i, 0.2, 0.8), 1 + i % 2, width)
-             for i in range(repeats)]
+    times = []
+    for i in range(repeats):
+        session.add_stroke(line(0.3 + 0.4 * (i % 2) + 0.02 * i, 0.2, 0.8), 1 + i % 2, width)
+        session.refresh()
+        times.append(session.timings["stroke_to_overlay"])
     return float(np.median(times))
