@@ -13,7 +13,6 @@ import importlib
 import logging
 from types import ModuleType
 
-import numpy as np
 
 log = logging.getLogger("gpuseg")
 

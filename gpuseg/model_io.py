@@ -6,6 +6,8 @@ parameters) and one ``.npy`` file per forest array, read with
 ``allow_pickle=False``. Loading parses JSON and numeric arrays only and checks
 every index of the forest, so nothing in a file is ever executed, and a
 pickle, a foreign or a truncated file is refused with a ``ValueError``.
+:func:`load` makes the :class:`~gpuseg.Segmenter` a file describes (see
+:meth:`~gpuseg.Segmenter.model_meta`).
 """
 
 from __future__ import annotations
@@ -125,3 +127,31 @@ def read_model(path) -> tuple:
     except (KeyError, TypeError) as exc:
         raise _refuse(path, f"its metadata is incomplete ({exc}).") from None
     return meta, forest
+
+
+def load(path, backend="auto"):
+    """Load a model file written by :meth:`Segmenter.save`, on any backend.
+
+    Parameters
+    ----------
+    path : str or path-like
+    backend : {"auto", "cpu", "gpu"}
+
+    Returns
+    -------
+    segmenter : Segmenter
+        Trained, ready to ``predict``.
+
+    Raises
+    ------
+    ValueError
+        The file is not a gpuseg model (a pickle, another format, corrupt or
+        truncated) or has an unknown format version. Nothing in it is executed.
+    """
+    from .segmenter import Segmenter
+
+    meta, forest = read_model(path)
+    try:
+        return Segmenter.from_model_meta(meta, forest, backend)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path} is not a usable gpuseg model file: its metadata is invalid ({exc}).") from None

@@ -119,9 +119,20 @@ class TileFeatures:
         -------
         X : float32 array of the backend, shape ``(n_labelled, n_features)``
         y : int64 ndarray of shape ``(n_labelled,)``
+        geometry : tuple of int
+            ``(ndim, n_channels)`` of the image.
+
+        Raises
+        ------
+        ValueError, TypeError
+            An image or labels that cannot be used (see ``gpuseg._validation``).
         """
+        check_dtype(image.dtype)
+        warn_if_rgb(image.shape, self.channel_axis)
         spatial = spatial_shape(image.shape, self.channel_axis)
         n_channels = 1 if self.channel_axis is None else image.shape[self.channel_axis]
+        if tuple(labels.shape) != spatial:
+            check_labels(np.empty(labels.shape, np.int8), spatial)  # raises the shape error
         n_features = self.params.n_features(len(spatial), n_channels)
         if tile_shape is None:
             tile_shape = self.default_tile_shape(spatial, n_features)
@@ -137,10 +148,10 @@ class TileFeatures:
             ys.append(lab[points])
             order.append(np.ravel_multi_index(tuple(p + w.start for p, w in zip(points, tile.write)), spatial))
         if not parts:
-            return self.be.empty((0, n_features)), np.empty(0, np.int64)
+            return self.be.empty((0, n_features)), np.empty(0, np.int64), (len(spatial), n_channels)
         rows = np.argsort(np.concatenate(order), kind="stable")
         X = self.be.xp.concatenate(parts, axis=1)[:, self.be.asarray(rows)]
-        return self.be.ascontiguous(X.T), np.concatenate(ys)[rows]
+        return self.be.ascontiguous(X.T), np.concatenate(ys)[rows], (len(spatial), n_channels)
 
 
 class Predictor(TileFeatures):

@@ -10,25 +10,13 @@ from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
 from . import _backend
-from ._validation import check_classes, check_dtype, check_labels, spatial_shape, warn_if_rgb
 from .features import FeatureParams
-from .model_io import read_model, save_model
+from .model_io import save_model
 from .predictor import NOT_FITTED, Predictor, TileFeatures
+from .training import FOREST_DEFAULTS, fit_forest, image_geometry
 
 log = logging.getLogger("gpuseg")
 
-TREE_SAMPLES = 20_000
-"""Bootstrap draws per tree with ``max_samples="auto"``: all scribbled pixels up to this many."""
-
-FOREST_DEFAULTS = {
-    "n_estimators": 50,
-    "max_depth": 10,
-    "max_samples": "auto",
-    "max_features": "sqrt",
-    "min_samples_leaf": 1,
-    "class_weight": None,
-    "random_state": None,
-}
 PREDICTS_WITH = ("features", "channel_axis", "n_channels", "ndim", "classes")
 """The keys of :meth:`Segmenter.model_meta` that decide what the model predicts (the Zarr fingerprint's)."""
 
@@ -157,25 +145,17 @@ class Segmenter(BaseEstimator):
         Xs, ys, geometry = [], [], None
         t0 = time.perf_counter()
         for img, lab in zip(images, label_list):
-            check_dtype(img.dtype)
-            warn_if_rgb(img.shape, self.channel_axis)
-            spatial = spatial_shape(img.shape, self.channel_axis)
-            n_channels = 1 if self.channel_axis is None else img.shape[self.channel_axis]
-            if geometry is None:
-                geometry = (len(spatial), n_channels)
-            elif geometry != (len(spatial), n_channels):
+            X, y, shape = rows.labelled_rows(img, lab, tile_shape)
+            if geometry not in (None, shape):
                 raise ValueError(
                     f"All training images must have the same dimensionality and channels; got "
-                    f"{geometry[0]}D with {geometry[1]} channel(s) and {len(spatial)}D with {n_channels}."
+                    f"{geometry[0]}D with {geometry[1]} channel(s) and {shape[0]}D with {shape[1]}."
                 )
-            if tuple(lab.shape) != spatial:
-                check_labels(np.empty(lab.shape, np.int8), spatial)  # raises the shape error
-            X, y = rows.labelled_rows(img, lab, tile_shape)
+            geometry = shape
             Xs.append(X)
             ys.append(y)
         X = be.xp.concatenate(Xs)
         y = np.concatenate(ys)
-        check_classes(np.unique(y))
         t1 = time.perf_counter()
         self.fit_features(X, y, ndim=geometry[0], n_channels=geometry[1])
         log.info("gpuseg fit: %d labelled pixels, %d features in %.2f s, forest in %.2f s",
@@ -218,49 +198,16 @@ class Segmenter(BaseEstimator):
         be = self._backend_module()
         X = be.xp.ascontiguousarray(be.asarray(X), dtype=np.float32)
         y = be.to_host(y)
-        if X.ndim != 2 or y.shape != (X.shape[0],):
-            raise ValueError(f"X must be (n_samples, n_features) and y (n_samples,); got {X.shape} and {y.shape}.")
-        classes = np.unique(y)
-        check_classes(classes)
-        if np.any(classes <= 0):
-            raise ValueError("Classes must be positive integers (0 means unlabelled).")
-        geometry = self._geometry(X.shape[1], ndim, n_channels)
+        classes, forest = fit_forest(be, X, y, self.forest_params)
+        geometry = image_geometry(self.feature_params, X.shape[1], self.channel_axis, ndim, n_channels)
         for name in ("ndim_", "n_channels_"):
             self.__dict__.pop(name, None)
         if geometry is not None:
             self.ndim_, self.n_channels_ = geometry
         self.n_features_in_ = X.shape[1]
-        self.classes_ = classes.astype(np.int64)
-        params = self.forest_params
-        if params["max_samples"] == "auto":
-            params["max_samples"] = min(1.0, TREE_SAMPLES / y.size)
-        if isinstance(params["class_weight"], dict):  # keyed by label value; the forest sees class indices
-            weights = {int(k): w for k, w in params["class_weight"].items()}
-            params["class_weight"] = {i: weights.get(int(c), 1.0) for i, c in enumerate(classes)}
-        self.forest_ = be.forest_fit(X, np.searchsorted(classes, y), params, len(classes))
+        self.classes_ = classes
+        self.forest_ = forest
         return self
-
-    def _geometry(self, n_features: int, ndim, n_channels) -> tuple | None:
-        """``(ndim, n_channels)`` of images whose features are ``n_features`` wide; ``None`` when several fit."""
-        params = self.feature_params
-        if ndim is not None or n_channels is not None:
-            ndim, n_channels = int(ndim or 0), int(1 if n_channels is None else n_channels)
-            if ndim not in (2, 3) or params.n_features(ndim, n_channels) != n_features:
-                raise ValueError(
-                    f"X has {n_features} features; {ndim}D images with {n_channels} channel(s) give "
-                    f"{params.n_features(ndim, n_channels) if ndim in (2, 3) else 'none'} with these feature parameters."
-                )
-            return ndim, n_channels
-        per_sigma = {d: params.n_features(d) for d in (2, 3)}
-        fits = [(d, n_features // per_sigma[d]) for d in (2, 3) if n_features % per_sigma[d] == 0
-                and (self.channel_axis is not None or n_features == per_sigma[d])]
-        if not fits:
-            raise ValueError(
-                f"X has {n_features} features, but these feature parameters give {per_sigma[2]} per channel of a "
-                f"2D image and {per_sigma[3]} of a 3D one; compute them with multiscale_features and the same "
-                "parameters."
-            )
-        return fits[0] if len(fits) == 1 else None
 
     # -- prediction -------------------------------------------------------
     def _check_fitted(self):
@@ -431,32 +378,6 @@ class Segmenter(BaseEstimator):
         path : pathlib.Path
         """
         return save_model(path, self.model_meta(), self.forest_)
-
-
-def load(path, backend="auto") -> Segmenter:
-    """Load a model file written by :meth:`Segmenter.save`, on any backend.
-
-    Parameters
-    ----------
-    path : str or path-like
-    backend : {"auto", "cpu", "gpu"}
-
-    Returns
-    -------
-    segmenter : Segmenter
-        Trained, ready to ``predict``.
-
-    Raises
-    ------
-    ValueError
-        The file is not a gpuseg model (a pickle, another format, corrupt or
-        truncated) or has an unknown format version. Nothing in it is executed.
-    """
-    meta, forest = read_model(path)
-    try:
-        return Segmenter.from_model_meta(meta, forest, backend)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path} is not a usable gpuseg model file: its metadata is invalid ({exc}).") from None
 
 
 def _jsonable(v):

@@ -412,14 +412,20 @@ def test_png_encoding_round_trips():
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(encode_png(rgb)))), rgb)
 
 
-def test_full_resolution_labels_keep_large_class_values():
-    """A model whose classes reach 300 gives uint16 labels of 300, not 300 % 256."""
+def session_with_model(value):
+    """A scribbled session given a model trained on its strokes, class 2 relabelled ``value``."""
     image = two_region_image()
     session = scribbled(image)
     labels = session.labels().astype(np.int64)
     model = gpuseg.Segmenter(backend="cpu", sigma_max=16, n_estimators=5, random_state=0).fit(
-        image, np.where(labels == 2, 300, labels))
-    session.apply_model(model, "big.gpuseg")
+        image, np.where(labels == 2, value, labels))
+    session.apply_model(model, f"class-{value}.gpuseg")
+    return session
+
+
+def test_full_resolution_labels_keep_large_class_values():
+    """A model whose classes reach 300 gives uint16 labels of 300, not 300 % 256."""
+    session = session_with_model(300)
     full = session.predict_full()
     assert full.dtype == np.uint16 and set(np.unique(full)) == {1, 300}
     assert session.class_values() == [1, 2, 300]
@@ -427,12 +433,7 @@ def test_full_resolution_labels_keep_large_class_values():
 
 
 def test_uploaded_model_adds_only_its_classes():
-    image = two_region_image()
-    session = scribbled(image)
-    labels = session.labels().astype(np.int64)
-    model = gpuseg.Segmenter(backend="cpu", sigma_max=16, n_estimators=5, random_state=0).fit(
-        image, np.where(labels == 2, 5, labels))
-    session.apply_model(model, "sparse.gpuseg")
+    session = session_with_model(5)
     assert session.class_values() == [1, 2, 5] and session.class_of(5).name == "class 5"
     session.refresh(full=True, retrain=False)
     rgb = session.overlay()
