@@ -328,7 +328,7 @@ class GpusegCPUZarr(GpusegCPU):
 class AppCPU(GpusegCPU):
     """The app's stroke-to-overlay latency on 2D images (scenario ``app``), measured by the app itself.
 
-    ``gpuseg.app.session.measure_stroke_to_overlay`` computes the feature
+    ``gpuseg.app.latency.measure_stroke_to_overlay`` computes the feature
     stack and two strokes untimed, then returns the median seconds from a
     new stroke to its overlay, each timed by ``Session.refresh``, which the
     app's callback runs.
@@ -342,7 +342,7 @@ class AppCPU(GpusegCPU):
         return None if importlib.util.find_spec("dash") else "the app extra is not installed (pip install 'gpuseg[app]')"
 
     def run_stage(self, stage, image, scribbles):
-        from gpuseg.app.session import measure_stroke_to_overlay
+        from gpuseg.app.latency import measure_stroke_to_overlay
 
         return float(measure_stroke_to_overlay(image, backend=self.backend)), None
 

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("dash")
 
 import gpuseg  # noqa: E402
-from gpuseg.app import create_app, display, strokes  # noqa: E402
+from gpuseg.app import create_app, display, latency, strokes  # noqa: E402
 from gpuseg.app import store as stores  # noqa: E402
 from gpuseg.app import session as sessions  # noqa: E402
 from gpuseg.app.callbacks import Controller  # noqa: E402
@@ -185,7 +185,7 @@ def test_volume_trains_on_all_planes_and_predicts_the_shown_one():
 
 
 def test_measure_stroke_to_overlay_returns_seconds():
-    seconds = sessions.measure_stroke_to_overlay(two_region_image((96, 128)), backend="cpu", repeats=2)
+    seconds = latency.measure_stroke_to_overlay(two_region_image((96, 128)), backend="cpu", repeats=2)
     assert 0 < seconds < 30
 
 

@@ -24,7 +24,6 @@ from .store import SessionStore
 from .files import UnreadableImage, encode_png, encode_tiff, read_image
 from .layout import FEATURES, class_options, figure, newshape, shapes
 
-_EDIT = re.compile(r"^shapes\[(\d+)\]\.path$")
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 _KEEP_MESSAGE = {None, "image-token", "model-token", "opacity", "view", "width", "active-class"}
 
@@ -134,13 +133,7 @@ class Controller:
             stale = tokens != session.shown_tokens
             retrain, full = False, stale or trigger in (None, "image-token", "model-token", "plane")
             if trigger == "graph":
-                relayout = relayout or {}
-                if "shapes" in relayout:
-                    retrain = session.sync_shapes(relayout["shapes"], plane, label, width)
-                for key, value in relayout.items():
-                    match = _EDIT.match(key)
-                    if match:
-                        retrain |= session.edit_path(plane, int(match.group(1)), value)
+                retrain = session.apply_figure_edits(relayout or {}, plane, label, width)
                 if not (retrain or stale):  # a zoom, a pan, a resize: nothing to redraw
                     session.message = previous
                     raise dash.exceptions.PreventUpdate
@@ -151,14 +144,10 @@ class Controller:
                 retrain = True
             elif trigger in ("features", "sigma"):
                 try:
-                    session.params = FeatureParams(*(k in (features or ()) for k in FEATURES),
-                                                   2.0 ** sigma[0], 2.0 ** sigma[1])
-                    retrain = True
+                    retrain = session.use_features(FeatureParams(*(k in (features or ()) for k in FEATURES),
+                                                                 2.0 ** sigma[0], 2.0 ** sigma[1]))
                 except ValueError as exc:
                     session.message = str(exc)
-                if retrain and session.model_source not in ("", "scribbles"):
-                    session.forget_model()
-                    session.message = "The uploaded model uses other features; it is no longer applied."
             elif trigger == "add-class":
                 label = session.add_class()
             elif trigger == "rename-class" and class_name:

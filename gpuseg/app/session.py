@@ -1,4 +1,4 @@
-"""One browser tab's work: its image, classes, strokes, cached features and model; and the app's latency.
+"""One browser tab's work: its image, classes, strokes, cached features and model.
 
 Nothing here imports Dash, so every step can be tested, and timed, as plain
 Python. The speed of the app rests on three things:
@@ -13,12 +13,13 @@ Python. The speed of the app rests on three things:
   resolution is predicted for downloads.
 
 :meth:`Session.refresh` is what the app does after every change before it
-redraws, and what :func:`measure_stroke_to_overlay` times.
+redraws, and what :func:`gpuseg.app.latency.measure_stroke_to_overlay` times.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from .display import PALETTE, colour_prediction, display_scale, downsample, png_
 from .store import FeatureCache
 from .strokes import Stroke, parse_path, rasterise
 
+_EDIT = re.compile(r"^shapes\[(\d+)\]\.path$")  # a relayout key editing one stroke's path
 MAX_TRAIN_PER_CLASS = 3_000  # pixels along one stroke are alike: more only slows training
 LIVE_FOREST = {"n_estimators": 32, "max_depth": 10, "max_samples": 0.5, "random_state": 0}
 
@@ -183,6 +185,21 @@ class Session:
         self.strokes = [s for s in self.strokes if s.plane != plane or s.id in kept]
         return before != [(s.id, s.path) for s in self.strokes]
 
+    def apply_figure_edits(self, relayout: dict, plane: int, default_label: int, width: float) -> bool:
+        """Apply what a figure's ``relayoutData`` says of the strokes of ``plane``: shapes drawn, erased
+        (``shapes``) or edited (``shapes[i].path``); other keys (a zoom, a pan) change nothing.
+
+        Returns
+        -------
+        changed : bool
+        """
+        changed = "shapes" in relayout and self.sync_shapes(relayout["shapes"], plane, default_label, width)
+        for key, value in relayout.items():
+            match = _EDIT.match(key)
+            if match:
+                changed |= self.edit_path(plane, int(match.group(1)), value)
+        return changed
+
     def edit_path(self, plane: int, index: int, path: str) -> bool:
         """Apply a ``shapes[index].path`` edit of the figure showing ``plane``."""
         on_plane = [s for s in self.strokes if s.plane == plane]
@@ -200,6 +217,20 @@ class Session:
         self.strokes = []
         if self.model_source == "scribbles":
             self.forget_model()
+
+    def use_features(self, params: FeatureParams) -> bool:
+        """Compute other features from now on; an uploaded model (made for other features) is dropped.
+
+        Returns
+        -------
+        changed : bool
+            True: the classifier must be trained again.
+        """
+        self.params = params
+        if self.model_source not in ("", "scribbles"):
+            self.forget_model()
+            self.message = "The uploaded model uses other features; it is no longer applied."
+        return True
 
     def forget_model(self) -> None:
         self.model, self.model_source, self.proba = None, "", None
@@ -355,47 +386,3 @@ def _balanced_sample(index: np.ndarray, labels: np.ndarray, per_class: int) -> n
         members = index[labels == c]
         keep.append(members if members.size <= per_class else rng.choice(members, per_class, replace=False))
     return np.sort(np.concatenate(keep))
-
-
-def measure_stroke_to_overlay(image, *, channel_axis=None, backend: str = "auto", repeats: int = 3,
-                              width: float = 8.0) -> float:
-    """Median seconds from a new stroke to its overlay, features already cached (as in the app).
-
-    Two strokes of two classes are drawn first (untimed) along the top and
-    bottom quarters of the image, together with the feature stack; then
-    ``repeats`` strokes, alternating classes, are each added and timed by
-    :meth:`Session.refresh`, as the app does it.
-
-    Parameters
-    ----------
-    image : ndarray
-        2D ``(rows, cols)`` image, plus a channel axis at ``channel_axis``.
-    channel_axis : int, optional
-    backend : {"auto", "cpu", "gpu"}
-    repeats : int
-    width : float
-        Stroke width in displayed pixels.
-
-    Returns
-    -------
-    seconds : float
-    """
-    image = np.asarray(image)
-    image = image[..., None] if channel_axis is None else np.moveaxis(image, channel_axis, -1)
-    session = Session(image, "benchmark", FeatureCache(), backend)
-    rows, cols = session.spatial_shape[-2:]
-
-    def line(frac_row, start, stop):
-        ys = np.full(12, frac_row * rows)
-        xs = np.linspace(start * cols, stop * cols, 12)
-        return "M" + "L".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
-
-    session.features()
-    session.add_stroke(line(0.25, 0.1, 0.9), 1, width)
-    session.add_stroke(line(0.75, 0.1, 0.9), 2, width)
-    times = []
-    for i in range(repeats):
-        session.add_stroke(line(0.3 + 0.4 * (i % 2) + 0.02 * i, 0.2, 0.8), 1 + i % 2, width)
-        session.refresh()
-        times.append(session.timings["stroke_to_overlay"])
-    return float(np.median(times))
