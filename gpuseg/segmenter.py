@@ -61,8 +61,9 @@ class Segmenter:
 
     Attributes
     ----------
-    classes_ : ndarray of int64, shape (n_classes,)
-        Label values seen in training, in increasing order.
+    classes_ : integer ndarray, shape (n_classes,)
+        Label values seen in training, in increasing order: int64 (trained
+        through :mod:`gpuseg.future`: the training labels' dtype, as in scikit-learn).
     n_features_in_ : int
         Length of the feature vector.
     n_channels_ : int
@@ -71,6 +72,10 @@ class Segmenter:
         Spatial dimensions of the training images (2 or 3).
     forest_ : gpuseg.forest.Forest
         The trained trees.
+    feature_names_ : list of str, (n_features_in_,)
+        Name of each feature (see :meth:`gpuseg.FeatureParams.names`).
+    feature_importances_ : float64 ndarray, (n_features_in_,)
+        Mean decrease in impurity of each feature, in the order of ``feature_names_``.
     """
 
     def __init__(self, *, backend="auto", intensity=True, edges=True, texture=True, sigma_min=0.5,
@@ -413,6 +418,31 @@ class Segmenter:
 
             return predict_dask(self, image, proba=False, tile_shape=tile_shape)
         return self._run_tiles(image, tile_shape, False, progress)
+
+    @property
+    def feature_names_(self) -> list:
+        """Names of the features, in column order; known after ``fit(image, labels)`` or ``load``."""
+        self._check_fitted()
+        if not hasattr(self, "ndim_"):
+            raise AttributeError("Feature names are known for a model trained on images (fit) or loaded; "
+                                 "this one was trained with fit_features on features of unknown geometry.")
+        return self.feature_params.names(self.ndim_, self.n_channels_)
+
+    @property
+    def feature_importances_(self):
+        """Mean decrease in impurity of each feature (float64, sums to 1), in the order of ``feature_names_``.
+
+        Computed from ``forest_``, so a loaded model has it too, and equal to
+        scikit-learn's ``feature_importances_`` for the forest the CPU backend trains.
+
+        Raises
+        ------
+        AttributeError
+            A forest without impurity data (a model file written before gpuseg
+            stored it, or a cuML-trained forest).
+        """
+        self._check_fitted()
+        return self.forest_.feature_importances()
 
     @property
     def label_dtype(self):
