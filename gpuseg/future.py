@@ -62,6 +62,8 @@ def fit_segmenter(labels, features, clf):
     X = _backend.to_host(features[_backend.to_backend(mask, device)])
     y = labels[mask]
     if isinstance(clf, Segmenter):
+        for learnt in ("ndim_", "n_channels_", "n_features_in_"):  # from an earlier fit: retrain from scratch
+            clf.__dict__.pop(learnt, None)
         clf.fit_features(X, check_labels(y, y.shape))
         _keep_label_dtype(clf, labels.dtype)
     else:
