@@ -109,6 +109,7 @@ class Forest:
             parts["depth"].append([_tree_depth(left, right)])
             offset += n
         arrays = {k: np.concatenate(v) for k, v in parts.items()}
+        every_tree = decreases and len(decreases) == len(parts["roots"])
         forest = cls(
             child=arrays["child"].astype(np.int32),
             feature=arrays["feature"].astype(np.int32),
@@ -117,7 +118,7 @@ class Forest:
             roots=arrays["roots"].astype(np.int32),
             depth=arrays["depth"].astype(np.int32),
             n_features=int(n_features),
-            impurity_decrease=np.concatenate(decreases) if decreases and len(decreases) == len(parts["roots"]) else None,
+            impurity_decrease=np.concatenate(decreases) if every_tree else None,
         )
         forest.validate()
         return forest

@@ -75,7 +75,10 @@ class Segmenter:
     feature_names_ : list of str, (n_features_in_,)
         Name of each feature (see :meth:`gpuseg.FeatureParams.names`).
     feature_importances_ : float64 ndarray, (n_features_in_,)
-        Mean decrease in impurity of each feature, in the order of ``feature_names_``.
+        Mean decrease in impurity of each feature (summing to 1), in the order of
+        ``feature_names_``; computed from ``forest_`` (a loaded model has it too),
+        equal to scikit-learn's for the CPU backend's forest. Not for a forest
+        without impurity data: a cuML-trained one, or one from an older model file.
     """
 
     def __init__(self, *, backend="auto", intensity=True, edges=True, texture=True, sigma_min=0.5,
@@ -421,26 +424,16 @@ class Segmenter:
 
     @property
     def feature_names_(self) -> list:
-        """Names of the features, in column order; known after ``fit(image, labels)`` or ``load``."""
+        """See the class attributes; known for a model trained on images (``fit``) or loaded."""
         self._check_fitted()
         if not hasattr(self, "ndim_"):
-            raise AttributeError("Feature names are known for a model trained on images (fit) or loaded; "
-                                 "this one was trained with fit_features on features of unknown geometry.")
+            raise AttributeError("No feature names: this model was trained by fit_features "
+                                 "on features of unknown geometry.")
         return self.feature_params.names(self.ndim_, self.n_channels_)
 
     @property
     def feature_importances_(self):
-        """Mean decrease in impurity of each feature (float64, sums to 1), in the order of ``feature_names_``.
-
-        Computed from ``forest_``, so a loaded model has it too, and equal to
-        scikit-learn's ``feature_importances_`` for the forest the CPU backend trains.
-
-        Raises
-        ------
-        AttributeError
-            A forest without impurity data (a model file written before gpuseg
-            stored it, or a cuML-trained forest).
-        """
+        """See the class attributes; raises AttributeError for a forest without impurity data."""
         self._check_fitted()
         return self.forest_.feature_importances()
 

@@ -46,7 +46,8 @@ def test_names_follow_the_columns(rng, shape, params):
 
 def test_name_format():
     names = FeatureParams(sigma_min=0.5, sigma_max=2).names(2, 2)
-    assert names[:4] == ["ch0 σ=0.5 intensity", "ch0 σ=0.5 edges", "ch0 σ=0.5 hessian-eig-1", "ch0 σ=0.5 hessian-eig-2"]
+    assert names[:4] == ["ch0 σ=0.5 intensity", "ch0 σ=0.5 edges",
+                         "ch0 σ=0.5 hessian-eig-1", "ch0 σ=0.5 hessian-eig-2"]
     assert "ch0 σ=2.0 hessian-eig-1" in names and names[-1] == "ch1 σ=2.0 hessian-eig-2"
     close = FeatureParams(sigma_min=1, sigma_max=1.0001, num_sigma=3).names(2)
     assert len(set(close)) == len(close)  # more digits where three would merge two sigmas
