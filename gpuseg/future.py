@@ -140,7 +140,7 @@ class TrainableSegmenter:
     -----
     With a Segmenter and gpuseg's own features (``features_func=None``, or a
     ``functools.partial`` of :func:`gpuseg.multiscale_basic_features`, whose
-    parameters then become the Segmenter's), :meth:`fit` computes features only
+    parameters but ``backend`` and ``workers`` then become the Segmenter's), :meth:`fit` computes features only
     on tiles that hold labels and :meth:`predict` classifies tile by tile: the
     result equals whole-image prediction, in bounded memory. Any other pairing
     computes ``features_func(image)`` for the whole image, as scikit-image does.

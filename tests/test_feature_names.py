@@ -1,6 +1,5 @@
 """Feature names in the order of the feature stack, and importances equal to scikit-learn's."""
 
-import zipfile
 from itertools import combinations_with_replacement
 
 import numpy as np
@@ -105,21 +104,6 @@ def test_segmenter_importances_are_scikit_learns(mosaic, monkeypatch):
     image, _, scribbles = mosaic
     seg = gpuseg.Segmenter(backend="cpu", sigma_max=4, n_estimators=8, random_state=0).fit(image, scribbles)
     np.testing.assert_allclose(seg.feature_importances_, trained[0].feature_importances_, rtol=1e-12, atol=1e-15)
-
-
-def test_old_model_file_loads_without_importances(small_model, tmp_path):
-    path = small_model.save(tmp_path / "new")
-    old = tmp_path / "old.gpuseg"
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(old, "w") as dst:
-        for item in src.infolist():
-            if item.filename != "impurity_decrease.npy":
-                dst.writestr(item, src.read(item))
-    seg = gpuseg.load(old, backend="cpu")
-    image = np.zeros((20, 20), np.uint8)
-    np.testing.assert_array_equal(seg.predict(image), small_model.predict(image))
-    assert seg.feature_names_ == small_model.feature_names_
-    with pytest.raises(AttributeError, match="Re-train the model"):
-        seg.feature_importances_
 
 
 def test_names_need_a_model_trained_on_images(rng):
