@@ -14,12 +14,29 @@ import numpy as np
 
 MAX_DEPTH = 256
 
+# Treelite's ``Operator`` enum (kNone, kEQ, kLT, kLE, kGT, kGE): the comparisons a split may use.
+_TL_LT, _TL_LE, _TL_GT, _TL_GE = 2, 3, 4, 5
+_TL_OPERATORS = {_TL_LT: "<", _TL_LE: "<=", _TL_GT: ">", _TL_GE: ">="}
+# Treelite's ``TaskType`` enum values of the classifiers it can hold.
+_TL_BINARY, _TL_MULTICLASS = 0, 2
+_TL_TEST_NODE, _TL_CATEGORICAL = 1, 2
+
 
 def floor_float32(t: np.ndarray) -> np.ndarray:
     """Largest float32 <= each float64 threshold, so ``x > t32`` equals ``x > t64`` for float32 ``x``."""
-    t32 = np.asarray(t, np.float64).astype(np.float32)
+    t = np.asarray(t, np.float64)
+    t32 = t.astype(np.float32)
     over = t32.astype(np.float64) > t
     t32[over] = np.nextafter(t32[over], np.float32(-np.inf))
+    return t32
+
+
+def below_float32(t: np.ndarray) -> np.ndarray:
+    """Largest float32 < each float64 threshold, so ``x <= t32`` equals ``x < t64`` for float32 ``x``."""
+    t = np.asarray(t, np.float64)
+    t32 = floor_float32(t)
+    exact = t32.astype(np.float64) == t
+    t32[exact] = np.nextafter(t32[exact], np.float32(-np.inf))
     return t32
 
 
@@ -168,6 +185,61 @@ class Forest:
         total = mean.sum()
         return mean / total if total > 0 else mean
 
+    @classmethod
+    def from_treelite(cls, model) -> "Forest":
+        """Convert a ``treelite.Model`` holding a random-forest classifier.
+
+        This is how cuML's forests arrive (``RandomForestClassifier.as_treelite()``:
+        breadth-first node ids, ``<=`` splits on float32 thresholds, leaf vectors
+        of class probabilities); ``treelite.sklearn.import_model`` gives the same
+        layout with float64 thresholds. Thresholds stay in float64 until
+        :meth:`from_trees` floors them, so every split sends each float32 value
+        the way the source model does.
+
+        Parameters
+        ----------
+        model : treelite.Model
+            A classifier whose trees are averaged (``average_tree_output``), with
+            an identity post-processor, zero base scores and numerical splits
+            ``<``, ``<=``, ``>`` or ``>=``. A tree without nodes (cuML leaves one
+            where a tree could not be grown) counts as one leaf of all-zero
+            votes, as Treelite's own prediction counts it.
+
+        Returns
+        -------
+        forest : Forest
+
+        Raises
+        ------
+        ValueError
+            For a model gpuseg cannot predict with as it is meant: a regressor,
+            several targets, boosted per-class trees, a post-processor other
+            than identity, categorical splits or another comparison operator.
+        """
+        header = model.get_header_accessor()
+        get = header.get_field
+        task = int(get("task_type")[0])
+        n_classes = int(get("num_class")[0])
+        shape = tuple(int(v) for v in get("leaf_vector_shape"))
+        if task == _TL_BINARY and n_classes == 1:
+            n_classes = 2
+        problems = [
+            (task in (_TL_BINARY, _TL_MULTICLASS), "it is not a classifier"),
+            (int(get("num_target")[0]) == 1, "it has several targets"),
+            (bool(get("average_tree_output")[0]), "its trees are summed, not averaged (a boosted model?)"),
+            (shape in ((1, n_classes), (1, 1)) and (shape[1] == n_classes or n_classes == 2),
+             f"its leaves hold {shape} values for {n_classes} classes"),
+            (get("postprocessor") in ("identity", "identity_multiclass"),
+             f"its outputs pass through {get('postprocessor')!r}"),
+            (not np.any(get("base_scores")), "it has non-zero base scores"),
+        ]
+        for ok, why in problems:
+            if not ok:
+                raise ValueError(f"This Treelite model is not a random-forest classifier gpuseg can use: {why}.")
+        n_features = int(get("num_feature")[0])
+        trees = [_treelite_tree(model.get_tree_accessor(i), n_classes) for i in range(model.num_tree)]
+        return cls.from_trees(trees, n_features, n_classes)
+
     def arrays(self, backend: str = "cpu") -> dict:
         """The arrays on the given backend (CuPy for ``"gpu"``), for the kernels."""
         from ._backend import to_backend
@@ -225,6 +297,46 @@ def _sklearn_decrease(tree) -> np.ndarray:
     l, r = left[split], right[split]
     decrease[split] = w[split] * impurity[split] - w[l] * impurity[l] - w[r] * impurity[r]
     return decrease
+
+
+def _treelite_tree(tree, n_classes: int) -> tuple:
+    """One Treelite tree as ``(left, right, feature, threshold64, value)`` for :meth:`Forest.from_trees`."""
+    get = tree.get_field
+    n = int(get("num_nodes")[0])
+    if n == 0:
+        return np.array([-1]), np.array([-1]), np.zeros(1, np.int64), np.zeros(1), np.zeros((1, n_classes))
+    node_type = get("node_type")
+    if np.any(node_type == _TL_CATEGORICAL):
+        raise ValueError("This Treelite model has categorical splits; gpuseg's forests split on numbers only.")
+    internal = node_type == _TL_TEST_NODE
+    op = get("cmp")
+    unknown = sorted(set(op[internal].tolist()) - set(_TL_OPERATORS))
+    if unknown:
+        raise ValueError(f"This Treelite model compares with operator code(s) {unknown}; gpuseg handles "
+                         f"{sorted(_TL_OPERATORS.values())} only.")
+    left = np.where(internal, get("cleft"), -1).astype(np.int64)
+    right = np.where(internal, get("cright"), -1).astype(np.int64)
+    t = get("threshold").astype(np.float64)
+    # Go left when "x <op> t" holds; from_trees wants "x <= threshold" to go left.
+    swap = internal & ((op == _TL_GT) | (op == _TL_GE))
+    left[swap], right[swap] = right[swap], left[swap].copy()
+    strict = internal & ((op == _TL_LT) | (op == _TL_GE))  # left (after the swap) when x < t
+    threshold = np.where(internal, t, 0.0)
+    threshold[strict] = below_float32(t[strict])
+    begin, end = get("leaf_vector_begin"), get("leaf_vector_end")
+    vectors, scalars = get("leaf_vector"), get("leaf_value")
+    value = np.zeros((n, n_classes))
+    for i in np.flatnonzero(~internal):
+        size = int(end[i] - begin[i])
+        if size == n_classes:
+            value[i] = vectors[begin[i]:end[i]]
+        elif size == 0 and n_classes == 2:
+            value[i] = (1.0 - scalars[i], scalars[i])
+        else:
+            raise ValueError(f"A leaf of this Treelite model holds {size} values for {n_classes} classes.")
+    if np.any(value < 0) or not np.all(np.isfinite(value)):
+        raise ValueError("This Treelite model's leaves hold negative or non-finite values, not class votes.")
+    return left, right, get("split_index").astype(np.int64), threshold, value
 
 
 def _tree_depth(left: np.ndarray, right: np.ndarray) -> int:
