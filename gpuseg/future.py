@@ -5,8 +5,8 @@ replaces ``from skimage.future import ...``; the signatures, return values and
 errors are scikit-image 0.26's. Any scikit-learn-compatible classifier is
 trained as given, on the CPU. A :class:`gpuseg.Segmenter` as ``clf`` (the
 default) is gpuseg's forest, on the GPU where there is one; with gpuseg's own
-features (``features_func=None``, or a ``functools.partial`` of
-:func:`gpuseg.multiscale_basic_features`) :class:`TrainableSegmenter` computes
+features (``features_func=None``, :func:`gpuseg.multiscale_basic_features` or
+a ``functools.partial`` of it) :class:`TrainableSegmenter` computes
 them tile by tile, never for the whole image at once.
 """
 
@@ -138,12 +138,13 @@ class TrainableSegmenter:
 
     Notes
     -----
-    With a Segmenter and gpuseg's own features (``features_func=None``, or a
-    ``functools.partial`` of :func:`gpuseg.multiscale_basic_features`, whose
-    parameters but ``backend`` and ``workers`` then become the Segmenter's), :meth:`fit` computes features only
-    on tiles that hold labels and :meth:`predict` classifies tile by tile: the
-    result equals whole-image prediction, in bounded memory. Any other pairing
-    computes ``features_func(image)`` for the whole image, as scikit-image does.
+    With a Segmenter and gpuseg's own features (``features_func=None``,
+    :func:`gpuseg.multiscale_basic_features` or a ``functools.partial`` of it,
+    whose parameters but ``backend`` and ``workers`` then become the
+    Segmenter's), :meth:`fit` computes features only on tiles that hold labels
+    and :meth:`predict` classifies tile by tile: the result equals whole-image
+    prediction, in bounded memory. Any other pairing computes
+    ``features_func(image)`` for the whole image, as scikit-image does.
     """
 
     def __init__(self, clf=None, features_func=None):
@@ -225,13 +226,16 @@ class TrainableSegmenter:
 
 
 def _gpuseg_feature_arguments(func) -> dict | None:
-    """Feature parameters and ``channel_axis`` of a partial of gpuseg's features, else ``None``.
+    """Feature parameters and ``channel_axis`` of gpuseg's features function or a partial of it, else ``None``.
 
     ``workers`` and ``backend`` are left out: the Segmenter's backend computes the features.
     """
-    if not isinstance(func, functools.partial) or func.func is not multiscale_basic_features:
+    args, keywords = (), {}
+    if isinstance(func, functools.partial):
+        func, args, keywords = func.func, func.args, func.keywords
+    if func is not multiscale_basic_features:
         return None
-    bound = inspect.signature(multiscale_basic_features).bind_partial(*func.args, **func.keywords)
+    bound = inspect.signature(multiscale_basic_features).bind_partial(*args, **keywords)
     if "image" in bound.arguments:
         return None
     bound.apply_defaults()

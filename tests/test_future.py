@@ -143,6 +143,9 @@ def test_gpuseg_features_take_the_tiled_path(mosaic):
     whole = TrainableSegmenter(gpuseg.Segmenter(backend="cpu", n_estimators=10, random_state=0),
                                lambda img: func(img)).fit(image, scribbles)
     np.testing.assert_array_equal(tiled.predict(image), whole.predict(image))
+    bare = TrainableSegmenter(gpuseg.Segmenter(backend="cpu", sigma_max=2), gpuseg.multiscale_basic_features)
+    bare.fit(image, scribbles)  # the function itself: its defaults, tiled
+    assert bare.clf.sigma_max == 16 and bare.clf.ndim_ == 2 and not hasattr(bare, "features")
 
 
 def test_default_is_a_segmenter_with_gpuseg_features(mosaic):
