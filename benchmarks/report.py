@@ -188,8 +188,12 @@ def plot(summary, ndim, out: Path) -> list[str]:
     ``time_<ndim>d.png``: seconds against pixels, one panel per stage.
     ``memory_<ndim>d.png``: peak host memory, throughput and (with GPU rows)
     peak GPU memory of the main stage against pixels. One line per runner.
+    None where matplotlib is not installed (the ``bench`` extra); the report says so.
     """
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        return []
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -276,7 +280,9 @@ def write_report(rows: list[dict], meta: dict, out: Path) -> Path:
         if len(_stages(summary)) > 1 and REFERENCE in _runners(summary):
             lines += ["", f"## {ndim}D: stages (median seconds, and speed-up against {REFERENCE})", ""]
             lines += _stage_table(summary, ndim)
-        lines += [""] + [f"![{name}]({name})" for name in plot(summary, ndim, out)]
+        plots = plot(summary, ndim, out)
+        lines += [""] + ([f"![{name}]({name})" for name in plots] or
+                         ["(No plots: matplotlib is not installed; `pip install '.[bench]'`.)"])
     if meta["skipped"]:
         lines += ["", "## Not run", ""] + [f"- {s}" for s in meta["skipped"]]
     path = out / "report.md"

@@ -230,7 +230,6 @@ class GpusegGPU(_GPUMixin, GpusegCPU):
     backend = "gpu"
 
 
-
 class StockGPU(_GPUMixin, Runner):
     """cuCIM's ``multiscale_basic_features`` on CuPy + cuML's random forest, written the obvious way.
 
@@ -240,10 +239,23 @@ class StockGPU(_GPUMixin, Runner):
 
     name = STOCK
 
+    @classmethod
+    def unavailable(cls):
+        reason = super().unavailable()
+        if reason is not None:
+            return reason
+        from gpuseg._backend import gpu_trainer
+
+        trainer, detail, _ = gpu_trainer()
+        return None if trainer == "cuml" else detail
+
     def reset(self):
         self._features = self._clf = None
 
     def _classifier(self):
+        from gpuseg._backend import import_cuml  # the allocator gpuseg-gpu runs with: a fair comparison
+
+        import_cuml()
         from cuml.ensemble import RandomForestClassifier
 
         return RandomForestClassifier(**self.forest_params)

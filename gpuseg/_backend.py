@@ -24,10 +24,11 @@ BACKENDS = ("auto", "cpu", "gpu")
 def gpu_unavailable_reason() -> str | None:
     """Why the GPU backend cannot run here, or ``None`` when it can.
 
-    Importing CuPy, cuCIM and cuML and asking CUDA for a device is slow and
-    has side effects, so the answer is computed once per process.
+    The GPU backend needs CuPy, cuCIM and a visible device; cuML is optional
+    (see :func:`gpu_trainer`). Importing them and asking CUDA for a device is
+    slow and has side effects, so the answer is computed once per process.
     """
-    for name in ("cupy", "cucim.skimage", "cuml"):
+    for name in ("cupy", "cucim.skimage"):
         try:
             importlib.import_module(name)
         except Exception as exc:  # ImportError, or a CUDA library that fails to load
@@ -43,14 +44,77 @@ def gpu_unavailable_reason() -> str | None:
     return None
 
 
+def import_cuml():
+    """Import cuML without letting it change the process's CuPy allocator.
+
+    ``import cuml`` sets CuPy's allocator to RMM's, which (without an RMM pool)
+    calls ``cudaMalloc``/``cudaFree`` for every array and serialises the
+    filters' temporaries. gpuseg keeps the allocator the process had before —
+    CuPy's caching pool unless the user chose another — for CuPy and cuML's
+    Python side alike (cuML's C++ temporaries during ``fit`` go through RMM's
+    current resource, as cuML decides). The stock-GPU benchmark imports cuML
+    through here too, so both runners use the same allocator.
+
+    Returns
+    -------
+    cuml : module
+    """
+    import cupy
+
+    allocator = cupy.cuda.memory.get_allocator()
+    cuml = importlib.import_module("cuml")
+    cupy.cuda.set_allocator(allocator)
+    return cuml
+
+
+def _version_tuple(text: str) -> tuple:
+    parts = []
+    for piece in text.split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+@functools.lru_cache(maxsize=1)
+def gpu_trainer() -> tuple:
+    """Which library trains the forests of the GPU backend, and why.
+
+    Returns
+    -------
+    trainer : {"cuml", "scikit-learn"}
+        cuML on the device where it imports; else scikit-learn on the host
+        (scribbled pixels are few: training is a small part of the work,
+        features and prediction stay on the device).
+    detail : str
+        cuML's version, or why cuML is not used.
+    version : tuple of int
+        cuML's ``(major, minor)``; ``()`` without it.
+    """
+    try:
+        cuml = import_cuml()
+    except Exception as exc:
+        return "scikit-learn", f"cuml cannot be imported ({type(exc).__name__}: {exc})", ()
+    version = str(getattr(cuml, "__version__", "0"))
+    return "cuml", f"cuML {version}", _version_tuple(version)
+
+
+def describe_gpu_backend() -> str:
+    """One line: the device and who trains, e.g. ``NVIDIA H200; forests trained by cuML 26.10.00``."""
+    trainer, detail, _ = gpu_trainer()
+    if trainer == "cuml":
+        return f"{gpu_name()}; forests trained by {detail}"
+    return f"{gpu_name()}; forests trained by scikit-learn on the host: {detail}"
+
+
 def resolve_backend(backend: str = "auto", *, quiet: bool = False) -> str:
     """Return ``"cpu"`` or ``"gpu"`` for a requested backend name.
 
     Parameters
     ----------
     backend : {"auto", "cpu", "gpu"}
-        ``"auto"`` picks the GPU when CuPy, cuCIM and cuML import and a device
-        is visible, else the CPU, and logs one line saying which and why.
+        ``"auto"`` picks the GPU when CuPy and cuCIM import and a device is
+        visible, else the CPU, and logs one line saying which, why, and (on
+        the GPU) which library trains the forests.
     quiet : bool
         Do not log the choice made by ``"auto"``.
 
@@ -75,7 +139,7 @@ def resolve_backend(backend: str = "auto", *, quiet: bool = False) -> str:
         return "gpu"
     if not quiet:
         if reason is None:
-            log.info("gpuseg backend: gpu (%s)", gpu_name())
+            log.info("gpuseg backend: gpu (%s)", describe_gpu_backend())
         else:
             log.info("gpuseg backend: cpu (%s)", reason)
     return "gpu" if reason is None else "cpu"

@@ -1,4 +1,4 @@
-"""GPU primitives: cuCIM filters on CuPy, cuML forests, a CuPy forest kernel.
+"""GPU primitives: cuCIM filters on CuPy, cuML forests (scikit-learn without cuML), a CUDA forest kernel.
 
 Same names and signatures as :mod:`gpuseg._cpu`; imported only when the GPU
 backend is chosen. Every array here is a CuPy array on the current device.
@@ -6,7 +6,7 @@ backend is chosen. Every array here is a CuPy array on the current device.
 
 from __future__ import annotations
 
-import json
+import functools
 from itertools import combinations_with_replacement
 
 import cupy as cp
@@ -89,87 +89,76 @@ def hessian_eigenvalues(smoothed) -> list:
     return list(hessian_matrix_eigvals(h))
 
 
-def _cuml_params(forest_params: dict) -> dict:
-    """scikit-learn forest parameters in cuML's names and conventions."""
-    params = dict(forest_params)
-    if params.get("max_samples") is None:
-        params["max_samples"] = 1.0
-    for optional in ("random_state", "class_weight"):
-        if params.get(optional) is None:
-            params.pop(optional, None)
-    return params
-
-
 def forest_fit(X, y, forest_params: dict, n_classes: int):
-    """Train cuML's RandomForestClassifier and convert its trees to a :class:`~gpuseg.forest.Forest`.
+    """Train a random forest on labelled rows: cuML on the device, or scikit-learn on the host without cuML.
 
     Parameters
     ----------
-    X : float32 ndarray (n_samples, n_features) (host; copied to the device once)
-    y : int ndarray (n_samples,) of class indices ``0 .. n_classes - 1``
+    X : float32 array (n_samples, n_features), CuPy or NumPy
+    y : int array (n_samples,) of class indices ``0 .. n_classes - 1``, each present
     forest_params : dict
-        scikit-learn names (see :func:`_cuml_params`).
+        scikit-learn names; ``class_weight`` keyed by class index (translated by
+        :func:`gpuseg.cuml_params.cuml_params`).
     n_classes : int
+
+    Returns
+    -------
+    forest : gpuseg.forest.Forest
     """
-    from cuml.ensemble import RandomForestClassifier
-
-    clf = RandomForestClassifier(**_cuml_params(forest_params))
-    clf.fit(cp.asarray(X, dtype=cp.float32), cp.asarray(y, dtype=cp.int32))
-    model = json.loads(clf.as_treelite().dump_as_json(pretty=False))
-    return forest_from_treelite_json(model, X.shape[1], n_classes)
-
-
-def forest_from_treelite_json(model: dict, n_features: int, n_classes: int):
-    """Build a Forest from Treelite's JSON dump of a classifier forest.
-
-    Treelite nodes carry ``left_child``/``right_child``, ``split_feature_id``,
-    ``threshold`` and ``comparison_op`` (``<`` or ``<=``: go left when true);
-    leaves carry ``leaf_value`` (class probabilities, or one value for a
-    binary forest).
-    """
+    from ._backend import gpu_trainer
     from .forest import Forest
 
-    trees = []
-    for tree in model["trees"]:
-        nodes = {n["node_id"]: n for n in tree["nodes"]}
-        n = len(nodes)
-        left = np.full(n, -1, np.int64)
-        right = np.full(n, -1, np.int64)
-        feat = np.zeros(n, np.int64)
-        thr = np.zeros(n, np.float64)
-        val = np.zeros((n, n_classes), np.float64)
-        for i, node in nodes.items():
-            if "left_child" in node:
-                left[i], right[i] = node["left_child"], node["right_child"]
-                feat[i] = node["split_feature_id"]
-                t = np.float32(node["threshold"])
-                # "x < t" goes left  <=>  "x <= largest float32 below t" goes left
-                thr[i] = float(np.nextafter(t, np.float32(-np.inf))) if node["comparison_op"] == "<" else float(t)
-            else:
-                leaf = np.atleast_1d(np.asarray(node["leaf_value"], np.float64))
-                val[i] = leaf if leaf.size == n_classes else [1.0 - leaf[0], leaf[0]]
-        trees.append((left, right, feat, thr, val))
-    return Forest.from_trees(trees, n_features, n_classes)
+    trainer, _, version = gpu_trainer()
+    if trainer != "cuml":
+        from . import _cpu
+
+        return _cpu.forest_fit(cp.asnumpy(X), cp.asnumpy(y), forest_params, n_classes)
+    from cuml.ensemble import RandomForestClassifier
+
+    from .cuml_params import cuml_params
+
+    clf = RandomForestClassifier(**cuml_params(forest_params, int(X.shape[0]), version))
+    clf.fit(cp.asarray(X, dtype=cp.float32), cp.asarray(y, dtype=cp.int32))
+    forest = Forest.from_treelite(clf.as_treelite())
+    if forest.n_classes != n_classes:
+        raise RuntimeError(f"cuML returned a forest of {forest.n_classes} classes for {n_classes}.")
+    return forest
 
 
-_PREDICT = cp.RawKernel(r"""
-extern "C" __global__
-void predict_proba(const float* X, long long n, const int* roots, const int* depth, int n_trees,
-                   const int* child, const int* feature, const float* threshold,
-                   const float* value, int k, float* out) {
+# One thread a sample; the class sums live in registers (K, the class count, is a template parameter).
+_PREDICT_SOURCE = r"""
+template <int K>
+__global__ void predict_proba(const float* __restrict__ X, long long n, const int* __restrict__ roots,
+                              const int* __restrict__ depth, int n_trees, const int* __restrict__ child,
+                              const int* __restrict__ feature, const float* __restrict__ threshold,
+                              const float* __restrict__ value, float* __restrict__ out) {
     long long i = (long long)blockDim.x * blockIdx.x + threadIdx.x;
     if (i >= n) return;
-    for (int c = 0; c < k; ++c) out[i * k + c] = 0.0f;
+    float acc[K];
+#pragma unroll
+    for (int c = 0; c < K; ++c) acc[c] = 0.0f;
     for (int t = 0; t < n_trees; ++t) {
         int nd = roots[t];
         for (int d = 0; d < depth[t]; ++d)
             nd = child[nd] + (X[(long long)feature[nd] * n + i] > threshold[nd]);
-        for (int c = 0; c < k; ++c) out[i * k + c] += value[(long long)nd * k + c];
+        const float* v = value + (long long)nd * K;
+#pragma unroll
+        for (int c = 0; c < K; ++c) acc[c] += v[c];
     }
     float scale = 1.0f / n_trees;
-    for (int c = 0; c < k; ++c) out[i * k + c] *= scale;
+#pragma unroll
+    for (int c = 0; c < K; ++c) out[i * K + c] = acc[c] * scale;
 }
-""", "predict_proba")
+"""
+_THREADS = 256
+
+
+@functools.lru_cache(maxsize=None)
+def _predict_kernel(n_classes: int):
+    """The predict kernel compiled for ``n_classes`` (CuPy caches the binary on disk)."""
+    name = f"predict_proba<{n_classes}>"
+    module = cp.RawModule(code=_PREDICT_SOURCE, options=("-std=c++17",), name_expressions=[name])
+    return module.get_function(name)
 
 
 def forest_predict_proba(arrays: dict, X):
@@ -189,8 +178,9 @@ def forest_predict_proba(arrays: dict, X):
     n = X.shape[1]
     k = arrays["value"].shape[1]
     out = cp.empty((n, k), cp.float32)
-    threads = 256
-    _PREDICT(((n + threads - 1) // threads,), (threads,),
-             (X, np.int64(n), arrays["roots"], arrays["depth"], np.int32(arrays["roots"].size),
-              arrays["child"], arrays["feature"], arrays["threshold"], arrays["value"], np.int32(k), out))
+    if n == 0:  # a launch with an empty grid is an error
+        return out
+    _predict_kernel(int(k))(((n + _THREADS - 1) // _THREADS,), (_THREADS,),
+                            (X, np.int64(n), arrays["roots"], arrays["depth"], np.int32(arrays["roots"].size),
+                             arrays["child"], arrays["feature"], arrays["threshold"], arrays["value"], out))
     return out

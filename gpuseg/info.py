@@ -6,10 +6,10 @@ import importlib.metadata as md
 import platform
 
 from . import __version__
-from ._backend import backend_module, gpu_unavailable_reason
+from ._backend import backend_module, gpu_trainer, gpu_unavailable_reason
 
 PACKAGES = ("numpy", "scipy", "scikit-image", "scikit-learn", "numba", "opencv-python-headless",
-            "tifffile", "zarr", "dask", "cupy-cuda13x", "cupy-cuda12x", "cucim-cu13", "cucim-cu12",
+            "tifffile", "zarr", "dask", "treelite", "cupy-cuda13x", "cupy-cuda12x", "cucim-cu13", "cucim-cu12",
             "cuml-cu13", "cuml-cu12", "dash")
 
 
@@ -27,6 +27,8 @@ def describe() -> str:
         gpu = backend_module("gpu").device_info()
         lines.append(f"GPU: {gpu['name']}, {gpu['total_bytes'] / 2**30:.1f} GiB "
                      f"({gpu['free_bytes'] / 2**30:.1f} GiB free)")
+        trainer, detail, _ = gpu_trainer()
+        lines.append(f"GPU forests trained by: {detail if trainer == 'cuml' else 'scikit-learn on the host (' + detail + ')'}")
     else:
         lines.append(f"GPU: not available ({reason}); install with pip install 'gpuseg[gpu]'")
     return "\n".join(lines)

@@ -218,8 +218,9 @@ class Predictor(TileFeatures):
         n_channels = 1 if self.channel_axis is None else image.shape[self.channel_axis]
         if self.ndim is None:
             raise RuntimeError(
-                f"This model was trained by fit_features on {self.n_features} feature columns that fit more than "
-                "one image geometry; pass ndim= and n_channels= to fit_features to classify images."
+                f"This model was trained by fit_features on {self.n_features} feature columns that do not tell "
+                "the images' geometry (none or several fit its feature parameters); to classify images, train it "
+                "with fit(image, labels), or pass ndim= and n_channels= to fit_features."
             )
         if len(spatial) != self.ndim:
             raise ValueError(

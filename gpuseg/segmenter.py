@@ -53,8 +53,9 @@ class Segmenter(BaseEstimator):
     ----------
     forest_params : dict
         The seven forest parameters.
-    classes_ : ndarray of int64, shape (n_classes,)
-        Label values seen in training, in increasing order.
+    classes_ : integer ndarray, shape (n_classes,)
+        Label values seen in training, in increasing order: int64 (trained
+        through :mod:`gpuseg.future`: the training labels' dtype, as in scikit-learn).
     n_features_in_ : int
         Length of the feature vector.
     n_channels_ : int
@@ -65,6 +66,13 @@ class Segmenter(BaseEstimator):
         (see :meth:`fit_features`).
     forest_ : gpuseg.forest.Forest
         The trained trees.
+    feature_names_ : list of str, (n_features_in_,)
+        Name of each feature (see :meth:`gpuseg.FeatureParams.names`).
+    feature_importances_ : float64 ndarray, (n_features_in_,)
+        Mean decrease in impurity of each feature (summing to 1), in the order of
+        ``feature_names_``; computed from ``forest_`` (a loaded model has it too),
+        equal to scikit-learn's for the CPU backend's forest. Not for a forest
+        without impurity data: a cuML-trained one, or one from an older model file.
     """
 
     def __init__(self, *, backend="auto", intensity=True, edges=True, texture=True, sigma_min=0.5,
@@ -179,10 +187,10 @@ class Segmenter(BaseEstimator):
         ndim, n_channels : int, optional
             Spatial dimensions and channels of the images the features are
             of, so that the model can classify images and be saved. When not
-            given they are inferred from ``n_features`` where only one geometry
-            gives it (always for grayscale images with texture features);
-            otherwise :meth:`predict`, :meth:`predict_proba` and :meth:`save`
-            refuse, saying so, and the ``*_features`` methods still work.
+            given they are inferred from ``n_features`` where exactly one
+            geometry gives it (always for grayscale images with texture
+            features); otherwise :meth:`predict`, :meth:`predict_proba` and
+            :meth:`save` refuse, saying so, and the ``*_features`` methods work.
 
         Returns
         -------
@@ -192,8 +200,8 @@ class Segmenter(BaseEstimator):
         ------
         ValueError
             ``X`` and ``y`` of different lengths, fewer than two classes,
-            non-positive classes, or ``n_features`` that no image geometry
-            (or not the given one) gives with these feature parameters.
+            non-positive classes, or ``ndim``/``n_channels`` whose features
+            are not ``n_features`` wide.
         """
         be = self._backend_module()
         X = be.xp.ascontiguousarray(be.asarray(X), dtype=np.float32)
@@ -276,6 +284,21 @@ class Segmenter(BaseEstimator):
             CuPy for a CuPy input, lazy Dask for a Dask input, else NumPy.
         """
         return self._predict(image, tile_shape, "labels", progress)
+
+    @property
+    def feature_names_(self) -> list:
+        """See the class attributes; known for a model trained on images (``fit``) or loaded."""
+        self._check_fitted()
+        if not hasattr(self, "ndim_"):
+            raise AttributeError("No feature names: this model was trained by fit_features "
+                                 "on features of unknown geometry.")
+        return self.feature_params.names(self.ndim_, self.n_channels_)
+
+    @property
+    def feature_importances_(self):
+        """See the class attributes; raises AttributeError for a forest without impurity data."""
+        self._check_fitted()
+        return self.forest_.feature_importances()
 
     @property
     def label_dtype(self):

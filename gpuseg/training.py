@@ -74,12 +74,14 @@ def image_geometry(params: FeatureParams, n_features: int, channel_axis, ndim=No
 
     Returns
     -------
-    geometry : tuple of int, or None when several geometries give ``n_features``.
+    geometry : tuple of int, or None
+        ``None`` when none or several geometries give ``n_features`` (features
+        of other parameters, or of another function).
 
     Raises
     ------
     ValueError
-        No geometry (or not the given one) gives ``n_features``.
+        The given geometry does not give ``n_features``.
     """
     if ndim is not None or n_channels is not None:
         ndim, n_channels = int(ndim or 0), int(1 if n_channels is None else n_channels)
@@ -92,9 +94,4 @@ def image_geometry(params: FeatureParams, n_features: int, channel_axis, ndim=No
     per_channel = {d: params.n_features(d) for d in (2, 3)}
     fits = [(d, n_features // per_channel[d]) for d in (2, 3) if n_features % per_channel[d] == 0
             and (channel_axis is not None or n_features == per_channel[d])]
-    if not fits:
-        raise ValueError(
-            f"X has {n_features} features, but these feature parameters give {per_channel[2]} per channel of a "
-            f"2D image and {per_channel[3]} of a 3D one; compute them with multiscale_features and the same parameters."
-        )
     return fits[0] if len(fits) == 1 else None

@@ -78,3 +78,25 @@ def test_quick_run_writes_measured_rows_report_and_plots(tmp_path):
         assert f"]({png})" in text
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     assert "| 512x512 | gpuseg-cpu |" in text
+
+
+def test_gpu_check_dry_run_says_what_it_would_run_and_writes_nothing(tmp_path):
+    out = tmp_path / "gpu"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--dry-run", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for step in ("pytest", "benchmark", "agreement", "memory", "profile"):
+        assert f"would run: {step}:" in proc.stdout
+    assert "-m gpu" in proc.stdout and "32768x32768" in proc.stdout and "stock-gpu" in proc.stdout
+    assert not out.exists()
+
+
+def test_gpu_check_refuses_without_a_gpu(tmp_path):
+    from gpuseg._backend import gpu_unavailable_reason
+
+    if gpu_unavailable_reason() is None:
+        pytest.skip("a GPU is visible: the check would run for real (benchmarks.gpu_check --out DIR)")
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--out", str(tmp_path / "gpu")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "needs a GPU" in proc.stderr
+    assert not (tmp_path / "gpu").exists()

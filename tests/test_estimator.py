@@ -68,8 +68,10 @@ def test_fit_features_refuses_clearly_what_it_cannot_tell(features, rng):
     _, X, y = features
     with pytest.raises(ValueError, match="16 features; 3D images with 1 channel"):
         Segmenter(backend="cpu", sigma_max=4).fit_features(X, y, ndim=3)
-    with pytest.raises(ValueError, match="X has 15 features"):
-        Segmenter(backend="cpu", sigma_max=4).fit_features(X[:, :15], y)
+    other = Segmenter(backend="cpu", sigma_max=4, n_estimators=2).fit_features(X[:, :15], y)  # other features
+    assert not hasattr(other, "ndim_") and other.predict_features(X[:3, :15]).shape == (3,)
+    with pytest.raises(RuntimeError, match="do not tell"):
+        other.predict(rng.random((20, 20)))
     # without texture a pixel has 2 features per sigma in 2D and 3D: the geometry cannot be told
     flat = Segmenter(backend="cpu", sigma_max=4, texture=False, channel_axis=-1, n_estimators=3)
     flat.fit_features(X[:, :24 // 3], y)
