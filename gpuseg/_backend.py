@@ -155,6 +155,11 @@ def is_device_array(x) -> bool:
     return type(x).__module__.split(".")[0] == "cupy"
 
 
+def is_dask_array(x) -> bool:
+    """True for a Dask array, without importing Dask."""
+    return type(x).__module__.split(".")[0] == "dask"
+
+
 def module_of(x) -> ModuleType:
     """The backend whose arrays ``x`` is of: ``gpuseg._gpu`` for a CuPy array, else ``gpuseg._cpu``."""
     return backend_module("gpu" if is_device_array(x) else "cpu")

@@ -125,3 +125,14 @@ def check_classes(classes: np.ndarray) -> None:
             f"Only one class ({int(classes[0])}) is scribbled; a classifier needs at least two. "
             "Scribble another class (another positive value) too."
         )
+
+
+def image_series(image, labels) -> tuple:
+    """``(images, labels)`` as two lists of equal length: one image and its labels, or a series of them."""
+    if isinstance(image, (list, tuple)):
+        if not isinstance(labels, (list, tuple)) or len(labels) != len(image):
+            raise ValueError("Pass one labels array per image: fit([img1, img2], [lab1, lab2]).")
+        if not image:
+            raise ValueError("fit needs at least one image.")
+        return list(image), list(labels)
+    return [image], [labels]

@@ -31,6 +31,15 @@ _META = "gpuseg.json"
 _MAX_META_BYTES = 1 << 20
 
 
+def json_value(v):
+    """``v`` with NumPy scalars as Python numbers and dict keys as strings, for the JSON header."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, dict):
+        return {str(k): json_value(x) for k, x in v.items()}
+    return v
+
+
 def save_model(path, meta: dict, forest: Forest) -> Path:
     """Write a model file atomically; returns its path (``.gpuseg`` appended if missing)."""
     import sklearn

@@ -11,7 +11,8 @@ from tqdm.auto import tqdm
 
 from . import _backend
 from .features import FeatureParams
-from .model_io import save_model
+from ._validation import image_series
+from .model_io import json_value, save_model
 from .predictor import NOT_FITTED, Predictor, TileFeatures
 from .training import FOREST_DEFAULTS, fit_forest, image_geometry
 
@@ -147,7 +148,7 @@ class Segmenter(BaseEstimator):
             labels, no labelled pixel, a single class, NaN/inf in the image, or
             images of a series that differ in channels or dimensionality.
         """
-        images, label_list = _as_series(image, labels)
+        images, label_list = image_series(image, labels)
         be = self._backend_module()
         rows = TileFeatures(self.feature_params, self.channel_axis, be)
         Xs, ys, geometry = [], [], None
@@ -224,7 +225,7 @@ class Segmenter(BaseEstimator):
 
     def _predict(self, image, tile_shape, kind: str, progress):
         """Predict an image tile by tile into one output array: the host for a host input."""
-        if _is_dask(image):
+        if _backend.is_dask_array(image):
             from .lazy import predict_dask
 
             return predict_dask(self, image, kind=kind, tile_shape=tile_shape)
@@ -366,7 +367,7 @@ class Segmenter(BaseEstimator):
             "n_channels": int(self.n_channels_),
             "ndim": int(self.ndim_),
             "classes": [int(c) for c in self.classes_],
-            "forest_params": {k: _jsonable(v) for k, v in self.forest_params.items()},
+            "forest_params": {k: json_value(v) for k, v in self.forest_params.items()},
             "trained_on": self._backend_module().name,
         }
 
@@ -401,25 +402,3 @@ class Segmenter(BaseEstimator):
         path : pathlib.Path
         """
         return save_model(path, self.model_meta(), self.forest_)
-
-
-def _jsonable(v):
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    return v
-
-
-def _is_dask(x) -> bool:
-    return type(x).__module__.split(".")[0] == "dask"
-
-
-def _as_series(image, labels):
-    if isinstance(image, (list, tuple)):
-        if not isinstance(labels, (list, tuple)) or len(labels) != len(image):
-            raise ValueError("Pass one labels array per image: fit([img1, img2], [lab1, lab2]).")
-        if not image:
-            raise ValueError("fit needs at least one image.")
-        return list(image), list(labels)
-    return [image], [labels]
