@@ -359,8 +359,8 @@ class Segmenter(BaseEstimator):
         """
         self._check_fitted()
         if not hasattr(self, "ndim_"):
-            raise RuntimeError("This model was trained by fit_features without the image geometry; pass ndim= and "
-                               "n_channels= to fit_features to save it.")
+            raise RuntimeError("This model was trained by fit_features without the image geometry: pass ndim= and "
+                               "n_channels= to fit_features (or train with fit) to save it or stream predictions.")
         return {
             "features": self.feature_params.to_dict(),
             "channel_axis": None if self.channel_axis is None else int(self.channel_axis),

@@ -122,7 +122,26 @@ def test_host_input_gives_a_host_output_copied_back_tile_by_tile(small_model, mo
     for tile, result in results:
         out[tile.write] = result
     np.testing.assert_array_equal(out, small_model.predict(image))
-    assert isinstance(predictor, Predictor) and len(predictor._on_device) == 1  # forest and classes put there once
+    assert isinstance(predictor, Predictor)
+
+
+def test_forest_and_classes_go_to_the_device_once_per_predict(small_model, mosaic):
+    from gpuseg import _cpu
+    from gpuseg.predictor import Predictor
+
+    image, copied = mosaic[0], []
+
+    def asarray(x):
+        copied.append(x)
+        return _cpu.asarray(x)
+
+    stub = SimpleNamespace(**{**{n: getattr(_cpu, n) for n in _cpu.__all__}, "asarray": asarray})
+    predictor = Predictor(small_model, stub)
+    tiles = predictor.plan(image, (64, 96)).tiles
+    assert len([r for _, r in predictor.classify_tiles(image, tiles, "labels")]) == 6
+    assert sum(x is small_model.forest_.child for x in copied) == 1  # the forest: once, not per tile
+    assert sum(getattr(x, "shape", None) == (3,) for x in copied) == 1  # the class table: once
+    assert sum(getattr(x, "shape", None) == (64 + 18, 96 + 18) for x in copied) >= 1  # blocks: per tile
 
 
 def test_no_kernel_launch_on_an_empty_stack(small_model):
