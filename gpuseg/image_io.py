@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from ._backend import module_of
 
@@ -84,6 +83,7 @@ def open_image_and_multiscale(path) -> tuple:
 
 def _open_tiff(path: Path):
     import tifffile
+    import zarr
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
@@ -94,6 +94,8 @@ def _open_tiff(path: Path):
 
 
 def _open_zarr(path: Path) -> tuple:
+    import zarr
+
     try:
         node = zarr.open(str(path), mode="r")
     except FileNotFoundError:  # zarr's "no array or group here"
