@@ -22,6 +22,9 @@ PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 INPUT_SUFFIXES = (".tif", ".tiff", ".npy", ".zarr") + PICTURE_SUFFIXES
 """What :func:`open_image` reads (``.zarr``: any Zarr directory is read too)."""
 OUTPUT_SUFFIXES = (".npy", ".tif", ".tiff", ".png")
+"""What :func:`write_image` writes (``.ome.tif``/``.ome.tiff`` included)."""
+ZARR_SUFFIX = ".zarr"
+"""What :func:`gpuseg.stream.predict_to_zarr` writes."""
 """What :func:`write_image` writes."""
 
 
@@ -102,9 +105,9 @@ def _open_zarr(path: Path) -> tuple:
         raise ValueError(f"{path} is a directory but not a Zarr array or group.") from None
     if isinstance(node, zarr.Array):
         return node, None
-    multiscales = _multiscales(node.attrs)
-    if multiscales:
-        return node[multiscales[0]["datasets"][0]["path"]], multiscales[0]
+    found = multiscales(node.attrs)
+    if found:
+        return node[found[0]["datasets"][0]["path"]], found[0]
     arrays = sorted(name for name, _ in node.arrays())
     if len(arrays) != 1:
         raise ValueError(
@@ -114,7 +117,7 @@ def _open_zarr(path: Path) -> tuple:
     return node[arrays[0]], None
 
 
-def _multiscales(attrs) -> list:
+def multiscales(attrs) -> list:
     """The ``multiscales`` list of OME-Zarr attributes (0.5 nests it under ``ome``), or ``[]``."""
     attrs = dict(attrs)
     return attrs.get("ome", {}).get("multiscales") or attrs.get("multiscales") or []
@@ -122,8 +125,8 @@ def _multiscales(attrs) -> list:
 
 def _multiscale_paths(attrs) -> list:
     """Dataset paths of the first multiscale of ``attrs``, finest first; ``[None]`` without one."""
-    multiscales = _multiscales(attrs)
-    return [d["path"] for d in multiscales[0]["datasets"]] if multiscales else [None]
+    found = multiscales(attrs)
+    return [d["path"] for d in found[0]["datasets"]] if found else [None]
 
 
 # -- writing -----------------------------------------------------------------
@@ -147,8 +150,24 @@ def atomic_write(path, write) -> None:
         raise
 
 
-def write_image(path, array) -> Path:
-    """Write an array (copied to the host) atomically as ``.npy``, ``.tif``/``.tiff`` (zlib) or ``.png`` (8 or 16 bit, 2D).
+def write_image(path, array, axes=None, *, sizes=None, unit=None) -> Path:
+    """Write an array (copied to the host) atomically as ``.npy``, TIFF (zlib) or ``.png`` (8 or 16 bit, 2D).
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.ome.tif``/``.ome.tiff``: an OME-TIFF; other ``.tif``/``.tiff``: an
+        ImageJ hyperstack (labels as 8 or 16 bit, probabilities as 32-bit
+        float), both with their axes reordered to ``TZCYX`` as these formats
+        want; ``.npy`` and ``.png``: the array as it is.
+    array : array
+    axes : str, optional
+        OME letters of ``array``'s axes (``C``: channels or classes); default
+        ``"YX"``/``"ZYX"`` by its dimensionality.
+    sizes : dict, optional
+        Physical pixel size per spatial letter, written as the TIFF's calibration.
+    unit : str, optional
+        Their unit (``"um"``, ...).
 
     Returns
     -------
@@ -157,25 +176,55 @@ def write_image(path, array) -> Path:
     Raises
     ------
     ValueError
-        Another suffix.
+        Another suffix, or labels beyond 65535 for an ImageJ TIFF.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:
         raise ValueError(f"Cannot write {path}: gpuseg writes {', '.join(OUTPUT_SUFFIXES)} files.")
     host = module_of(array).to_host(array)
-    atomic_write(path, lambda f: _write(f, host, suffix))
-    return path
-
-
-def _write(f, result: np.ndarray, suffix: str) -> None:
+    axes = axes or "ZYX"[-host.ndim:]
     if suffix == ".npy":
-        np.save(f, result, allow_pickle=False)
+        atomic_write(path, lambda f: np.save(f, host, allow_pickle=False))
     elif suffix == ".png":
         import imageio.v3 as iio
 
-        f.write(iio.imwrite("<bytes>", result, extension=".png"))
+        atomic_write(path, lambda f: f.write(iio.imwrite("<bytes>", host, extension=".png")))
     else:
-        import tifffile
+        ome = path.name.lower().endswith((".ome.tif", ".ome.tiff"))
+        data, kwargs = _tiff_arguments(host, axes, sizes or {}, unit, ome, path)
+        atomic_write(path, lambda f: _tifffile_write(f, data, **kwargs))
+    return path
 
-        tifffile.imwrite(f, result, photometric="minisblack", compression="zlib", bigtiff=result.nbytes > 2**31)
+
+def _tifffile_write(f, data, **kwargs) -> None:
+    import tifffile
+
+    tifffile.imwrite(f, data, compression="zlib", bigtiff=data.nbytes > 2**31, **kwargs)
+
+
+def _tiff_arguments(host: np.ndarray, axes: str, sizes: dict, unit, ome: bool, path) -> tuple:
+    """The array reordered to ``TZCYX`` and tifffile's arguments for an OME-TIFF or an ImageJ hyperstack."""
+    order = "".join(a for a in "TZCYX" if a in axes)
+    data = np.transpose(host, [axes.index(a) for a in order])
+    if ome:
+        meta = {"axes": order, **{f"PhysicalSize{a}": float(sizes[a]) for a in "ZYX" if a in sizes and a in order}}
+        if unit and any(k.startswith("PhysicalSize") for k in meta):
+            meta.update({f"PhysicalSize{a}Unit": "µm" if unit == "um" else unit for a in "ZYX" if a in order})
+        return data, {"ome": True, "photometric": "minisblack", "metadata": meta}
+    if data.dtype.kind in "biu":
+        if data.size and (data.min() < 0 or data.max() > 65535):
+            raise ValueError(f"Cannot write {path} as an ImageJ TIFF: labels beyond 0..65535; "
+                             "write an .ome.tif or a .npy instead.")
+        data = data.astype(np.uint8 if not data.size or data.max() < 256 else np.uint16)
+    elif data.dtype != np.float32:
+        data = data.astype(np.float32)
+    meta = {"axes": order}
+    if "Z" in sizes and "Z" in order:
+        meta["spacing"] = float(sizes["Z"])
+    if unit:
+        meta["unit"] = "um" if unit in ("um", "micrometer") else unit
+    kwargs = {"imagej": True, "metadata": meta}
+    if "X" in sizes and "Y" in sizes:
+        kwargs["resolution"] = (1.0 / float(sizes["X"]), 1.0 / float(sizes["Y"]))
+    return data, kwargs

@@ -1,13 +1,14 @@
 """Predicting into storage: a resumable Zarr array streamed tile by tile, or a whole file.
 
 :func:`predict_to_zarr` classifies an image tile by tile into a chunked,
-compressed Zarr v3 array whose chunks are the tiles. It is resumable: the
-output records which model and input it belongs to and the tile grid, and each
-finished tile leaves an empty marker file, ``.gpuseg-done/<chunk index>`` in
-the array's directory, created only after its chunk is written. A run killed
-at any moment and started again with the same arguments computes only the
-tiles without a marker, rewriting whatever half-written chunk they may have,
-and ends with the output of an uninterrupted run.
+compressed OME-Zarr image whose chunks are the tiles, frame by frame along
+``T``. It is resumable: the output records which model and input it belongs to
+and the tile grid, and each finished tile leaves an empty marker file,
+``0/.gpuseg-done/<frame index>.<chunk index>``, created only after its chunk
+is written. A run killed at any moment and started again with the same
+arguments computes only the tiles without a marker, rewriting whatever
+half-written chunk they may have, and ends with the output of an
+uninterrupted run; the markers go when it is complete.
 """
 
 from __future__ import annotations
@@ -17,15 +18,20 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import zarr
 from tqdm.auto import tqdm
 
+from .axes import Frames, frames_of, model_layout
+from .axes import predict as predict_axes
 from .image_io import OUTPUT_SUFFIXES, open_image, open_image_and_multiscale, write_image
+from .metadata import NOTHING, Metadata, read_metadata
+from .ome_zarr import add_to_labels_group, create, fill_pyramid, ome_order
 from .segmenter import PREDICTS_WITH
 
-__all__ = ["model_fingerprint", "open_image", "predict_to_file", "predict_to_zarr"]
+__all__ = ["model_fingerprint", "open_image", "open_source", "predict_to_file", "predict_to_zarr"]
 
 FORMAT = "gpuseg-prediction"
 DONE_DIR = ".gpuseg-done"
@@ -65,34 +71,75 @@ def _job(segmenter, image, path, proba: bool) -> dict:
     }
 
 
+# -- axes of inputs -----------------------------------------------------------------
+class Source(NamedTuple):
+    """An input opened for prediction: its array, its frames for the model, and the file's calibration."""
+
+    path: object
+    array: object
+    frames: Frames
+    metadata: Metadata
+    ome: object
+
+
+def open_source(segmenter, image, axes=None) -> Source:
+    """Open ``image`` (a path or an array) and cut it into the model's frames.
+
+    The axes are ``axes`` when given, else what the file declares
+    (:func:`gpuseg.metadata.read_metadata`), else the model's own layout
+    (e.g. ``YXC``) when the image has as many axes.
+
+    Raises
+    ------
+    ValueError
+        Axes that are not given, not in the file and not guessable, or an image
+        the model cannot read (see :class:`gpuseg.axes.Frames`).
+    """
+    path = image if isinstance(image, (str, os.PathLike)) else None
+    array, ome = open_image_and_multiscale(path) if path is not None else (image, None)
+    meta = read_metadata(path, array.shape) if path is not None else NOTHING
+    layout = model_layout(segmenter.ndim_, segmenter.channel_axis)
+    if axes is None:
+        axes = meta.axes or (layout if len(layout) == len(array.shape) else None)
+    if axes is None:
+        raise ValueError(f"{path if path is not None else 'The image'} (shape {tuple(array.shape)}) does not say "
+                         f"its axes, and the model reads {layout} images; give them with --axes (axes=), e.g. "
+                         f"T{layout} for a time series.")
+    return Source(path, array, frames_of(segmenter, array, axes), meta, ome)
+
+
 # -- streaming to Zarr -----------------------------------------------------------
-def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None, overwrite=False, progress=True):
-    """Classify an image tile by tile into a Zarr v3 array; resumable after a crash or a kill.
+def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None, overwrite=False, progress=True,
+                    axes=None):
+    """Classify an image tile by tile into an OME-Zarr 0.5 image; resumable after a crash or a kill.
 
     Parameters
     ----------
     segmenter : gpuseg.Segmenter
         Trained.
     image : str, path-like or array
-        A path :func:`open_image` reads, or an array of spatial shape ``S``
-        (plus the training images' channel axis) supporting slicing.
+        A path :func:`open_image` reads, or an array supporting slicing.
     out_path : str or path-like
-        Output directory (conventionally ``*.zarr``). Holds a Zarr array of
-        labels (shape ``S``, dtype ``segmenter.label_dtype``) or float32
-        probabilities (``S + (n_classes,)``), chunked by tiles and compressed.
-        For an OME-Zarr input it is an OME-Zarr 0.5 image instead: a group with
-        one level, ``0``, and the input's axes and scale (probabilities then
-        have their class axis first, ``(n_classes,) + S``, as OME orders axes).
+        Output directory (conventionally ``*.zarr``): an OME-Zarr 0.5 group
+        (:mod:`gpuseg.ome_zarr`) with the input's axes in OME order less ``C``,
+        and its pixel sizes. Labels (dtype ``segmenter.label_dtype``) are a
+        labels image with a nearest-neighbour pyramid (levels ``0``, ``1``,
+        ...); float32 probabilities one level with the classes on ``c``.
+        Level ``0`` is chunked by tiles (one frame deep along ``T``).
     proba : bool
         Write probabilities instead of labels.
     tile_shape : tuple of int, optional
-        Tile and chunk size; default from the memory budget. On resume the
-        output's tiles are kept.
+        Tile and chunk size; default the input's chunks (a Zarr or tiled
+        TIFF input) when within the memory budget's tile, else that tile. On
+        resume the output's tiles are kept.
     overwrite : bool
         Replace an existing output made with another model, input or output
         kind (otherwise refused). An output of this very job is resumed.
     progress : bool
         Show a progress bar with the time left.
+    axes : str, optional
+        The input's axes (OME letters, see :func:`open_source`): ``T`` frame
+        by frame, ``C`` the channels, ``Z`` 3D.
 
     Returns
     -------
@@ -107,35 +154,64 @@ def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None,
 
     Notes
     -----
-    An input is recognised on resume by its path, shape and dtype (an array
-    passed directly: by shape and dtype only), and the model by
-    :func:`model_fingerprint`.
+    Each finished tile leaves a marker; when all are done the pyramid is
+    written, the markers removed and the output marked complete. An input is
+    recognised on resume by its path, shape, dtype and axes (an array passed
+    directly: by shape, dtype and axes), and the model by :func:`model_fingerprint`.
     """
-    path = image if isinstance(image, (str, os.PathLike)) else None
-    image, ome = open_image_and_multiscale(path) if path is not None else (image, None)
+    source = open_source(segmenter, image, axes)
+    frames = source.frames
     predictor = segmenter.predictor()
     out = Path(out_path)
-    job = _job(segmenter, image, path, proba)
+    job = {**_job(segmenter, source.array, source.path, proba), "axes": frames.axes}
     resume = out.exists() and not overwrite
     if resume:
         tile_shape = _resumed_tile_shape(out, job, tile_shape)
-    plan = predictor.plan(image, tile_shape)
+        if zarr.open_group(str(out), mode="r").attrs["gpuseg"].get("complete"):
+            return out
+    first = next(iter(frames))[1]
+    plan = predictor.plan(first, tile_shape or _input_chunks(source, predictor, first))
+    axes_out = ome_order(frames.out_axes(proba))
     if not resume:
         if out.exists():
             _remove(out)
-        _create(out, {**job, "tile_shape": list(plan.tile_shape)}, segmenter, plan.spatial, proba, ome)
-    node = zarr.open(str(out), mode="r+")
-    array, done = (node, out / DONE_DIR) if isinstance(node, zarr.Array) else (node["0"], out / "0" / DONE_DIR)
-    todo = [t for t in plan.tiles if not (done / _marker(t, plan.tile_shape)).exists()]
-    results = predictor.classify_tiles(image, todo, "proba" if proba else "labels")
-    for tile, result in tqdm(results, total=len(plan.tiles), initial=len(plan.tiles) - len(todo),
-                             desc="gpuseg predict", unit="tile", disable=not progress):
-        if proba and ome is not None:  # OME orders axes class first
-            array[(slice(None),) + tile.write] = np.moveaxis(result, -1, 0)
-        else:
-            array[tile.write] = result
-        (done / _marker(tile, plan.tile_shape)).touch()
+        _create(out, {**job, "tile_shape": list(plan.tile_shape)}, segmenter, source, plan, axes_out, proba)
+    group = zarr.open_group(str(out), mode="r+")
+    array, done = group["0"], out / "0" / DONE_DIR
+    todo = [(index, frame, t) for index, frame in frames for t in plan.tiles
+            if not (done / _marker(index, t, plan.tile_shape)).exists()]
+    total = len(frames) * len(plan.tiles)
+    bar = tqdm(total=total, initial=total - len(todo), desc="gpuseg predict", unit="tile", disable=not progress)
+    for index, frame in frames:
+        tiles = [t for i, _, t in todo if i == index]
+        for tile, result in predictor.classify_tiles(frame, tiles, "proba" if proba else "labels"):
+            array[_zarr_index(axes_out, frames, index, tile.write)] = np.moveaxis(result, -1, 0) if proba else result
+            (done / _marker(index, tile, plan.tile_shape)).touch()
+            bar.update()
+    bar.close()
+    if not proba:
+        fill_pyramid(group, axes_out)
+    shutil.rmtree(done)
+    group.attrs["gpuseg"] = {**group.attrs["gpuseg"], "complete": True}
     return out
+
+
+def _input_chunks(source: Source, predictor, frame):
+    """The input's chunks on the model's spatial axes when no longer than the default tile; else the default."""
+    default = predictor.default_tile_shape(predictor.check_image(frame), predictor.n_features)
+    chunks = getattr(source.array, "chunks", None)
+    if not isinstance(chunks, tuple) or not all(isinstance(c, int) for c in chunks):
+        return default
+    size = dict(zip(source.frames.axes, chunks))
+    chunked = tuple(size[a] for a in source.frames.spatial)
+    return chunked if all(c <= d for c, d in zip(chunked, default)) else default
+
+
+def _zarr_index(axes_out: str, frames: Frames, index: tuple, write: tuple) -> tuple:
+    """Where a tile of a frame goes in the output: the frame's index on the loop axes, the tile on the spatial ones."""
+    at = dict(zip(frames.loop, index))
+    at.update(zip(frames.spatial, write))
+    return tuple(at.get(a, slice(None)) for a in axes_out)
 
 
 def _remove(path: Path) -> None:
@@ -164,71 +240,41 @@ def _resumed_tile_shape(out: Path, job: dict, tile_shape) -> tuple:
     return tuple(stored["tile_shape"])
 
 
-def _create(out: Path, attrs: dict, segmenter, spatial: tuple, proba: bool, ome) -> None:
+def _create(out: Path, attrs: dict, segmenter, source: Source, plan, axes_out: str, proba: bool) -> None:
     """Create the empty output beside ``out`` and rename it into place, so it exists whole or not at all."""
     tmp = out.with_name(f".{out.name}.partial")
     if tmp.exists():
         shutil.rmtree(tmp)
-    tile = tuple(attrs["tile_shape"])
+    size = {**dict(zip(source.frames.loop, source.frames.loop_shape)), **dict(zip(source.frames.spatial, plan.spatial))}
+    chunk = dict(zip(source.frames.spatial, plan.tile_shape))
     n_classes = len(segmenter.classes_)
-    if not proba:
-        shape, chunks, dtype = spatial, tile, segmenter.label_dtype
-    elif ome is None:
-        shape, chunks, dtype = spatial + (n_classes,), tile + (n_classes,), np.float32
-    else:
-        shape, chunks, dtype = (n_classes,) + spatial, (n_classes,) + tile, np.float32
-    array = {"shape": shape, "chunks": chunks, "dtype": dtype, "fill_value": 0}
-    if ome is None:
-        zarr.create_array(store=str(tmp), attributes={"gpuseg": attrs}, **array)
-    else:
-        meta = _ome_multiscale(ome, segmenter.channel_axis, proba)
-        group = zarr.create_group(store=str(tmp), attributes={"gpuseg": attrs, "ome": meta})
-        group.create_array("0", **array)
-    (tmp / ("" if ome is None else "0") / DONE_DIR).mkdir()
+    shape = tuple(n_classes if a == "C" else size[a] for a in axes_out)
+    chunks = tuple(n_classes if a == "C" else chunk.get(a, 1) for a in axes_out)
+    labelled = None if proba else _labels_source(source, out)
+    create(str(tmp), axes_out, shape, chunks, np.float32 if proba else segmenter.label_dtype,
+           sizes=source.metadata.sizes, unit=source.metadata.unit, attrs=attrs,
+           classes=None if proba else segmenter.classes_, source=labelled)
+    (tmp / "0" / DONE_DIR).mkdir()
     os.rename(tmp, out)
+    if labelled is not None:
+        add_to_labels_group(source.path, out.name)
 
 
-def _ome_multiscale(ome: dict, channel_axis, proba: bool) -> dict:
-    """OME-Zarr 0.5 metadata of a one-level output, from the input's ``multiscales`` entry.
-
-    The input's channel axis is dropped; probabilities get a class axis first.
-    """
-    n_axes = len(ome["axes"])
-    keep = [i for i in range(n_axes) if channel_axis is None or i != channel_axis % n_axes]
-
-    def transforms(items):
-        result = []
-        for t in items or []:
-            t = dict(t)
-            for key, new in (("scale", 1.0), ("translation", 0.0)):
-                if key in t:
-                    t[key] = ([new] if proba else []) + [t[key][i] for i in keep]
-            result.append(t)
-        return result
-
-    axes = [ome["axes"][i] for i in keep]
-    axes = ([{"name": "class", "type": "channel"}] if proba else []) + [
-        a if isinstance(a, dict) else {"name": a} for a in axes
-    ]
-    level0 = ome["datasets"][0]
-    multiscale = {
-        "name": "gpuseg probabilities" if proba else "gpuseg labels",
-        "axes": axes,
-        "datasets": [{"path": "0", "coordinateTransformations": transforms(level0.get("coordinateTransformations"))}],
-    }
-    if ome.get("coordinateTransformations"):
-        multiscale["coordinateTransformations"] = transforms(ome["coordinateTransformations"])
-    return {"version": "0.5", "multiscales": [multiscale]}
+def _labels_source(source: Source, out: Path):
+    """``"../../"`` when ``out`` is in the ``labels`` group of the OME-Zarr input, else ``None``."""
+    if source.ome is None or source.path is None:
+        return None
+    return "../../" if out.resolve().parent == (Path(source.path) / "labels").resolve() else None
 
 
-def _marker(tile, tile_shape: tuple) -> str:
-    """Marker file name of a tile: its chunk index, e.g. ``"0.3"``."""
-    return ".".join(str(s.start // t) for s, t in zip(tile.write, tile_shape))
+def _marker(index: tuple, tile, tile_shape: tuple) -> str:
+    """Marker file name of a tile of a frame: the frame's index and the tile's chunk index, e.g. ``"2.0.3"``."""
+    return ".".join([str(i) for i in index] + [str(s.start // t) for s, t in zip(tile.write, tile_shape)])
 
 
 # -- whole files -------------------------------------------------------------------
-def predict_to_file(segmenter, image, out_path, *, proba=False):
-    """Classify a whole image in memory and write it atomically to ``.npy``, ``.tif``/``.tiff`` or ``.png``.
+def predict_to_file(segmenter, image, out_path, *, proba=False, axes=None, tile_shape=None):
+    """Classify a whole image in memory, frame by frame, and write it atomically.
 
     Parameters
     ----------
@@ -237,10 +283,15 @@ def predict_to_file(segmenter, image, out_path, *, proba=False):
     image : str, path-like or array
         As in :func:`predict_to_zarr`.
     out_path : str or path-like
-        The suffix picks the format. PNG holds labels only (8 or 16 bit).
+        ``.tif``/``.tiff`` (an ImageJ hyperstack), ``.ome.tif``/``.ome.tiff``
+        (OME-TIFF), both calibrated like the input; ``.npy``; ``.png`` (2D
+        labels, 8 or 16 bit).
     proba : bool
-        Write float32 probabilities of shape ``S + (n_classes,)`` instead of
-        labels of shape ``S``.
+        Write float32 probabilities (the classes on a ``C`` axis) instead of labels.
+    axes : str, optional
+        As in :func:`predict_to_zarr`.
+    tile_shape : tuple of int, optional
+        Tile size of the computation; the result does not depend on it.
 
     Returns
     -------
@@ -249,15 +300,17 @@ def predict_to_file(segmenter, image, out_path, *, proba=False):
     Raises
     ------
     ValueError
-        An unsupported output suffix, or probabilities / 3D labels to PNG.
+        An unsupported output suffix, or probabilities / 3D labels / frames to PNG.
     """
     out = Path(out_path)
     suffix = out.suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:
-        raise ValueError(f"Cannot write {out}: predict_to_file writes .npy, .tif/.tiff or .png "
+        raise ValueError(f"Cannot write {out}: predict_to_file writes .npy, .tif/.tiff (.ome.tif) or .png "
                          "(use predict_to_zarr for a .zarr output).")
-    if suffix == ".png" and (proba or segmenter.ndim_ != 2):
-        raise ValueError(f"PNG holds 2D labels only; write {out.with_suffix('.tif').name} or a .npy instead.")
-    if isinstance(image, (str, os.PathLike)):
-        image = open_image(image)
-    return write_image(out, segmenter.predict_proba(image) if proba else segmenter.predict(image))
+    source = open_source(segmenter, image, axes)
+    out_axes = source.frames.out_axes(proba)
+    if suffix == ".png" and out_axes != "YX":
+        raise ValueError(f"PNG holds 2D labels only (this result has axes {out_axes}); write "
+                         f"{out.with_suffix('.tif').name} or a .npy instead.")
+    result = predict_axes(segmenter, source.array, source.frames.axes, proba=proba, tile_shape=tile_shape)
+    return write_image(out, result, out_axes, sizes=source.metadata.sizes, unit=source.metadata.unit)

@@ -105,18 +105,18 @@ def test_predict_to_zarr_equals_predict(scene, tmp_path, proba):
     np.save(tmp_path / "in.npy", image)
     out = predict_to_zarr(seg, tmp_path / "in.npy", tmp_path / "out.zarr", proba=proba, tile_shape=(48, 40),
                           progress=False)
-    result = zarr.open_array(str(out), mode="r")
-    n_tiles = 3 * 4
-    assert result.chunks == ((48, 40, 3) if proba else (48, 40))
+    group = zarr.open_group(str(out), mode="r")
+    result = group["0"]
+    assert result.chunks == ((3, 48, 40) if proba else (48, 40))
     assert result.compressors  # compressed
-    assert len(os.listdir(out / DONE_DIR)) == n_tiles
+    assert not (out / "0" / DONE_DIR).exists()  # markers go when complete
     if proba:
         assert result.dtype == np.float32
-        np.testing.assert_allclose(result[:], expected_proba, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(np.moveaxis(result[:], 0, -1), expected_proba, rtol=0, atol=1e-6)
     else:
         assert result.dtype == seg.label_dtype
         np.testing.assert_array_equal(result[:], expected_labels)
-    assert result.attrs["gpuseg"]["model"] == model_fingerprint(seg)
+    assert group.attrs["gpuseg"]["model"] == model_fingerprint(seg)
 
 
 def test_zarr_and_tiff_inputs(scene, tmp_path):
@@ -125,7 +125,7 @@ def test_zarr_and_tiff_inputs(scene, tmp_path):
     tifffile.imwrite(tmp_path / "in.tif", image, tile=(32, 32))
     for name in ("in.zarr", "in.tif"):
         out = predict_to_zarr(seg, tmp_path / name, tmp_path / f"{name}.out.zarr", tile_shape=(64, 64), progress=False)
-        np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[:], expected)
+        np.testing.assert_array_equal(open_image(out)[:], expected)
 
 
 @pytest.mark.parametrize("version", ["0.4", "0.5"])
@@ -139,10 +139,10 @@ def test_ome_zarr_in_ome_zarr_out(scene, tmp_path, version, proba):
     assert ome["version"] == "0.5"
     (multiscale,) = ome["multiscales"]
     names = [a["name"] for a in multiscale["axes"]]
-    (dataset,) = multiscale["datasets"]
+    dataset = multiscale["datasets"][0]
     scale = dataset["coordinateTransformations"][0]["scale"]
     if proba:
-        assert names == ["class", "y", "x"] and scale == [1.0, 0.5, 0.25]
+        assert names == ["c", "y", "x"] and scale == [1.0, 0.5, 0.25]
         np.testing.assert_allclose(np.moveaxis(group[dataset["path"]][:], 0, -1), expected_proba, rtol=0, atol=1e-6)
     else:
         assert names == ["y", "x"] and scale == [0.5, 0.25]
@@ -161,7 +161,7 @@ def test_ome_zarr_channels_are_dropped(scene, tmp_path):
     zarr.create_group(str(tmp_path / "in.ome.zarr"), attributes=attrs).create_array("s0", data=stacked)
     out = predict_to_zarr(seg, tmp_path / "in.ome.zarr", tmp_path / "out.ome.zarr", proba=True, progress=False)
     (multiscale,) = zarr.open_group(str(out), mode="r").attrs["ome"]["multiscales"]
-    assert [a["name"] for a in multiscale["axes"]] == ["class", "y", "x"]
+    assert [a["name"] for a in multiscale["axes"]] == ["c", "y", "x"]
     assert multiscale["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 0.5, 0.25]
     np.testing.assert_allclose(np.moveaxis(open_image(out)[:], 0, -1), seg.predict_proba(stacked, progress=False),
                                rtol=0, atol=1e-6)
@@ -190,7 +190,7 @@ def test_overwrite_guard(scene, tmp_path):
         predict_to_zarr(seg, image, out, tile_shape=(32, 32), progress=False)
     predict_to_zarr(seg, image, out, progress=False)  # the same job: resumed, nothing to do
     out2 = predict_to_zarr(other_model, image, out, overwrite=True, progress=False)
-    np.testing.assert_array_equal(zarr.open_array(str(out2), mode="r")[:], other_model.predict(image, progress=False))
+    np.testing.assert_array_equal(open_image(out2)[:], other_model.predict(image, progress=False))
     (tmp_path / "plain").mkdir()
     with pytest.raises(ValueError, match="--overwrite"):
         predict_to_zarr(seg, image, tmp_path / "plain", progress=False)
@@ -222,19 +222,19 @@ def test_resume_after_sigkill(scene, model_file, tmp_path, monkeypatch):
                              str(out)])
     try:
         deadline = time.monotonic() + 180  # the first import may compile the numba kernels
-        while not (out / DONE_DIR).is_dir() or len(os.listdir(out / DONE_DIR)) < 8:
+        while not (out / "0" / DONE_DIR).is_dir() or len(os.listdir(out / "0" / DONE_DIR)) < 8:
             assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
             time.sleep(0.01)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.kill()
         proc.wait()
-    markers = {m: (out / DONE_DIR / m).stat().st_mtime_ns for m in os.listdir(out / DONE_DIR)}
-    chunks = {m: (out / "c" / m.replace(".", "/")).stat().st_mtime_ns for m in markers}
+    markers = {m: (out / "0" / DONE_DIR / m).stat().st_mtime_ns for m in os.listdir(out / "0" / DONE_DIR)}
+    chunks = {m: (out / "0" / "c" / m.replace(".", "/")).stat().st_mtime_ns for m in markers}
     assert 8 <= len(markers) < n_tiles
     # a half-written chunk of an unfinished tile (zarr writes atomically, but a crash may not be so kind)
     unfinished = next(f"{i}.{j}" for i in range(8) for j in range(9) if f"{i}.{j}" not in markers)
-    torn = out / "c" / unfinished.replace(".", "/")
+    torn = out / "0" / "c" / unfinished.replace(".", "/")
     torn.parent.mkdir(parents=True, exist_ok=True)
     torn.write_bytes(b"\x00garbage")
 
@@ -243,14 +243,13 @@ def test_resume_after_sigkill(scene, model_file, tmp_path, monkeypatch):
     monkeypatch.setattr(Predictor, "classify", lambda *a, **k: calls.append(1) or real(*a, **k))
     predict_to_zarr(gpuseg.load(model_file, backend="cpu"), tmp_path / "in.npy", out, progress=False)
     assert len(calls) == n_tiles - len(markers)  # finished tiles are not recomputed
-    assert {m: (out / DONE_DIR / m).stat().st_mtime_ns for m in markers} == markers
-    assert {m: (out / "c" / m.replace(".", "/")).stat().st_mtime_ns for m in markers} == chunks
-    assert len(os.listdir(out / DONE_DIR)) == n_tiles
+    assert {m: (out / "0" / "c" / m.replace(".", "/")).stat().st_mtime_ns for m in markers} == chunks
+    assert not (out / "0" / DONE_DIR).exists()
 
     whole = predict_to_zarr(seg, tmp_path / "in.npy", tmp_path / "whole.zarr", tile_shape=(16, 16), progress=False)
-    resumed, uninterrupted = zarr.open_array(str(out), mode="r"), zarr.open_array(str(whole), mode="r")
-    np.testing.assert_array_equal(resumed[:], uninterrupted[:])
-    np.testing.assert_array_equal(resumed[:], expected)
+    resumed, uninterrupted = zarr.open_group(str(out), mode="r"), zarr.open_group(str(whole), mode="r")
+    np.testing.assert_array_equal(resumed["0"][:], uninterrupted["0"][:])
+    np.testing.assert_array_equal(resumed["0"][:], expected)
     assert dict(resumed.attrs) == dict(uninterrupted.attrs) | {"gpuseg": {
         **uninterrupted.attrs["gpuseg"], "input": resumed.attrs["gpuseg"]["input"]}}
 
@@ -269,7 +268,8 @@ def test_predict_to_file_proba(scene, tmp_path, suffix):
     seg, image, expected, _ = scene
     np.save(tmp_path / "in.npy", image)
     out = predict_to_file(seg, tmp_path / "in.npy", tmp_path / f"proba{suffix}", proba=True)
-    np.testing.assert_allclose(open_image(out), expected, rtol=0, atol=1e-6)
+    result = open_image(out) if suffix == ".npy" else np.moveaxis(open_image(out), 0, -1)  # TIFF: classes as C of CYX
+    np.testing.assert_allclose(result, expected, rtol=0, atol=1e-6)
 
 
 def test_predict_to_file_refuses(scene, tmp_path):
