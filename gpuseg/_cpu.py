@@ -10,15 +10,21 @@ wherever it sits, so tiled prediction equals whole-image prediction exactly.
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 
 import numpy as np
 from skimage.util import img_as_float32
 
+from . import _cpu_filters, _cpu_hessian, _forest_kernels
 from ._cpu_filters import NEAREST, separable_symmetric, sobel_magnitude
 from ._cpu_hessian import hessian_eigenvalues as _hessian_eigenvalues
 from ._forest_kernels import predict_proba_cpu
+
+log = logging.getLogger("gpuseg")
+COMPILING = "compiling gpuseg's CPU kernels (once, about 20 s)"
+_announced = []
 
 __all__ = ["xp", "name", "asarray", "to_host", "device_id", "memory_budget", "device_info", "ascontiguous",
            "as_float32", "all_finite", "empty", "gaussian", "sobel", "hessian_eigenvalues", "forest_fit",
@@ -104,6 +110,7 @@ def gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
     -------
     smoothed : float32 ndarray of the same shape
     """
+    announce_first_compile()
     k = gaussian_kernel(sigma)
     return separable_symmetric(image, k[(k.shape[0] - 1) // 2:], NEAREST)
 
@@ -182,7 +189,23 @@ def forest_predict_proba(arrays: dict, X: np.ndarray) -> np.ndarray:
     -------
     proba : float32 ndarray of shape (n_samples, n_classes)
     """
+    announce_first_compile()
     out = np.empty((X.shape[1], arrays["value"].shape[1]), np.float32)
     predict_proba_cpu(X, arrays["roots"], arrays["depth"], arrays["child"], arrays["feature"],
                       arrays["threshold"], arrays["value"], out)
     return out
+
+
+def announce_first_compile() -> None:
+    """Say :data:`COMPILING` once per process when a Numba kernel has no compiled copy in Numba's cache yet.
+
+    The cache lives beside the package (or in ``NUMBA_CACHE_DIR``), so this
+    happens once per install; the check reads the cache's index files.
+    """
+    if _announced:
+        return
+    _announced.append(True)
+    kernels = [k for m in (_cpu_filters, _cpu_hessian, _forest_kernels) for k in vars(m).values()
+               if getattr(k, "_cache", None) is not None and hasattr(k._cache, "_cache_file")]
+    if any(not os.path.exists(k._cache._cache_file._index_path) for k in kernels):
+        log.warning(COMPILING)

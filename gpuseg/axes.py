@@ -194,6 +194,39 @@ def predict(segmenter, image, axes: str, *, proba=False, tile_shape=None):
     return out
 
 
+def training_frames(image, labels, axes: str, channel_axis) -> tuple:
+    """The frames of an image with named axes and of its scribbles, as ``Segmenter.fit`` takes a series.
+
+    Parameters
+    ----------
+    image : array-like
+    labels : array-like
+        Scribbles with the image's axes but ``C``.
+    axes : str
+        The image's axes (see :func:`predict`); a ``Z`` of more than one plane makes the frames 3D.
+    channel_axis : int or None
+        The segmenter's; must be set when ``axes`` holds a ``C`` of more than one channel.
+
+    Returns
+    -------
+    images : list of AxesView
+    scribbles : list of ndarray
+
+    Raises
+    ------
+    ValueError
+        Axes that do not fit the image, or channels without a ``channel_axis``.
+    """
+    axes = check_axes(axes, image.shape)
+    size = dict(zip(axes, image.shape))
+    if size.get("C", 1) > 1 and channel_axis is None:
+        raise ValueError(f"axes {axes} hold {size['C']} channels: create the Segmenter with channel_axis=-1.")
+    ndim = 3 if size.get("Z", 1) > 1 else 2
+    images = [f for _, f in Frames(image, axes, ndim, channel_axis)]
+    scribbles = [np.asarray(f) for _, f in Frames(labels, axes.replace("C", ""), ndim, None)]
+    return images, scribbles
+
+
 def fit(segmenter, image, labels, axes: str, *, tile_shape=None):
     """Train on an image with named axes: each ``T`` frame is one training image of a series.
 
@@ -201,23 +234,12 @@ def fit(segmenter, image, labels, axes: str, *, tile_shape=None):
     ----------
     segmenter : gpuseg.Segmenter
         Its ``channel_axis`` must be set when ``axes`` holds a ``C`` of more than one channel.
-    image : array-like
-    labels : array-like
-        Scribbles with the image's axes but ``C``.
-    axes : str
-        The image's axes (see :func:`predict`).
+    image, labels, axes
+        As in :func:`training_frames`.
 
     Returns
     -------
     segmenter : gpuseg.Segmenter
     """
-    axes = check_axes(axes, image.shape)
-    size = dict(zip(axes, image.shape))
-    if size.get("C", 1) > 1 and segmenter.channel_axis is None:
-        raise ValueError(f"axes {axes} hold {size['C']} channels: create the Segmenter with channel_axis=-1.")
-    ndim = 3 if size.get("Z", 1) > 1 else 2
-    frames = Frames(image, axes, ndim, segmenter.channel_axis)
-    label_frames = Frames(labels, axes.replace("C", ""), ndim, None)
-    images = [f for _, f in frames]
-    scribbles = [np.asarray(f) for _, f in label_frames]
+    images, scribbles = training_frames(image, labels, axes, segmenter.channel_axis)
     return segmenter.fit(images, scribbles, tile_shape=tile_shape)

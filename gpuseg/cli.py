@@ -5,77 +5,122 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from pathlib import Path
+
+from . import __version__
+from .guards import InputMismatchWarning
+from .training import FOREST_DEFAULTS
+
+EXAMPLES = """examples:
+  gpuseg demo
+  gpuseg train image.tif scribbles.png -o model.gpuseg --sigma-max 16
+  gpuseg train rgb.png scribbles.png -o rgb.gpuseg            # RGB: axes YXC from the file
+  gpuseg predict model.gpuseg movie.tif -o movie-labels.tif   # a TYX time-lapse, frame by frame
+  gpuseg predict model.gpuseg cells.ome.zarr                  # labels into cells.ome.zarr/labels/gpuseg
+  gpuseg predict model.gpuseg stack.tif -o p.tif --proba --axes ZCYX
+"""
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Each option's default in its help (unless the help says it, or it is a flag), the examples kept as written."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
 
 def _feature_and_forest_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("features")
-    g.add_argument("--sigma-min", type=float, default=0.5)
-    g.add_argument("--sigma-max", type=float, default=16.0)
-    g.add_argument("--num-sigma", type=int, default=None)
+    g.add_argument("--sigma-min", type=float, default=0.5, help="smallest Gaussian sigma, in pixels")
+    g.add_argument("--sigma-max", type=float, default=16.0, help="largest Gaussian sigma, in pixels")
+    g.add_argument("--num-sigma", type=int, default=None, help="number of sigmas (default: one per octave)")
     g.add_argument("--no-intensity", action="store_true", help="leave out smoothed intensity")
     g.add_argument("--no-edges", action="store_true", help="leave out Sobel edges")
     g.add_argument("--no-texture", action="store_true", help="leave out Hessian eigenvalues")
-    g.add_argument("--channel-axis", type=int, default=None, help="axis holding channels (e.g. -1 for RGB)")
+    g.add_argument("--channel-axis", type=int, default=None,
+                   help="axis holding channels, for images whose axes are neither in the file nor given by --axes")
     f = p.add_argument_group("random forest (scikit-learn names)")
-    f.add_argument("--n-estimators", type=int, default=None)
-    f.add_argument("--max-depth", type=int, default=None)
-    f.add_argument("--max-samples", type=_max_samples, default=None,
-                   help="fraction of the scribbled pixels each tree draws, or 'auto' (at most 20,000; the default)")
-    f.add_argument("--min-samples-leaf", type=int, default=None)
-    f.add_argument("--random-state", type=int, default=None)
+    f.add_argument("--n-estimators", type=int, default=FOREST_DEFAULTS["n_estimators"], help="number of trees")
+    f.add_argument("--max-depth", type=int, default=FOREST_DEFAULTS["max_depth"], help="largest depth of a tree")
+    f.add_argument("--max-samples", type=_max_samples, default=FOREST_DEFAULTS["max_samples"],
+                   help="fraction of the scribbled pixels each tree draws, or 'auto' (at most 20,000)")
+    f.add_argument("--min-samples-leaf", type=int, default=FOREST_DEFAULTS["min_samples_leaf"], help="fewest pixels in a leaf")
+    f.add_argument("--random-state", type=int, default=None, help="seed, for repeatable models")
 
 
 def _max_samples(text: str):
     return text if text == "auto" else float(text)
 
 
-def _backend_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=("auto", "cpu", "gpu"), default="auto")
+def _common_options(p: argparse.ArgumentParser, axes=None) -> None:
+    p.add_argument("--backend", choices=("auto", "cpu", "gpu"), default=FOREST_DEFAULTS["max_samples"],
+                   help="where to compute: the GPU when one works (auto), or the one named")
+    if axes:
+        p.add_argument("--axes", default=None, type=str.upper,
+                       help="the images' axes in OME letters, e.g. TYX, YXC, CZYX, TCZYX: T frame by frame, "
+                       f"C channels, Z 3D (default: what the file says, else {axes})")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gpuseg", description="Trainable pixel classification on GPUs and CPUs.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser = argparse.ArgumentParser(prog="gpuseg", description="Trainable pixel classification on GPUs and CPUs.",
+                                     epilog=EXAMPLES, formatter_class=_Help)
+    parser.add_argument("--version", action="version", version=f"gpuseg {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (backend, timings)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="segment a bundled sample and write labels, overlay and model")
-    demo.add_argument("--out", type=Path, default=Path("gpuseg-demo"))
-    demo.add_argument("--size", type=int, default=1024, help="side of the sample image in pixels")
-    _backend_option(demo)
+    def command(name, text):
+        return sub.add_parser(name, help=text, description=text, epilog=EXAMPLES, formatter_class=_Help)
 
-    train = sub.add_parser("train", help="train a model on IMAGE LABELS pairs")
+    demo = command("demo", "segment a bundled sample and write labels, overlay and model")
+    demo.add_argument("--out", type=Path, default=Path("gpuseg-demo"), help="folder for the files")
+    demo.add_argument("--size", type=int, default=1024, help="side of the sample image in pixels")
+    _common_options(demo)
+
+    train = command("train", "train a model on IMAGE LABELS pairs")
     train.add_argument("pairs", nargs="+", metavar="IMAGE LABELS",
                        help="image and scribble files, alternating (several pairs train one model)")
     train.add_argument("-o", "--output", type=Path, required=True, help="model file (.gpuseg)")
     _feature_and_forest_options(train)
-    _backend_option(train)
+    _common_options(train, axes="the image's dimensions and --channel-axis")
 
-    predict = sub.add_parser("predict", help="segment images with a model")
-    predict.add_argument("model", type=Path)
+    predict = command("predict", "segment images with a model")
+    predict.add_argument("model", type=Path, help="model file (.gpuseg)")
     predict.add_argument("inputs", nargs="+", type=Path, help="image files or folders of them")
-    predict.add_argument("-o", "--output", type=Path, required=True,
-                         help="output file (.tif, .npy, .png, .zarr) for one input, or a folder")
+    predict.add_argument("-o", "--output", type=Path, default=None,
+                         help="output file (.tif: ImageJ hyperstack, .ome.tif, .npy, .png, .zarr: OME-Zarr) for one "
+                         "input, or a folder (default for OME-Zarr inputs: their labels/gpuseg)")
     predict.add_argument("--proba", action="store_true", help="write class probabilities instead of labels")
-    predict.add_argument("--tile", type=int, nargs="+", default=None, metavar="N", help="tile shape (one or per axis)")
+    predict.add_argument("--overlay", action="store_true",
+                         help="also write the labels in colour over the image, as <output>_overlay.png (2D)")
+    predict.add_argument("--tile", type=int, nargs="+", default=None, metavar="N",
+                         help="tile shape, one or per axis (default: from free memory, or the input's Zarr chunks)")
     predict.add_argument("--overwrite", action="store_true", help="replace an output made with another model")
-    _backend_option(predict)
+    predict.add_argument("--no-input-check", action="store_true",
+                         help="do not warn about images of another dtype or range than the training images")
+    _common_options(predict, axes="the model's own layout, e.g. YX or YXC")
 
-    sub.add_parser("info", help="versions, backends, GPU")
+    command("info", "versions, backends, GPU")
 
-    app = sub.add_parser("app", help="open the interactive app in the browser")
-    app.add_argument("image", nargs="?", type=Path, default=None)
-    app.add_argument("--host", default="127.0.0.1")
-    app.add_argument("--port", type=int, default=8050)
-    app.add_argument("--model", type=Path, default=None)
+    app = command("app", "open the interactive app in the browser")
+    app.add_argument("image", nargs="?", type=Path, default=None, help="image to open (default: a bundled sample)")
+    app.add_argument("--host", default="127.0.0.1", help="address to serve on")
+    app.add_argument("--port", type=int, default=8050, help="port to serve on")
+    app.add_argument("--model", type=Path, default=None, help="model file to open")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    logging.getLogger("gpuseg").setLevel(logging.INFO)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("gpuseg").setLevel(logging.INFO if args.verbose else logging.WARNING)
     try:
-        return COMMANDS[args.command](args) or 0
+        with warnings.catch_warnings():
+            if getattr(args, "no_input_check", False):
+                warnings.simplefilter("ignore", InputMismatchWarning)
+            return COMMANDS[args.command](args) or 0
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
         print(f"gpuseg {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -91,18 +136,33 @@ def _cmd_train(args) -> int:
     import numpy as np
 
     from . import Segmenter
+    from .axes import training_frames
+    from .guards import check_scribbles
     from .image_io import open_image
+    from .metadata import read_metadata
 
     if len(args.pairs) % 2:
         raise ValueError("train takes IMAGE LABELS pairs: an even number of files.")
     forest = {k: getattr(args, k) for k in ("n_estimators", "max_depth", "max_samples", "min_samples_leaf",
-                                            "random_state") if getattr(args, k) is not None}
-    seg = Segmenter(backend=args.backend, intensity=not args.no_intensity, edges=not args.no_edges,
-                    texture=not args.no_texture, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
-                    num_sigma=args.num_sigma, channel_axis=args.channel_axis, **forest)
+                                            "random_state")}
     images = [open_image(Path(p)) for p in args.pairs[0::2]]
     labels = [open_image(Path(p)) for p in args.pairs[1::2]]
-    seg.fit(images, labels)
+    for lab, path in zip(labels, args.pairs[1::2]):
+        check_scribbles(lab, path)
+    axes = [args.axes or read_metadata(p, im.shape).axes for p, im in zip(args.pairs[0::2], images)]
+    channel_axis = args.channel_axis
+    if channel_axis is None and axes[0] is not None and dict(zip(axes[0], images[0].shape)).get("C", 1) > 1:
+        channel_axis = -1
+    seg = Segmenter(backend=args.backend, intensity=not args.no_intensity, edges=not args.no_edges,
+                    texture=not args.no_texture, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
+                    num_sigma=args.num_sigma, channel_axis=channel_axis, **forest)
+    if any(a is not None and a not in ("YX", "ZYX") for a in axes):
+        if None in axes:
+            raise ValueError("Some images say their axes and others do not: give --axes for all of them.")
+        frames = [training_frames(im, lab, a, channel_axis) for im, lab, a in zip(images, labels, axes)]
+        seg.fit([f for ims, _ in frames for f in ims], [f for _, labs in frames for f in labs])
+    else:
+        seg.fit(images, labels)
     path = seg.save(args.output)
     n = sum(int(np.count_nonzero(np.asarray(lab))) for lab in labels)
     print(f"trained on {len(images)} image(s), {n} labelled pixels, classes {[int(c) for c in seg.classes_]}; model: {path}")
@@ -124,11 +184,32 @@ def _expand_inputs(inputs) -> list:
     return files
 
 
+def _targets(files: list, output, proba: bool) -> list:
+    """``(input, output)`` pairs: one output file, a folder of them, or the labels of OME-Zarr inputs."""
+    from .image_io import OUTPUT_SUFFIXES, ZARR_SUFFIX, open_image_and_multiscale
+
+    kind = "proba" if proba else "labels"
+    if output is None:
+        if proba or any(f.suffix != ZARR_SUFFIX or open_image_and_multiscale(f)[1] is None for f in files):
+            raise ValueError("give -o: only labels of OME-Zarr inputs have a default place (their labels/gpuseg).")
+        return [(f, f / "labels" / "gpuseg") for f in files]
+    suffix = output.suffix.lower()
+    known = OUTPUT_SUFFIXES + (ZARR_SUFFIX,)
+    if len(files) == 1 and suffix in known:
+        return [(files[0], output)]
+    if suffix and not output.is_dir():
+        raise ValueError(f"Cannot write {output}: " + (
+            f"gpuseg writes {', '.join(known)} files." if suffix not in known else
+            f"{len(files)} inputs need a folder as -o, not a {suffix} file."))
+    output.mkdir(parents=True, exist_ok=True)
+    out_suffix = ZARR_SUFFIX if any(f.suffix == ZARR_SUFFIX for f in files) else ".tif"
+    return [(f, output / f"{f.stem}_{kind}{out_suffix}") for f in files]
+
+
 def _cmd_predict(args) -> int:
     from tqdm.auto import tqdm
 
     from . import load
-    from .image_io import INPUT_SUFFIXES
     from .stream import predict_to_file, predict_to_zarr
 
     seg = load(args.model, backend=args.backend)
@@ -136,20 +217,40 @@ def _cmd_predict(args) -> int:
     tile = None
     if args.tile:
         tile = tuple(args.tile) * seg.ndim_ if len(args.tile) == 1 else tuple(args.tile)
-    single = len(files) == 1 and args.output.suffix.lower() in INPUT_SUFFIXES
-    if single:
-        targets = [(files[0], args.output)]
-    else:
-        args.output.mkdir(parents=True, exist_ok=True)
-        suffix = ".zarr" if any(f.suffix == ".zarr" for f in files) else ".tif"
-        kind = "proba" if args.proba else "labels"
-        targets = [(f, args.output / f"{f.stem}_{kind}{suffix}") for f in files]
-    for src, dst in tqdm(targets, desc="gpuseg predict", unit="image", disable=len(targets) < 2):
-        if dst.suffix == ".zarr":
-            predict_to_zarr(seg, src, dst, proba=args.proba, tile_shape=tile, overwrite=args.overwrite)
+    if args.overlay and args.proba:
+        raise ValueError("--overlay colours labels: leave out --proba, or --overlay.")
+    targets = _targets(files, args.output, args.proba)
+    bar = tqdm(targets, desc="gpuseg predict", unit="image", disable=len(targets) < 2)
+    for src, dst in bar:
+        if dst.suffix.lower() in (".zarr", ""):
+            predict_to_zarr(seg, src, dst, proba=args.proba, tile_shape=tile, overwrite=args.overwrite,
+                            axes=args.axes, progress=len(targets) == 1)
         else:
-            predict_to_file(seg, src, dst, proba=args.proba)
-        print(f"{src} -> {dst}")
+            predict_to_file(seg, src, dst, proba=args.proba, axes=args.axes, tile_shape=tile)
+        bar.write(f"{src} -> {dst}")
+        if args.overlay:
+            bar.write(f"{src} -> {_write_overlay(seg, src, dst, args.axes)}")
+
+
+def _write_overlay(seg, src, dst, axes):
+    """``<dst stem>_overlay.png``: the labels at ``dst`` in colour over the image at ``src`` (2D results only)."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    from .image_io import atomic_write, open_image
+    from .samples import overlay
+    from .stream import open_source
+
+    frames = open_source(seg, src, axes).frames
+    if frames.out_axes(False) != "YX":
+        raise ValueError(f"--overlay draws 2D labels; {src} gives {frames.out_axes(False)}.")
+    image = np.asarray(next(iter(frames))[1])
+    if seg.channel_axis is not None:
+        image = np.moveaxis(image, seg.channel_axis, -1)
+    labels = np.asarray(open_image(dst)[()])
+    path = dst.with_name(f"{dst.name.split('.')[0]}_overlay.png")
+    atomic_write(path, lambda f: f.write(iio.imwrite("<bytes>", overlay(image, labels), extension=".png")))
+    return path
 
 
 def _cmd_info(args) -> int:

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import Segmenter
 from ._backend import resolve_backend
-from .image_io import atomic_write
+from .image_io import atomic_write, write_image
 from .samples import overlay, texture_mosaic
 
 
@@ -19,7 +19,8 @@ def run_demo(out: Path, *, size: int = 1024, backend: str = "auto") -> dict:
     Parameters
     ----------
     out : Path
-        Folder for ``labels.tif``, ``overlay.png``, ``scribbles.png`` and ``model.gpuseg``.
+        Folder for ``image.tif``, ``scribbles.png`` (a label image ``gpuseg train`` reads),
+        ``labels.tif``, ``overlay.png``, ``scribbles-overlay.png`` and ``model.gpuseg``.
     size : int
         Side of the square sample image.
     backend : {"auto", "cpu", "gpu"}
@@ -30,7 +31,6 @@ def run_demo(out: Path, *, size: int = 1024, backend: str = "auto") -> dict:
         Backend, timings in seconds, accuracy against the ground truth, file paths.
     """
     import imageio.v3 as iio
-    import tifffile
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -42,11 +42,15 @@ def run_demo(out: Path, *, size: int = 1024, backend: str = "auto") -> dict:
     t1 = time.perf_counter()
     labels = seg.predict(image)
     t2 = time.perf_counter()
-    files = {"labels": out / "labels.tif", "overlay": out / "overlay.png",
-             "scribbles": out / "scribbles.png", "model": out / "model.gpuseg"}
-    atomic_write(files["labels"], lambda f: tifffile.imwrite(f, labels))
-    atomic_write(files["overlay"], lambda f: iio.imwrite(f, overlay(image, labels), extension=".png"))
-    atomic_write(files["scribbles"], lambda f: iio.imwrite(f, overlay(image, scribbles, alpha=0.9), extension=".png"))
+    files = {"image": out / "image.tif", "scribbles": out / "scribbles.png", "labels": out / "labels.tif",
+             "overlay": out / "overlay.png", "scribbles overlay": out / "scribbles-overlay.png",
+             "model": out / "model.gpuseg"}
+    write_image(files["image"], image)
+    write_image(files["scribbles"], scribbles.astype(np.uint8))  # a label image: gpuseg train image.tif scribbles.png
+    write_image(files["labels"], labels)
+    for key, values, alpha in (("overlay", labels, 0.45), ("scribbles overlay", scribbles, 0.9)):
+        picture = overlay(image, values, alpha=alpha)
+        atomic_write(files[key], lambda f: f.write(iio.imwrite("<bytes>", picture, extension=".png")))
     seg.save(files["model"])
     summary = {"backend": name, "shape": image.shape, "labelled_pixels": int(np.count_nonzero(scribbles)),
                "fit_s": t1 - t0, "predict_s": t2 - t1, "accuracy": float(np.mean(labels == truth)), "files": files}
@@ -55,5 +59,5 @@ def run_demo(out: Path, *, size: int = 1024, backend: str = "auto") -> dict:
     print(f"  fit {summary['fit_s']:.2f} s, predict {summary['predict_s']:.2f} s, "
           f"accuracy against the ground truth {summary['accuracy']:.1%}")
     for key, path in files.items():
-        print(f"  {key:9s} {path}")
+        print(f"  {key:17s} {path}")
     return summary

@@ -10,8 +10,9 @@ from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
 from . import _backend
-from .features import FeatureParams
 from ._validation import image_series
+from .features import FeatureParams
+from .guards import describe_images
 from .model_io import json_value, save_model
 from .predictor import NOT_FITTED, Predictor, TileFeatures
 from .training import FOREST_DEFAULTS, fit_forest, image_geometry
@@ -167,6 +168,7 @@ class Segmenter(BaseEstimator):
         y = np.concatenate(ys)
         t1 = time.perf_counter()
         self.fit_features(X, y, ndim=geometry[0], n_channels=geometry[1])
+        self.training_input_ = describe_images(images)
         log.info("gpuseg fit: %d labelled pixels, %d features in %.2f s, forest in %.2f s",
                  y.size, X.shape[1], t1 - t0, time.perf_counter() - t1)
         return self
@@ -350,7 +352,8 @@ class Segmenter(BaseEstimator):
         meta : dict
             ``features`` (``FeatureParams.to_dict()``), ``channel_axis``,
             ``n_channels``, ``ndim``, ``classes`` (the keys of
-            :data:`PREDICTS_WITH`), ``forest_params`` and ``trained_on``.
+            :data:`PREDICTS_WITH`), ``forest_params``, ``trained_on`` and
+            ``training_input`` (dtype and range, see :mod:`gpuseg.guards`).
 
         Raises
         ------
@@ -369,6 +372,7 @@ class Segmenter(BaseEstimator):
             "classes": [int(c) for c in self.classes_],
             "forest_params": {k: json_value(v) for k, v in self.forest_params.items()},
             "trained_on": self._backend_module().name,
+            "training_input": getattr(self, "training_input_", None),
         }
 
     @classmethod
@@ -392,6 +396,8 @@ class Segmenter(BaseEstimator):
         if seg.n_features_in_ != forest.n_features or seg.classes_.size != forest.n_classes or seg.ndim_ not in (2, 3):
             raise ValueError("it disagrees with the forest")
         seg.forest_ = forest
+        if meta.get("training_input") is not None:
+            seg.training_input_ = meta["training_input"]
         return seg
 
     def save(self, path):

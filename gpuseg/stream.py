@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .axes import Frames, frames_of, model_layout
 from .axes import predict as predict_axes
+from .guards import warn_if_unlike_training
 from .image_io import OUTPUT_SUFFIXES, open_image, open_image_and_multiscale, write_image
 from .metadata import NOTHING, Metadata, read_metadata
 from .ome_zarr import add_to_labels_group, create, fill_pyramid, ome_order
@@ -105,7 +106,9 @@ def open_source(segmenter, image, axes=None) -> Source:
         raise ValueError(f"{path if path is not None else 'The image'} (shape {tuple(array.shape)}) does not say "
                          f"its axes, and the model reads {layout} images; give them with --axes (axes=), e.g. "
                          f"T{layout} for a time series.")
-    return Source(path, array, frames_of(segmenter, array, axes), meta, ome)
+    frames = frames_of(segmenter, array, axes)
+    warn_if_unlike_training(segmenter, next(iter(frames))[1], path if path is not None else "the image")
+    return Source(path, array, frames, meta, ome)
 
 
 # -- streaming to Zarr -----------------------------------------------------------
