@@ -54,6 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+BENCH_EXTRA = ("matplotlib",)
+"""The modules of the ``bench`` extra (pyproject.toml) a run needs: the plots."""
+
+
+def missing_extras() -> list:
+    """The modules of :data:`BENCH_EXTRA` that do not import."""
+    import importlib.util
+
+    return [m for m in BENCH_EXTRA if importlib.util.find_spec(m) is None]
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.report_only:
@@ -61,6 +72,10 @@ def main(argv=None):
         meta = json.loads((out / "run.json").read_text())
         print(f"report in {report.write_report(report.load_rows(out / 'results.jsonl'), meta, out)}")
         return
+    missing = missing_extras()
+    if missing:
+        raise SystemExit(f"python -m benchmarks needs the bench extra before it measures (missing: {', '.join(missing)}): "
+                         "pip install -e '.[bench]'")
     quick = suite.QUICK if args.quick else {}
     plan = suite.make_plan(
         args.scenario,
