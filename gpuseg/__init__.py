@@ -8,6 +8,7 @@ API and the same model files on the GPU (CuPy, cuCIM, cuML) and the CPU
 
 __version__ = "0.1.0"
 
+from . import axes
 from .features import FeatureParams, multiscale_basic_features, multiscale_features
 from .model_io import load
 from .segmenter import Segmenter
