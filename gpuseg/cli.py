@@ -186,12 +186,12 @@ def _expand_inputs(inputs) -> list:
 
 def _targets(files: list, output, proba: bool) -> list:
     """``(input, output)`` pairs: one output file, a folder of them, or the labels of OME-Zarr inputs."""
-    from .image_io import OUTPUT_SUFFIXES, ZARR_SUFFIX, open_image_and_multiscale
+    from .image_io import OUTPUT_SUFFIXES, ZARR_SUFFIX
 
     kind = "proba" if proba else "labels"
     if output is None:
-        if proba or any(f.suffix != ZARR_SUFFIX or open_image_and_multiscale(f)[1] is None for f in files):
-            raise ValueError("give -o: only labels of OME-Zarr inputs have a default place (their labels/gpuseg).")
+        if proba or not all(_is_ome_zarr_05(f) for f in files):
+            raise ValueError("give -o: only labels of OME-Zarr 0.5 inputs have a default place (their labels/gpuseg).")
         return [(f, f / "labels" / "gpuseg") for f in files]
     suffix = output.suffix.lower()
     known = OUTPUT_SUFFIXES + (ZARR_SUFFIX,)
@@ -204,6 +204,16 @@ def _targets(files: list, output, proba: bool) -> list:
     output.mkdir(parents=True, exist_ok=True)
     out_suffix = ZARR_SUFFIX if any(f.suffix == ZARR_SUFFIX for f in files) else ".tif"
     return [(f, output / f"{f.stem}_{kind}{out_suffix}") for f in files]
+
+
+def _is_ome_zarr_05(path) -> bool:
+    """An OME-Zarr image on Zarr v3 (NGFF 0.5), whose ``labels`` group gpuseg can add to."""
+    from .image_io import ZARR_SUFFIX, open_image_and_multiscale
+
+    if path.suffix != ZARR_SUFFIX:
+        return False
+    array, ome = open_image_and_multiscale(path)
+    return ome is not None and array.metadata.zarr_format == 3
 
 
 def _cmd_predict(args) -> int:

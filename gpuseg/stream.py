@@ -181,12 +181,11 @@ def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None,
         _create(out, {**job, "tile_shape": list(plan.tile_shape)}, segmenter, source, plan, axes_out, proba)
     group = zarr.open_group(str(out), mode="r+")
     array, done = group["0"], out / "0" / DONE_DIR
-    todo = [(index, frame, t) for index, frame in frames for t in plan.tiles
-            if not (done / _marker(index, t, plan.tile_shape)).exists()]
-    total = len(frames) * len(plan.tiles)
-    bar = tqdm(total=total, initial=total - len(todo), desc="gpuseg predict", unit="tile", disable=not progress)
+    finished = set(os.listdir(done))
+    bar = tqdm(total=len(frames) * len(plan.tiles), initial=len(finished), desc="gpuseg predict", unit="tile",
+               disable=not progress)
     for index, frame in frames:
-        tiles = [t for i, _, t in todo if i == index]
+        tiles = [t for t in plan.tiles if _marker(index, t, plan.tile_shape) not in finished]
         for tile, result in predictor.classify_tiles(frame, tiles, "proba" if proba else "labels"):
             array[_zarr_index(axes_out, frames, index, tile.write)] = np.moveaxis(result, -1, 0) if proba else result
             (done / _marker(index, tile, plan.tile_shape)).touch()

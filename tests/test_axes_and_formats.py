@@ -6,7 +6,7 @@ and ``napari-ome-zarr`` (napari's reader: does it see a labels layer?).
 """
 
 import os
-import shutil
+import warnings
 
 import imageio.v3 as iio
 import numpy as np
@@ -235,7 +235,9 @@ def test_model_records_training_input_and_warns_on_another(tmp_path):
     seg = _model(image, labels)
     loaded = gpuseg.load(seg.save(tmp_path / "m.gpuseg"))
     assert loaded.training_input_["dtype"] == "uint16"
-    predict_to_file(loaded, image, tmp_path / "same.npy")  # no warning: pytest's filterwarnings=error would raise
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", gpuseg.guards.InputMismatchWarning)
+        predict_to_file(loaded, image, tmp_path / "same.npy")  # like the training data: no warning
     with pytest.warns(gpuseg.guards.InputMismatchWarning, match=r"float32 .* trained on uint16"):
         predict_to_file(loaded, image.astype(np.float32), tmp_path / "other.npy")
     with pytest.warns(gpuseg.guards.InputMismatchWarning, match="values in"):

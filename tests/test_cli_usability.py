@@ -4,6 +4,7 @@ axes from files, overlays, refusals of outputs it cannot write, the demo's files
 import os
 import subprocess
 import sys
+import warnings
 
 import imageio.v3 as iio
 import numpy as np
@@ -79,6 +80,11 @@ def test_cyx_ome_zarr_labels_go_under_labels(rgb_files, capsys):
     capsys.readouterr()
     assert main(["predict", str(folder / "m.gpuseg"), str(src), "--proba", "--backend", "cpu"]) == 2
     assert "give -o" in capsys.readouterr().err
+    v04 = zarr.create_group(str(folder / "v04.ome.zarr"), zarr_format=2, attributes={"multiscales": [
+        {"version": "0.4", "axes": axes, "datasets": [{"path": "0"}]}]})
+    v04.create_array("0", data=np.moveaxis(image, -1, 0))
+    assert main(["predict", str(folder / "m.gpuseg"), str(folder / "v04.ome.zarr"), "--backend", "cpu"]) == 2
+    assert "only labels of OME-Zarr 0.5 inputs" in capsys.readouterr().err
 
 
 def test_outputs_refused_and_tiles_honoured(rgb_files, capsys, monkeypatch):
@@ -112,8 +118,10 @@ def test_time_lapse_and_input_check_on_the_command_line(tmp_path, small_model, m
     tifffile.imwrite(tmp_path / "movie.tif", movie, imagej=True, metadata={"axes": "TYX"})
     with pytest.warns(gpuseg.guards.InputMismatchWarning, match="trained on uint8"):
         assert main(["predict", str(model), str(tmp_path / "movie.tif"), "-o", str(tmp_path / "l.tif")]) == 0
-    assert main(["predict", str(model), str(tmp_path / "movie.tif"), "-o", str(tmp_path / "l.tif"),
-                 "--no-input-check"]) == 0  # pytest turns warnings into errors here: none is raised
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", gpuseg.guards.InputMismatchWarning)
+        assert main(["predict", str(model), str(tmp_path / "movie.tif"), "-o", str(tmp_path / "l.tif"),
+                     "--no-input-check"]) == 0
     assert tifffile.TiffFile(tmp_path / "l.tif").series[0].axes == "TYX"
     np.save(tmp_path / "movie.npy", movie.astype(np.uint8))
     assert main(["predict", str(model), str(tmp_path / "movie.npy"), "-o", str(tmp_path / "n.npy")]) == 2
