@@ -176,6 +176,9 @@ def test_zarr_from_tiff_is_an_ome_labels_image_with_a_pyramid(tmp_path, gray):
     scales = [d["coordinateTransformations"][0]["scale"] for d in group.attrs["ome"]["multiscales"][0]["datasets"]]
     assert scales == [[1.0, 1.0], [2.0, 2.0]]
     assert type(_validated(out)).__name__ == "ImageLabel"
+    napari_ome_zarr = pytest.importorskip("napari_ome_zarr")
+    ((levels, _, kind),) = napari_ome_zarr.napari_get_reader(str(out))(str(out))
+    assert kind == "labels" and [level.shape for level in levels] == [(320, 320), (160, 160)]
 
 
 def test_time_lapse_zarr_resumes_frame_by_frame(tmp_path, gray, monkeypatch):
