@@ -93,30 +93,35 @@ def _tiff_metadata(path: Path) -> Metadata:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        axes = "".join(_TIFF_LETTERS.get(a, a) for a in series.axes)
-        if set(axes) - set("TCZYX") or len(set(axes)) != len(axes):
-            axes = None  # tifffile's Q, I, ...: the file does not say
-        if tif.ome_metadata:
-            root = ET.fromstring(tif.ome_metadata)
-            pixels = next((e for e in root.iter() if e.tag.endswith("Pixels")), None)
-            if pixels is None:
-                return Metadata(axes, {}, None)
-            sizes = {a: float(pixels.get(f"PhysicalSize{a}")) for a in SPATIAL if pixels.get(f"PhysicalSize{a}")}
-            unit = pixels.get("PhysicalSizeXUnit", "µm")
-            return Metadata(axes, sizes, "um" if unit == "µm" else unit)
-        if tif.imagej_metadata is not None:
-            tags = tif.pages[0].tags
-            sizes = {}
-            for letter, name in (("Y", "YResolution"), ("X", "XResolution")):
-                num, den = tags[name].value if name in tags else (0, 1)
-                if num:
-                    sizes[letter] = den / num
-            if tif.imagej_metadata.get("spacing") is not None:
-                sizes["Z"] = float(tif.imagej_metadata["spacing"])
-            unit = tif.imagej_metadata.get("unit")
-            return Metadata(axes, sizes, None if unit in (None, "pixel") else _ascii_unit(unit))
-        return Metadata(axes, {}, None)
+        return tiff_metadata(tif)
+
+
+def tiff_metadata(tif) -> Metadata:
+    """The :class:`Metadata` of an open ``tifffile.TiffFile`` (its first series)."""
+    series = tif.series[0]
+    axes = "".join(_TIFF_LETTERS.get(a, a) for a in series.axes)
+    if set(axes) - set("TCZYX") or len(set(axes)) != len(axes):
+        axes = None  # tifffile's Q, I, ...: the file does not say
+    if tif.ome_metadata:
+        root = ET.fromstring(tif.ome_metadata)
+        pixels = next((e for e in root.iter() if e.tag.endswith("Pixels")), None)
+        if pixels is None:
+            return Metadata(axes, {}, None)
+        sizes = {a: float(pixels.get(f"PhysicalSize{a}")) for a in SPATIAL if pixels.get(f"PhysicalSize{a}")}
+        unit = pixels.get("PhysicalSizeXUnit", "µm")
+        return Metadata(axes, sizes, "um" if unit == "µm" else unit)
+    if tif.imagej_metadata is not None:
+        tags = tif.pages[0].tags
+        sizes = {}
+        for letter, name in (("Y", "YResolution"), ("X", "XResolution")):
+            num, den = tags[name].value if name in tags else (0, 1)
+            if num:
+                sizes[letter] = den / num
+        if tif.imagej_metadata.get("spacing") is not None:
+            sizes["Z"] = float(tif.imagej_metadata["spacing"])
+        unit = tif.imagej_metadata.get("unit")
+        return Metadata(axes, sizes, None if unit in (None, "pixel") else _ascii_unit(unit))
+    return Metadata(axes, {}, None)
 
 
 def _ascii_unit(unit: str) -> str:

@@ -205,6 +205,28 @@ def test_read_tiff_stack():
     assert image.shape == (5, 20, 30, 1) and image.dtype == np.float32
 
 
+def test_zcyx_stack_trains_on_its_channels_and_time_lapses_are_refused():
+    import io
+
+    import tifffile
+
+    cells = np.stack([np.stack([two_region_image(seed=z), two_region_image(seed=z)[::-1]]) for z in range(4)])
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, cells, imagej=True, metadata={"axes": "ZCYX"})  # scikit-image's cells3d layout
+    image = read_image(buf.getvalue(), "cells.tif")
+    assert image.shape == (4, 48, 64, 2)
+    np.testing.assert_array_equal(image[..., 1], cells[:, 1])
+    session = sessions.Session(image, "cells", stores.FeatureCache(), "cpu")
+    assert session.display_image(0).shape == (48, 64, 3)  # channel 0 shown in gray
+    session.add_stroke(hline(10, 2, 25), 1, 2, plane=0)
+    session.add_stroke(hline(30, 40, 60), 2, 2, plane=3)
+    assert session.train() and (session.model.ndim_, session.model.n_channels_) == (3, 2)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, cells[:, 0], imagej=True, metadata={"axes": "TYX"})
+    with pytest.raises(UnreadableImage, match="4 time points.*gpuseg predict"):
+        read_image(buf.getvalue(), "movie.tif")
+
+
 NOISE = np.random.default_rng(2).integers(0, 255, (40, 40), dtype=np.uint8)
 
 

@@ -1,8 +1,8 @@
 """Reading uploaded images and writing label images, with messages instead of tracebacks.
 
 Every reader returns a channels-last array: ``spatial_shape + (n_channels,)``
-with ``spatial_shape`` 2D ``(rows, cols)`` or 3D ``(planes, rows, cols)`` and
-one (grayscale) or three (RGB) channels.
+with ``spatial_shape`` 2D ``(rows, cols)`` or 3D ``(planes, rows, cols)``: one
+(grayscale) or three (RGB) channels, or the channels a TIFF's OME/ImageJ axes name.
 """
 
 from __future__ import annotations
@@ -30,21 +30,23 @@ def read_image(data: bytes, filename: str = "") -> np.ndarray:
 
     Returns
     -------
-    image : ndarray of shape ``spatial_shape + (1,)`` or ``spatial_shape + (3,)``
+    image : ndarray of shape ``spatial_shape + (n_channels,)``
         ``spatial_shape`` is ``(rows, cols)`` or, for a multi-page TIFF,
-        ``(planes, rows, cols)``. The dtype is the file's (bool, integer or float).
+        ``(planes, rows, cols)``; ``n_channels`` 1, 3 (RGB) or the ``C`` of a
+        TIFF's OME/ImageJ axes (a ``ZCYX`` stack gives ``(Z, Y, X, C)``). The
+        dtype is the file's (bool, integer or float).
 
     Raises
     ------
     UnreadableImage
-        Not an image, corrupt, too large, or of a shape or type that cannot be segmented.
+        Not an image, corrupt, too large, a time-lapse, or of a shape or type that cannot be segmented.
     """
     name = filename.lower()
     try:
         if name.endswith((".tif", ".tiff")) or data[:4] in (b"II*\x00", b"MM\x00*"):
-            array = _read_tiff(data)
+            array, channels = _read_tiff(data)
         else:
-            array = _read_pillow(data)
+            array, channels = _read_pillow(data), None
     except UnreadableImage:
         raise
     except Exception as exc:  # every decoder failure becomes a message
@@ -52,16 +54,35 @@ def read_image(data: bytes, filename: str = "") -> np.ndarray:
             f"{filename or 'The upload'} could not be read as an image ({type(exc).__name__}: {exc}). "
             "Upload a PNG, JPEG or TIFF file."
         ) from None
-    return _channels_last(array, filename or "the upload")
+    return _channels_last(array, filename or "the upload", channels)
 
 
-def _read_tiff(data: bytes) -> np.ndarray:
+def _read_tiff(data: bytes) -> tuple:
+    """A TIFF's first series, and whether its last axis holds channels (``None``: the file does not say).
+
+    With OME or ImageJ axes (e.g. ``ZCYX``, the layout of scikit-image's ``cells3d``) the
+    channels go last and axes of length 1 are dropped; a time-lapse is refused.
+    """
     import tifffile
+
+    from ..metadata import tiff_metadata
 
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
         shape = tif.series[0].shape
         _check_size(shape)
-        return tif.series[0].asarray()
+        array, axes = tif.series[0].asarray(), tiff_metadata(tif).axes
+    if axes is None:
+        return array, None
+    size = dict(zip(axes, array.shape))
+    if size.get("T", 1) > 1:
+        raise UnreadableImage(
+            f"The TIFF holds {size['T']} time points (axes {axes}); the app segments one image or stack. "
+            "Upload one time point, or segment the time-lapse with `gpuseg predict` (frame by frame)."
+        )
+    keep = [a for a in axes if a in "ZYX" and (size[a] > 1 or a != "Z")]
+    array = np.transpose(array, [axes.index(a) for a in keep + [a for a in axes if a not in keep]])
+    array = array.reshape(array.shape[:len(keep)] + (-1,))  # T and Z of length 1, and C, last
+    return array if array.shape[-1] > 1 else array[..., 0], array.shape[-1] > 1
 
 
 def _read_pillow(data: bytes) -> np.ndarray:
@@ -81,11 +102,13 @@ def _check_size(shape) -> None:
         )
 
 
-def _channels_last(array: np.ndarray, what: str) -> np.ndarray:
-    """Give a decoded array one trailing channel axis (1 or 3 channels)."""
+def _channels_last(array: np.ndarray, what: str, channels=None) -> np.ndarray:
+    """Give a decoded array one trailing channel axis: the file's channels, or 1 or 3 (RGB) guessed from the shape."""
     if array.dtype.kind not in "biuf":
         raise UnreadableImage(f"{what} has pixel type {array.dtype}; upload a grayscale or RGB image.")
-    if array.ndim >= 3 and array.shape[-1] in (3, 4):
+    if channels is not None:
+        array = array if channels else array[..., None]
+    elif array.ndim >= 3 and array.shape[-1] in (3, 4):
         array = array[..., :3]  # RGB, alpha dropped
     else:
         array = array[..., None]

@@ -54,7 +54,7 @@ class Session:
     Parameters
     ----------
     image : ndarray of shape ``spatial_shape + (n_channels,)``
-        ``n_channels`` 1 or 3; see :func:`gpuseg.app.files.read_image`.
+        ``n_channels`` 1, 3 (RGB) or a TIFF's channels; see :func:`gpuseg.app.files.read_image`.
     name : str
         Shown in the page and used for download names.
     cache : FeatureCache
@@ -114,9 +114,9 @@ class Session:
         return self.image[z] if self.image.ndim == 4 else self.image
 
     def display_image(self, z: int = 0) -> np.ndarray:
-        """Displayed RGB uint8 image of plane ``z``, of shape ``(ceil(rows/scale), ceil(cols/scale), 3)``."""
+        """Displayed RGB uint8 image of plane ``z``, of shape ``(ceil(rows/scale), ceil(cols/scale), 3)``: RGB, or channel 0."""
         plane = downsample(to_display_uint8(self.plane(z)), self.scale)
-        return np.repeat(plane, 3, axis=-1) if plane.shape[-1] == 1 else plane
+        return plane if plane.shape[-1] == 3 else np.repeat(plane[..., :1], 3, axis=-1)
 
     # -- features ----------------------------------------------------------
     def features(self):
