@@ -231,6 +231,9 @@ class Forest:
             raise ValueError(f"Invalid forest: tree depths must lie in [0, {MAX_DEPTH}].")
         if not np.all(np.isfinite(self.value)) or np.any(self.value < 0):
             raise ValueError("Invalid forest: leaf values must be finite and non-negative.")
+        sums = self.value.sum(axis=1, dtype=np.float64)
+        if np.any((np.abs(sums - 1) > 1e-4) & (sums != 0)):
+            raise ValueError("Invalid forest: a node's class probabilities do not sum to 1 (nor to 0, an empty tree's).")
 
 
 def _treelite_tree(tree, n_classes: int) -> tuple:

@@ -12,21 +12,23 @@ from __future__ import annotations
 
 import io
 import json
+import lzma
 import os
 import platform
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+from ._model_checks import check_meta, read_forest_arrays, read_json_member
 from .forest import Forest
 
 FORMAT = "gpuseg-model"
 FORMAT_VERSION = 1
 SUFFIX = ".gpuseg"
 _META = "gpuseg.json"
-_MAX_META_BYTES = 1 << 20
 
 
 def atomic_write(path, write) -> None:
@@ -85,13 +87,18 @@ def _refuse(path, why: str):
     return ValueError(f"{path} is not a gpuseg model file: {why}")
 
 
+# What a hostile or damaged archive makes zipfile and its decompressors raise.
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, lzma.LZMAError, EOFError, OSError,
+                   NotImplementedError, RuntimeError, OverflowError)
+
+
 def read_model(path) -> tuple:
-    """Read and check a model file.
+    """Read and check a model file, with bounded memory whatever the file holds.
 
     Returns
     -------
     meta : dict
-        The JSON header.
+        The JSON header, checked by :func:`gpuseg._model_checks.check_meta`.
     forest : Forest
 
     Raises
@@ -99,7 +106,9 @@ def read_model(path) -> tuple:
     FileNotFoundError
         No such file.
     ValueError
-        A pickle, a foreign, corrupt or truncated file, or an unknown format version.
+        A pickle, a foreign, corrupt, truncated or inconsistent file, one whose
+        arrays would exceed the size limits (see :mod:`gpuseg._model_checks`),
+        or an unknown format version.
     """
     path = Path(path)
     if not path.is_file():
@@ -113,13 +122,10 @@ def read_model(path) -> tuple:
         raise _refuse(path, "it is not a ZIP archive. Model files are written by Segmenter.save().")
     try:
         with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-            if _META not in names:
+            if _META not in zf.namelist():
                 raise _refuse(path, f"the archive has no {_META}.")
-            if zf.getinfo(_META).file_size > _MAX_META_BYTES:
-                raise _refuse(path, f"{_META} is implausibly large.")
-            meta = json.loads(zf.read(_META).decode("utf-8"))
-            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            meta = read_json_member(zf, _META, path)
+            if meta.get("format") != FORMAT:
                 raise _refuse(path, f"{_META} does not declare format {FORMAT!r}.")
             version = meta.get("format_version")
             if version != FORMAT_VERSION:
@@ -127,22 +133,10 @@ def read_model(path) -> tuple:
                     f"{path} has model format version {version!r}, but this gpuseg "
                     f"reads version {FORMAT_VERSION}. Upgrade gpuseg, or re-train the model with this one."
                 )
-            arrays = {}
-            for name in Forest.ARRAYS:
-                member = f"{name}.npy"
-                if member not in names:
-                    raise _refuse(path, f"the forest array {member} is missing.")
-                with zf.open(member) as f:
-                    arrays[name] = np.lib.format.read_array(f, allow_pickle=False)
-    except zipfile.BadZipFile as exc:
-        raise _refuse(path, f"the archive is corrupt or truncated ({exc}).") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _refuse(path, f"{_META} is not valid JSON ({exc}).") from None
-    except (EOFError, OSError) as exc:
-        raise _refuse(path, f"it is truncated or unreadable ({exc}).") from None
-    try:
-        forest = Forest(n_features=int(meta["n_features"]), **arrays)
-        forest.validate()
-    except (KeyError, TypeError) as exc:
-        raise _refuse(path, f"its metadata is incomplete ({exc}).") from None
+            check_meta(meta, path)
+            arrays = read_forest_arrays(zf, path, len(meta["classes"]))
+    except _ARCHIVE_ERRORS as exc:
+        raise _refuse(path, f"the archive is corrupt or truncated ({type(exc).__name__}: {str(exc)[:80]}).") from None
+    forest = Forest(n_features=meta["n_features"], **arrays)
+    forest.validate()
     return meta, forest

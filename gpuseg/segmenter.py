@@ -141,6 +141,7 @@ class Segmenter:
         Xs, ys, geometry = [], [], None
         t0 = time.perf_counter()
         for img, lab in zip(images, label_list):
+            lab = lab if hasattr(lab, "shape") else np.asarray(lab)  # nested lists too
             check_dtype(img.dtype)
             spatial = spatial_shape(img.shape, self.channel_axis)
             n_channels = 1 if self.channel_axis is None else img.shape[self.channel_axis]
@@ -496,7 +497,7 @@ def load(path, backend="auto") -> Segmenter:
         seg.classes_ = np.asarray(meta["classes"], dtype=np.int64)
         seg.n_channels_ = int(meta["n_channels"])
         seg.ndim_ = int(meta["ndim"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"{path} is not a usable gpuseg model file: its metadata is invalid ({exc}).") from None
     seg.n_features_in_ = features.n_features(seg.ndim_, seg.n_channels_)
     if seg.n_features_in_ != forest.n_features or seg.classes_.size != forest.n_classes or seg.ndim_ not in (2, 3):
