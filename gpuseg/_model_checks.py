@@ -28,7 +28,9 @@ _NPY_HEADER_BYTES = 10_000  # NumPy's own limit on a header it parses by default
 _ARRAYS = {
     "child": ("i", 4, ("nodes",)), "feature": ("i", 4, ("nodes",)), "threshold": ("f", 4, ("nodes",)),
     "value": ("f", 4, ("nodes", "classes")), "roots": ("i", 4, ("trees",)), "depth": ("i", 4, ("trees",)),
+    "impurity_decrease": ("f", 8, ("nodes",)),
 }
+_OPTIONAL = {"impurity_decrease"}  # absent from files written before gpuseg stored it
 
 
 class ModelFileError(ValueError):
@@ -102,11 +104,16 @@ def read_forest_arrays(zf: zipfile.ZipFile, path, n_classes: int) -> dict:
     Returns
     -------
     arrays : dict of ndarray
-        Native int32 / float32, keyed by :attr:`Forest.ARRAYS` names.
+        Native int32 / float32 (float64 ``impurity_decrease``), keyed by the names of
+        :attr:`Forest.ARRAYS` and of the :attr:`Forest.OPTIONAL_ARRAYS` the file holds.
     """
-    headers = {name: _npy_header(zf, f"{name}.npy", path) for name in _ARRAYS}
+    present = set(zf.namelist())
+    headers = {name: _npy_header(zf, f"{name}.npy", path) for name in _ARRAYS
+               if name not in _OPTIONAL or f"{name}.npy" in present}
     sizes = {"classes": n_classes}
     for name, (kind, itemsize, dims) in _ARRAYS.items():
+        if name not in headers:
+            continue
         dtype, shape, _ = headers[name]
         if dtype.kind != kind or dtype.itemsize != itemsize or len(shape) != len(dims):
             raise ModelFileError(path, f"{name}.npy holds {dtype} of shape {shape}; expected {kind}{itemsize} "
@@ -115,12 +122,12 @@ def read_forest_arrays(zf: zipfile.ZipFile, path, n_classes: int) -> dict:
             if sizes.setdefault(dim, n) != n:
                 raise ModelFileError(path, f"{name}.npy has shape {shape}, inconsistent with the other arrays "
                                            f"and the {n_classes} classes of the metadata.")
-    total = sum(math.prod(shape) * 4 for _, shape, _ in headers.values())
+    total = sum(math.prod(shape) * dtype.itemsize for dtype, shape, _ in headers.values())
     if total > MAX_FOREST_BYTES:
         raise ModelFileError(path, f"its forest declares {total} bytes of arrays, over the limit of "
                                    f"{MAX_FOREST_BYTES} (a decompression bomb, or a forest far larger than any "
                                    "gpuseg trains).")
-    return {name: _npy_data(zf, f"{name}.npy", path, *headers[name]) for name in _ARRAYS}
+    return {name: _npy_data(zf, f"{name}.npy", path, *header) for name, header in headers.items()}
 
 
 def _npy_header(zf: zipfile.ZipFile, member: str, path) -> tuple:

@@ -170,6 +170,7 @@ def test_consistent_huge_forest_is_refused_by_size_before_inflating(good_bytes, 
         members[f"{name}.npy"] = _npy(header_shape=(n,))
     members["threshold.npy"] = _npy(header_shape=(n,), dtype="<f4")
     members["value.npy"] = _npy(header_shape=(n, k), dtype="<f4")
+    members["impurity_decrease.npy"] = _npy(header_shape=(n,), dtype="<f8")
     data = _zip(members)
     with pytest.raises(ValueError, match="over the limit"):
         _load(tmp_path, data)
@@ -255,3 +256,10 @@ def test_labels_as_nested_lists_train():
     labels[2, 2:10], labels[8, 2:10] = 1, 2
     seg = gpuseg.Segmenter(backend="cpu", sigma_max=1, n_estimators=2, random_state=0).fit(image, labels.tolist())
     np.testing.assert_array_equal(seg.classes_, [1, 2])
+
+
+def test_every_forest_array_has_a_bounded_reader():
+    from gpuseg._model_checks import _ARRAYS
+    from gpuseg.forest import Forest
+
+    assert set(_ARRAYS) == set(Forest.ARRAYS + Forest.OPTIONAL_ARRAYS)
