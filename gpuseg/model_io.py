@@ -14,15 +14,14 @@ from __future__ import annotations
 import io
 import json
 import lzma
-import os
 import platform
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from ._file_guards import atomic_write
 from ._model_checks import check_meta, read_forest_arrays, read_json_member
 from .forest import Forest
 
@@ -30,26 +29,6 @@ FORMAT = "gpuseg-model"
 FORMAT_VERSION = 1
 SUFFIX = ".gpuseg"
 _META = "gpuseg.json"
-
-
-def atomic_write(path, write) -> None:
-    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it over ``path``.
-
-    A crash leaves either the old file or the new one, never a half-written one.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        os.close(fd)
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_model(path, meta: dict, forest: Forest) -> Path:
