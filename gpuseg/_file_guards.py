@@ -121,9 +121,9 @@ def atomic_write(path, write) -> None:
     path = Path(path)
     remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}{_TEMP_TAG}{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # mode 0o666 less the umask
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:  # by name: writers such as tifffile look at f.name
             write(f)
             f.flush()
             os.fsync(f.fileno())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -30,6 +31,7 @@ from .tiling import default_tile_shape, iter_tiles, memory_budget
 FORMAT = "gpuseg-prediction"
 DONE_DIR = ".gpuseg-done"
 TIFF_IN_MEMORY_BYTES = 256 * 2**20  # untiled TIFFs up to this size are read whole
+TIFF_STRIP_BYTES = 16 * 2**20  # larger untiled ones are read by strips of at most this size, or refused
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
@@ -66,6 +68,16 @@ def _open(path) -> tuple:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No image at {path}.")
+    try:
+        return _open_by_suffix(path)
+    except Exception as exc:  # a reader's failure on a damaged, hostile or unreadable file becomes one message
+        if isinstance(exc, ValueError) and str(path) in str(exc):
+            raise  # gpuseg's own message about this file
+        raise ValueError(f"Cannot read {path} as an image ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}). "
+                         "Check that it is complete, readable and of the format its suffix says.") from None
+
+
+def _open_by_suffix(path: Path) -> tuple:
     suffix = path.suffix.lower()
     if suffix == ".npy":
         return np.load(path, mmap_mode="r"), None
@@ -87,10 +99,25 @@ def _open_tiff(path: Path):
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
-        if not series.is_pyramidal and not series.keyframe.is_tiled and series.nbytes <= TIFF_IN_MEMORY_BYTES:
-            return series.asarray()
+        if not series.is_pyramidal and not series.keyframe.is_tiled:
+            if series.nbytes <= TIFF_IN_MEMORY_BYTES:
+                return series.asarray()
+            _check_strips(path, series)
     node = zarr.open(tifffile.imread(path, aszarr=True), mode="r")
     return node if isinstance(node, zarr.Array) else node[_multiscale_paths(node.attrs)[0] or "0"]
+
+
+def _check_strips(path: Path, series) -> None:
+    """Refuse a large untiled TIFF whose strips are so big that reading it tile by tile would decode them over and over."""
+    page = series.keyframe
+    rows = min(int(page.rowsperstrip or page.imagelength), int(page.imagelength))
+    strip = rows * int(page.imagewidth) * int(page.samplesperpixel) * np.dtype(page.dtype).itemsize
+    if strip > TIFF_STRIP_BYTES:
+        raise ValueError(
+            f"{path} is an untiled TIFF of {series.nbytes / 2**20:.0f} MiB stored in strips of {strip / 2**20:.0f} "
+            f"MiB: too large to read whole (over {TIFF_IN_MEMORY_BYTES // 2**20} MiB), and every tile would decode "
+            "a whole strip again. Re-save it tiled (tifffile.imwrite(path, image, tile=(512, 512))) or as Zarr."
+        )
 
 
 def _open_zarr(path: Path) -> tuple:
@@ -375,10 +402,25 @@ def predict_to_file(segmenter, image, out_path, *, proba=False):
         raise ValueError(f"PNG holds 2D labels only; write {out.with_suffix('.tif').name} or a .npy instead.")
     if isinstance(image, (str, os.PathLike)):
         image = open_image(image)
+    _check_fits_in_memory(segmenter, image, out, proba)
     result = segmenter.predict_proba(image) if proba else segmenter.predict(image)
     result = _backend.to_host(result)
     atomic_write(out, lambda f: _write(f, result, suffix))
     return out
+
+
+def _check_fits_in_memory(segmenter, image, out: Path, proba: bool) -> None:
+    """Refuse a whole-image prediction whose result alone would not fit in the available memory."""
+    import psutil
+
+    spatial = segmenter._check_image(image)
+    per_pixel = 4 * len(segmenter.classes_) if proba else np.dtype(segmenter.label_dtype).itemsize
+    need, available = math.prod(spatial) * per_pixel, psutil.virtual_memory().available
+    if need > available:
+        raise ValueError(
+            f"{out} would hold {need / 2**30:.1f} GiB, and it is made in memory (only {available / 2**30:.1f} GiB "
+            "are available); write a .zarr output instead, which is written tile by tile."
+        )
 
 
 def _write(f, result: np.ndarray, suffix: str) -> None:

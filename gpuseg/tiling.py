@@ -96,11 +96,22 @@ def iter_tiles(shape: tuple, tile_shape: tuple, halo: int) -> TileGrid:
     tiles : TileGrid
         A lazy sequence of :class:`Tile`, in C order of their positions.
     """
-    if len(tile_shape) != len(shape):
-        raise ValueError(f"tile_shape {tuple(tile_shape)} must have one entry per spatial axis of {tuple(shape)}.")
-    if any(int(t) < 1 for t in tile_shape):
-        raise ValueError(f"tile_shape entries must be >= 1, got {tuple(tile_shape)}.")
+    check_tile_shape(tile_shape, len(shape))
     return TileGrid(shape, tile_shape, halo)
+
+
+def check_tile_shape(tile_shape, ndim: int) -> None:
+    """Refuse a tile shape that is not ``ndim`` positive integers (``--tile 0``, or 3 sizes for a 2D image)."""
+    tile_shape = tuple(tile_shape)
+    if len(tile_shape) != ndim:
+        raise ValueError(f"The tile shape {tile_shape} must have one size per spatial axis of the {ndim}D images; "
+                         f"give {ndim} sizes, or one for all axes.")
+    try:
+        whole = all(int(t) == t >= 1 for t in tile_shape)
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole:
+        raise ValueError(f"Tile sizes must be integers >= 1, got {tile_shape}.")
 
 
 def default_tile_shape(shape: tuple, n_features: int, halo: int, budget_bytes: float) -> tuple:
