@@ -25,8 +25,8 @@ from tqdm.auto import tqdm
 
 from . import _backend
 from .features import FeatureParams
-from .model_io import atomic_write
-from .tiling import default_tile_shape, iter_tiles, memory_budget
+from ._file_guards import atomic_write, check_outputs, content_identity
+from .tiling import check_tile_shape, default_tile_shape, iter_tiles, memory_budget
 
 FORMAT = "gpuseg-prediction"
 DONE_DIR = ".gpuseg-done"
@@ -186,6 +186,7 @@ def _job(segmenter, image, path, proba: bool) -> dict:
             "path": None if path is None else str(Path(path).resolve()),
             "shape": [int(s) for s in image.shape],
             "dtype": str(np.dtype(image.dtype)),
+            "content": None if path is None else content_identity(path),
         },
         "output": "probabilities" if proba else "labels",
     }
@@ -227,21 +228,30 @@ def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None,
     Raises
     ------
     ValueError
-        ``out_path`` exists and is not this job's output (pass ``overwrite=True``,
-        ``--overwrite`` on the command line), or a ``tile_shape`` other than
-        that of the output being resumed; an image the model cannot classify.
+        ``out_path`` exists and is not this job's output, or its input changed
+        since (pass ``overwrite=True``, ``--overwrite`` on the command line); a
+        ``tile_shape`` other than that of the output being resumed, or not one
+        positive size per axis; an output over the input; an image the model
+        cannot classify.
 
     Notes
     -----
-    An input is recognised on resume by its path, shape and dtype (an array
-    passed directly: by shape and dtype only), and the model by
-    :func:`model_fingerprint`.
+    An input is recognised on resume by its path, shape, dtype and content
+    identity (size and modification time of each of its files, see
+    :func:`gpuseg._file_guards.content_identity`; an array passed directly: by
+    shape and dtype only), and the model by :func:`model_fingerprint`. Before
+    anything is created, an output that is, holds or lies inside the input is
+    refused and ``tile_shape`` is checked.
     """
     path = image if isinstance(image, (str, os.PathLike)) else None
+    out = Path(out_path)
+    if path is not None:
+        check_outputs([(path, out)])
     image, ome = _open(path) if path is not None else (image, None)
     segmenter._check_fitted()
     spatial = segmenter._check_image(image)
-    out = Path(out_path)
+    if tile_shape is not None:
+        check_tile_shape(tile_shape, len(spatial))
     job = _job(segmenter, image, path, proba)
     if out.exists() and overwrite:
         _remove(out)
@@ -270,6 +280,13 @@ def _resumed_tile_shape(out: Path, job: dict, tile_shape) -> tuple:
         stored = dict(zarr.open(str(out), mode="r").attrs).get("gpuseg")
     except Exception:  # not Zarr at all, or unreadable
         stored = None
+    if isinstance(stored, dict) and isinstance(stored.get("input"), dict) and job["input"]["content"] is not None:
+        same_but_content = {**stored, "input": {**stored["input"], "content": job["input"]["content"]}}
+        if {k: same_but_content.get(k) for k in job} == job and stored["input"].get("content") != job["input"]["content"]:
+            raise ValueError(
+                f"The input {job['input']['path']} changed since {out} was started (its files' sizes or times "
+                "differ): resuming would mix old and new pixels. Pass overwrite=True (--overwrite) to start again."
+            )
     if not isinstance(stored, dict) or {k: stored.get(k) for k in job} != job:
         raise ValueError(
             f"{out} already exists and is not the output of this model on this input "
@@ -297,14 +314,18 @@ def _create(out: Path, attrs: dict, segmenter, spatial: tuple, proba: bool, ome)
     else:
         shape, chunks, dtype = (n_classes,) + spatial, (n_classes,) + tile, np.float32
     array = {"shape": shape, "chunks": chunks, "dtype": dtype, "fill_value": 0}
-    if ome is None:
-        zarr.create_array(store=str(tmp), attributes={"gpuseg": attrs}, **array)
-    else:
-        meta = _ome_multiscale(ome, segmenter.channel_axis, proba)
-        group = zarr.create_group(store=str(tmp), attributes={"gpuseg": attrs, "ome": meta})
-        group.create_array("0", **array)
-    (tmp / ("" if ome is None else "0") / DONE_DIR).mkdir()
-    os.rename(tmp, out)
+    try:
+        if ome is None:
+            zarr.create_array(store=str(tmp), attributes={"gpuseg": attrs}, **array)
+        else:
+            meta = _ome_multiscale(ome, segmenter.channel_axis, proba)
+            group = zarr.create_group(store=str(tmp), attributes={"gpuseg": attrs, "ome": meta})
+            group.create_array("0", **array)
+        (tmp / ("" if ome is None else "0") / DONE_DIR).mkdir()
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _ome_multiscale(ome: dict, channel_axis, proba: bool) -> dict:
@@ -348,10 +369,9 @@ def _fill(segmenter, image, spatial: tuple, out: Path, tile_shape: tuple, proba:
     name = segmenter._backend_name()
     be = _backend.backend_module(name)
     tiles = iter_tiles(spatial, tile_shape, segmenter.feature_params.halo())
-    todo = [(t, _marker(t, tile_shape)) for t in tiles]
-    todo = [(t, m) for t, m in todo if not (done / m).exists()]
+    todo = ((t, m) for t, m in ((t, _marker(t, tile_shape)) for t in tiles) if not (done / m).exists())
     scratch = segmenter._feature_scratch(be, spatial, tile_shape)
-    bar = tqdm(todo, total=len(tiles), initial=len(tiles) - len(todo), desc="gpuseg predict", unit="tile",
+    bar = tqdm(todo, total=len(tiles), initial=sum(1 for _ in done.iterdir()), desc="gpuseg predict", unit="tile",
                disable=not progress)
     for tile, marker in bar:
         block = segmenter._read_block(image, tile, be, name)
@@ -394,6 +414,8 @@ def predict_to_file(segmenter, image, out_path, *, proba=False):
         An unsupported output suffix, or probabilities / 3D labels to PNG.
     """
     out = Path(out_path)
+    if isinstance(image, (str, os.PathLike)):
+        check_outputs([(image, out)])
     suffix = out.suffix.lower()
     if suffix not in (".npy", ".tif", ".tiff", ".png"):
         raise ValueError(f"Cannot write {out}: predict_to_file writes .npy, .tif/.tiff or .png "
