@@ -21,8 +21,8 @@ from dash import Input, Output, Patch, State, ctx, dcc, html, no_update
 from .. import load
 from ..features import FeatureParams
 from .engine import SessionStore
-from .files import UnreadableImage, encode_png, encode_tiff, read_image
-from .layout import FEATURES, class_options, figure, newshape, overlay_source, shapes
+from .files import encode_png, encode_tiff, read_image
+from .layout import FEATURES, SIGMA_LOG2, class_options, figure, newshape, overlay_source, shapes
 
 _EDIT = re.compile(r"^shapes\[(\d+)\]\.path$")
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -53,9 +53,46 @@ function(relayout) {
 """
 
 
-def decode_upload(pending: dict) -> bytes:
-    """Bytes of a ``dcc.Upload`` data URI."""
-    return base64.b64decode(pending["contents"].split(",", 1)[1])
+def decode_upload(pending) -> tuple:
+    """Bytes and file name of an upload (``{"contents": data URI, "filename": str}``).
+
+    Raises
+    ------
+    ValueError
+        A request that is not a base64 data URI (no comma, not a string, bad base64).
+    """
+    contents = pending.get("contents") if isinstance(pending, dict) else None
+    if not isinstance(contents, str) or "," not in contents:
+        raise ValueError("The upload did not arrive as a file (a base64 data URI); upload the file again.")
+    try:
+        data = base64.b64decode(contents.split(",", 1)[1], validate=True)
+    except ValueError:  # binascii.Error
+        raise ValueError("The upload's data is not valid base64; upload the file again.") from None
+    name = pending.get("filename")
+    return data, name if isinstance(name, str) and name else "upload"
+
+
+def download_stem(name) -> str:
+    """A safe file-name stem for downloads from an image's name: letters, digits, ``._-``; ``"image"`` if none."""
+    stem = re.sub(r"[^\w.-]+", "_", Path(str(name)).stem, flags=re.ASCII)[:64].strip("._")
+    return stem or "image"
+
+
+def sigma_range(sigma) -> tuple:
+    """Sigmas ``(min, max)`` in pixels from the slider's log2 values, checked (a request can send anything).
+
+    Raises
+    ------
+    ValueError
+        Not two numbers, or outside the slider's range.
+    """
+    lo, hi = SIGMA_LOG2
+    numbers = isinstance(sigma, (list, tuple)) and len(sigma) == 2 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in sigma)
+    if not numbers or not lo <= sigma[0] <= sigma[1] <= hi:
+        raise ValueError(f"The sigma range must be two values of the slider, from {2.0 ** lo:g} to {2.0 ** hi:g} "
+                         f"pixels (log2 {lo} to {hi}); got {str(sigma)[:40]}.")
+    return 2.0 ** sigma[0], 2.0 ** sigma[1]
 
 
 class Controller:
@@ -83,22 +120,24 @@ class Controller:
         session = self.session(session_id)
         with session.lock:
             try:
-                image = read_image(decode_upload(pending), pending["filename"])
-            except (UnreadableImage, ValueError, KeyError, TypeError) as exc:
-                session.message = str(exc) if isinstance(exc, UnreadableImage) else "The upload could not be decoded."
+                data, name = decode_upload(pending)
+                image = read_image(data, name)
+            except ValueError as exc:  # UnreadableImage too
+                session.message = str(exc)
                 return
-            session.set_image(image, pending["filename"])
+            session.set_image(image, name)
             session.message = ""
 
     def upload_model(self, session_id: str, pending: dict) -> None:
         """Load an uploaded ``.gpuseg`` with :func:`gpuseg.load` and apply it to the session's image."""
         session = self.session(session_id)
         with session.lock:
-            name = str(pending.get("filename") or "model")
+            name = "model"
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "upload.gpuseg"
                 try:
-                    path.write_bytes(decode_upload(pending))
+                    data, name = decode_upload(pending)
+                    path.write_bytes(data)
                     session.apply_model(load(path, backend=self.backend), name)
                 except Exception as exc:  # whatever a corrupt upload makes the loader raise becomes a message
                     session.message = f"{name} was not applied: {exc}".replace(str(path), name)
@@ -151,8 +190,8 @@ class Controller:
                 retrain = True
             elif trigger in ("features", "sigma"):
                 try:
-                    session.params = FeatureParams(*(k in (features or ()) for k in FEATURES),
-                                                   2.0 ** sigma[0], 2.0 ** sigma[1])
+                    chosen = features if isinstance(features, (list, tuple)) else ()
+                    session.params = FeatureParams(*(k in chosen for k in FEATURES), *sigma_range(sigma))
                     retrain = True
                 except ValueError as exc:
                     session.message = str(exc)
@@ -227,13 +266,13 @@ class Controller:
         """
         session = self.session(session_id)
         with session.lock:
-            stem = Path(session.name).stem or "image"
+            stem = download_stem(session.name)
             if session.model is None:
                 return no_update, "Nothing to download yet: scribble at least two classes, or upload a model."
             if what == "download-model":
                 with tempfile.TemporaryDirectory() as tmp:
-                    path = session.model.save(Path(tmp) / f"{stem}.gpuseg")
-                    return dcc.send_bytes(path.read_bytes(), path.name), ""
+                    path = session.model.save(Path(tmp) / "model.gpuseg")
+                    return dcc.send_bytes(path.read_bytes(), f"{stem}.gpuseg"), ""
             start = time.perf_counter()
             labels = session.predict_full()
             session.timings["predict_full"] = time.perf_counter() - start

@@ -1,0 +1,92 @@
+"""Hostile requests to the app's server: each answered with a message, never an HTTP 500 or a busy core."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("dash")
+
+from gpuseg.app import create_app  # noqa: E402
+from gpuseg.app.callbacks import download_stem  # noqa: E402
+
+SID = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def client():
+    app = create_app(backend="cpu")
+    return app, app.server.test_client()
+
+
+def post(client, fragment: str, values: dict, changed: str):
+    """POST a callback request as the page sends it: ``values`` by component id, ``changed`` the trigger."""
+    app, http = client
+    key = next(k for k in app.callback_map if fragment in k)
+    spec = app.callback_map[key]
+    outputs = [{"id": p.split(".")[0], "property": p.split(".", 1)[1]} for p in key.strip(".").split("...")]
+    body = {"output": key, "outputs": outputs if key.startswith("..") else outputs[0],
+            "inputs": [{**i, "value": values.get(i["id"])} for i in spec["inputs"]],
+            "state": [{**s, "value": values.get(s["id"])} for s in spec["state"]],
+            "changedPropIds": [changed]}
+    return http.post("/_dash-update-component", json=body)
+
+
+def page_message(client, **values):
+    response = post(client, "graph.figure", {"session-id": SID, "features": ["intensity"], **values},
+                    "image-token.data")
+    assert response.status_code == 200
+    return json.loads(response.data)["response"]["message"]["children"]
+
+
+@pytest.mark.parametrize("sigma", [[-1, 18], [-1, 40], [-1, "x"], [5, -1], [-1], None, "abc", [-1, float("nan")]])
+def test_sigma_outside_the_slider_is_a_message_at_once(client, sigma):
+    start = time.perf_counter()
+    response = post(client, "graph.figure", {"session-id": SID, "sigma": sigma, "features": ["intensity"]},
+                    "sigma.value")
+    assert response.status_code == 200 and time.perf_counter() - start < 30
+    message = json.loads(response.data)["response"]["message"]["children"]
+    assert "sigma range must be two values of the slider" in message
+
+
+def _png_uri() -> str:
+    from gpuseg.app.files import encode_png
+
+    image = (np.arange(32 * 32) % 251).reshape(32, 32).astype(np.uint8)
+    return "data:image/png;base64," + base64.b64encode(encode_png(image)).decode()
+
+
+@pytest.mark.parametrize("kind", ["image", "model"])
+@pytest.mark.parametrize("pending, expected", [
+    ({"contents": "data:image/png;base64", "filename": "x.png"}, "did not arrive as a file"),
+    ({"contents": 12345, "filename": "x.png"}, "did not arrive as a file"),
+    ({"contents": ["a", "b"], "filename": "x.png"}, "did not arrive as a file"),
+    ({"contents": "data:image/png;base64,@@@@", "filename": "x.png"}, "not valid base64"),
+    ("just a string", "did not arrive as a file"),
+])
+def test_malformed_uploads_get_a_message(client, kind, pending, expected):
+    response = post(client, f"{kind}-token.data", {f"pending-{kind}": pending, "session-id": SID,
+                                                  f"{kind}-token": 0}, f"pending-{kind}.data")
+    assert response.status_code == 200
+    assert expected in page_message(client, **{f"{kind}-token": 1})
+
+
+def test_upload_without_a_file_name_is_read(client):
+    response = post(client, "image-token.data", {"pending-image": {"contents": _png_uri(), "filename": None},
+                                                 "session-id": SID, "image-token": 0}, "pending-image.data")
+    assert response.status_code == 200
+    response = post(client, "graph.figure", {"session-id": SID, "features": ["intensity"], "image-token": 1},
+                    "image-token.data")
+    assert json.loads(response.data)["response"]["image-name"]["children"].startswith("upload: 32 x 32")
+
+
+@pytest.mark.parametrize("name, stem", [
+    ("../../etc/passwd.png", "passwd"), ("a\x00b\n\"c\".tif", "a_b_c"), ("." * 5, "image"), ("", "image"),
+    ("x" * 400 + ".png", "x" * 64), ("ünïcødé.png", "n_c_d"), (None, "None"),
+])
+def test_download_names_are_safe(name, stem):
+    assert download_stem(name) == stem
