@@ -90,3 +90,59 @@ def test_upload_without_a_file_name_is_read(client):
 ])
 def test_download_names_are_safe(name, stem):
     assert download_stem(name) == stem
+
+
+# -- sessions ---------------------------------------------------------------------------
+def _store(clock, **kw):
+    from gpuseg.app import engine
+
+    image = (np.arange(48 * 64) % 200).reshape(48, 64, 1).astype(np.uint8)
+    cache = engine.FeatureCache()
+    return engine.SessionStore(lambda: engine.Session(image.copy(), "x.png", cache, "cpu"), clock=clock, **kw)
+
+
+def _scribble(session):
+    session.add_stroke("M2,10L20,10", 1, 2)
+    session.add_stroke("M40,30L60,30", 2, 2)
+
+
+def test_evicted_tab_is_told_and_its_strokes_are_recoverable():
+    now = [0.0]
+    store = _store(lambda: now[0], max_sessions=16)
+    first = store.get("a" * 32)
+    _scribble(first)
+    for i in range(16):  # 16 more page loads
+        now[0] += 1
+        store.get(f"{i:032x}")
+    assert "a" * 32 not in store and len(store) == 16
+    back = store.get("a" * 32)
+    assert "closed by the server" in back.message and "2 strokes were kept" in back.message
+    assert "least recently used" in back.message
+    record = json.loads(back.recovered)
+    assert [s["path"] for s in record["strokes"]] == ["M2,10L20,10", "M40,30L60,30"]
+    assert [s["label"] for s in record["strokes"]] == [1, 2]
+
+
+def test_sessions_are_bounded_by_memory_and_idle_time():
+    now = [0.0]
+    one = 48 * 64
+    store = _store(lambda: now[0], max_sessions=100, max_bytes=3 * one, max_idle_s=60)
+    for i in range(5):
+        _scribble(store.get(f"{i:032x}"))
+    assert len(store) == 3 and store.nbytes() <= 3 * one  # each session's own image copy counted
+    now[0] += 61
+    store.get("f" * 32)
+    assert len(store) == 1
+    assert "idle for over" in store.get(f"{4:032x}").message
+
+
+def test_strokes_download_through_the_controller():
+    from gpuseg.app.callbacks import Controller
+
+    now = [0.0]
+    controller = Controller(_store(lambda: now[0], max_sessions=1), "cpu")
+    _scribble(controller.sessions.get(SID))
+    controller.sessions.get("b" * 32)  # drops SID's session
+    data, message = controller.download(SID, "download-strokes")
+    record = json.loads(data["content"])
+    assert data["filename"] == "x-strokes.json" and record["strokes"] == [] and len(record["recovered"]["strokes"]) == 2

@@ -20,7 +20,7 @@ from dash import Input, Output, Patch, State, ctx, dcc, html, no_update
 
 from .. import load
 from ..features import FeatureParams
-from .engine import SessionStore
+from .engine import SessionStore, work_record
 from .files import encode_png, encode_tiff, read_image
 from .layout import FEATURES, SIGMA_LOG2, class_options, figure, newshape, overlay_source, shapes
 
@@ -255,8 +255,9 @@ class Controller:
 
     # -- downloads -----------------------------------------------------------
     def download(self, session_id: str, what: str, plane: int = 0) -> tuple:
-        """The model (``what="download-model"``) or the full-resolution labels (``"download-png"``:
-        the shown slice; ``"download-tiff"``: the whole image or stack).
+        """The model (``what="download-model"``), the full-resolution labels (``"download-png"``:
+        the shown slice; ``"download-tiff"``: the whole image or stack) or the strokes
+        (``"download-strokes"``: JSON, see :func:`gpuseg.app.engine.work_record`).
 
         Returns
         -------
@@ -267,6 +268,8 @@ class Controller:
         session = self.session(session_id)
         with session.lock:
             stem = download_stem(session.name)
+            if what == "download-strokes":
+                return dcc.send_string(work_record(session), f"{stem}-strokes.json"), ""
             if session.model is None:
                 return no_update, "Nothing to download yet: scribble at least two classes, or upload a model."
             if what == "download-model":
@@ -376,7 +379,7 @@ def register(app: dash.Dash, controller: Controller, max_upload_bytes: int) -> N
 
     @app.callback(Output("download", "data"), Output("message", "children", allow_duplicate=True),
                   Input("download-model", "n_clicks"), Input("download-png", "n_clicks"),
-                  Input("download-tiff", "n_clicks"), State("session-id", "data"), State("plane", "value"),
-                  prevent_initial_call=True)
-    def on_download(_model, _png, _tiff, session_id, plane):
+                  Input("download-tiff", "n_clicks"), Input("download-strokes", "n_clicks"),
+                  State("session-id", "data"), State("plane", "value"), prevent_initial_call=True)
+    def on_download(_model, _png, _tiff, _strokes, session_id, plane):
         return controller.download(session_id, ctx.triggered_id, plane)
