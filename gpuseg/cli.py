@@ -7,9 +7,6 @@ import logging
 import sys
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy", ".zarr"}
-
-
 def _feature_and_forest_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("features")
     g.add_argument("--sigma-min", type=float, default=0.5)
@@ -106,7 +103,7 @@ def _cmd_train(args) -> int:
     import numpy as np
 
     from . import Segmenter
-    from .stream import open_image
+    from .image_io import open_image
 
     if len(args.pairs) % 2:
         raise ValueError("train takes IMAGE LABELS pairs: an even number of files.")
@@ -124,10 +121,12 @@ def _cmd_train(args) -> int:
 
 
 def _expand_inputs(inputs) -> list:
+    from .image_io import INPUT_SUFFIXES
+
     files = []
     for p in inputs:
         if p.is_dir() and p.suffix != ".zarr":
-            files += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+            files += sorted(q for q in p.iterdir() if q.suffix.lower() in INPUT_SUFFIXES)
         elif p.exists():
             files.append(p)
         else:
@@ -142,6 +141,7 @@ def _cmd_predict(args) -> int:
 
     from . import load
     from ._file_guards import check_outputs
+    from .image_io import INPUT_SUFFIXES
     from .stream import predict_to_file, predict_to_zarr
     from .tiling import check_tile_shape
 
@@ -151,7 +151,7 @@ def _cmd_predict(args) -> int:
     if args.tile:
         tile = tuple(args.tile) * seg.ndim_ if len(args.tile) == 1 else tuple(args.tile)
         check_tile_shape(tile, seg.ndim_)
-    single = len(files) == 1 and args.output.suffix.lower() in IMAGE_SUFFIXES
+    single = len(files) == 1 and args.output.suffix.lower() in INPUT_SUFFIXES
     if single:
         targets = [(files[0], args.output)]
     else:

@@ -7,6 +7,8 @@ parameters) and one ``.npy`` file per forest array (the optional ones, such as
 ``allow_pickle=False``. Loading parses JSON and numeric arrays only and checks
 every index of the forest, so nothing in a file is ever executed, and a
 pickle, a foreign or a truncated file is refused with a ``ValueError``.
+:func:`load` makes the :class:`~gpuseg.Segmenter` a file describes (see
+:meth:`~gpuseg.Segmenter.model_meta`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ FORMAT = "gpuseg-model"
 FORMAT_VERSION = 1
 SUFFIX = ".gpuseg"
 _META = "gpuseg.json"
+
+
+def json_value(v):
+    """``v`` with NumPy scalars as Python numbers and dict keys as strings, for the JSON header."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, dict):
+        return {str(k): json_value(x) for k, x in v.items()}
+    return v
 
 
 def save_model(path, meta: dict, forest: Forest) -> Path:
@@ -122,3 +133,31 @@ def read_model(path) -> tuple:
     forest = Forest(n_features=meta["n_features"], **arrays)
     forest.validate()
     return meta, forest
+
+
+def load(path, backend="auto"):
+    """Load a model file written by :meth:`Segmenter.save`, on any backend.
+
+    Parameters
+    ----------
+    path : str or path-like
+    backend : {"auto", "cpu", "gpu"}
+
+    Returns
+    -------
+    segmenter : Segmenter
+        Trained, ready to ``predict``.
+
+    Raises
+    ------
+    ValueError
+        The file is not a gpuseg model (a pickle, another format, corrupt or
+        truncated) or has an unknown format version. Nothing in it is executed.
+    """
+    from .segmenter import Segmenter
+
+    meta, forest = read_model(path)
+    try:
+        return Segmenter.from_model_meta(meta, forest, backend)
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"{path} is not a usable gpuseg model file: its metadata is invalid ({exc}).") from None

@@ -100,8 +100,14 @@ def iter_tiles(shape: tuple, tile_shape: tuple, halo: int) -> TileGrid:
     return TileGrid(shape, tile_shape, halo)
 
 
-def check_tile_shape(tile_shape, ndim: int) -> None:
-    """Refuse a tile shape that is not ``ndim`` positive integers (``--tile 0``, or 3 sizes for a 2D image)."""
+def check_tile_shape(tile_shape, ndim: int) -> tuple:
+    """``tile_shape`` as a tuple of int, after checking it holds ``ndim`` integers >= 1.
+
+    Raises
+    ------
+    ValueError
+        ``--tile 0``, or 3 sizes for a 2D image, say.
+    """
     tile_shape = tuple(tile_shape)
     if len(tile_shape) != ndim:
         raise ValueError(f"The tile shape {tile_shape} must have one size per spatial axis of the {ndim}D images; "
@@ -112,6 +118,7 @@ def check_tile_shape(tile_shape, ndim: int) -> None:
         whole = False
     if not whole:
         raise ValueError(f"Tile sizes must be integers >= 1, got {tile_shape}.")
+    return tuple(int(t) for t in tile_shape)
 
 
 def default_tile_shape(shape: tuple, n_features: int, halo: int, budget_bytes: float) -> tuple:
@@ -149,19 +156,6 @@ def default_tile_shape(shape: tuple, n_features: int, halo: int, budget_bytes: f
     edge = lo
     counts = [math.ceil(s / min(s, edge)) for s in shape]
     return tuple(math.ceil(s / c) for s, c in zip(shape, counts)) if ndim else ()
-
-
-def memory_budget(backend: str) -> float:
-    """Bytes a tile may use: a quarter of the free memory, at most 1 GiB on the host, 4 GiB on a GPU."""
-    if backend == "gpu":
-        import cupy
-
-        free, _total = cupy.cuda.runtime.memGetInfo()
-        pool = cupy.get_default_memory_pool()
-        return min(4 * 2**30, 0.25 * (free + pool.free_bytes()))
-    import psutil
-
-    return min(2**30, 0.25 * psutil.virtual_memory().available)
 
 
 def channel_index(spatial_slices: tuple, ndim: int, channel_axis: int | None) -> tuple:

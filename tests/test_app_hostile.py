@@ -94,11 +94,12 @@ def test_download_names_are_safe(name, stem):
 
 # -- sessions ---------------------------------------------------------------------------
 def _store(clock, **kw):
-    from gpuseg.app import engine
+    from gpuseg.app.session import Session
+    from gpuseg.app.store import FeatureCache, SessionStore
 
     image = (np.arange(48 * 64) % 200).reshape(48, 64, 1).astype(np.uint8)
-    cache = engine.FeatureCache()
-    return engine.SessionStore(lambda: engine.Session(image.copy(), "x.png", cache, "cpu"), clock=clock, **kw)
+    cache = FeatureCache()
+    return SessionStore(lambda: Session(image.copy(), "x.png", cache, "cpu"), clock=clock, **kw)
 
 
 def _scribble(session):
@@ -146,3 +147,41 @@ def test_strokes_download_through_the_controller():
     data, message = controller.download(SID, "download-strokes")
     record = json.loads(data["content"])
     assert data["filename"] == "x-strokes.json" and record["strokes"] == [] and len(record["recovered"]["strokes"]) == 2
+
+
+# -- uploaded models ------------------------------------------------------------------------
+def _model_upload(tmp_path, classes) -> dict:
+    import gpuseg
+
+    rng = np.random.default_rng(0)
+    image = rng.random((48, 64), dtype=np.float32)
+    labels = np.zeros(image.shape, np.int64)
+    for i, c in enumerate(classes):
+        labels[2 + 3 * (i % 14), 2 + 20 * (i // 14) % 60: 10 + 20 * (i // 14) % 60] = c
+    seg = gpuseg.Segmenter(backend="cpu", sigma_max=1, n_estimators=2, max_depth=3, random_state=0)
+    data = seg.fit(image, labels).save(tmp_path / "m.gpuseg").read_bytes()
+    return {"contents": "data:application/octet-stream;base64," + base64.b64encode(data).decode(),
+            "filename": "m.gpuseg"}
+
+
+def test_a_model_with_a_huge_class_value_is_applied_at_once(tmp_path):
+    from gpuseg.app.callbacks import Controller
+
+    controller = Controller(_store(time.monotonic), "cpu")
+    start = time.perf_counter()
+    controller.upload_model(SID, _model_upload(tmp_path, [1, 2, 10**9]))
+    session = controller.sessions.get(SID)
+    assert time.perf_counter() - start < 30 and session.message == ""
+    assert session.class_values() == [1, 2, 10**9]
+    assert session.predict_full().dtype == np.uint32  # 10**9 stays 10**9, never wrapped to 255 or less
+
+
+def test_a_model_with_too_many_classes_is_refused(tmp_path, monkeypatch):
+    from gpuseg.app import session as session_module
+    from gpuseg.app.callbacks import Controller
+
+    monkeypatch.setattr(session_module, "MAX_CLASSES", 3)
+    controller = Controller(_store(time.monotonic), "cpu")
+    controller.upload_model(SID, _model_upload(tmp_path, [1, 2, 3, 4]))
+    session = controller.sessions.get(SID)
+    assert "has 4 classes; the app shows at most 3" in session.message and session.model is None

@@ -191,10 +191,10 @@ def test_a_whole_image_output_larger_than_memory_is_refused(files, small_model, 
 
 
 def test_single_strip_tiff_too_large_to_read_whole_is_refused(files, small_model, capsys, monkeypatch, mosaic):
-    import gpuseg.stream
+    import gpuseg.image_io
 
-    monkeypatch.setattr(gpuseg.stream, "TIFF_IN_MEMORY_BYTES", 16 * 1024)  # the 192x192 sample is 36 KiB
-    monkeypatch.setattr(gpuseg.stream, "TIFF_STRIP_BYTES", 4 * 1024)
+    monkeypatch.setattr(gpuseg.image_io, "TIFF_IN_MEMORY_BYTES", 16 * 1024)  # the 192x192 sample is 36 KiB
+    monkeypatch.setattr(gpuseg.image_io, "TIFF_STRIP_BYTES", 4 * 1024)
     model = small_model.save(files / "m.gpuseg")
     tifffile.imwrite(files / "strip.tif", mosaic[0], rowsperstrip=192, compression="zlib")
     assert _predict(model, files / "strip.tif", "-o", files / "out.npy") == 2
