@@ -138,7 +138,7 @@ def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None,
     array, done = (node, out / DONE_DIR) if isinstance(node, zarr.Array) else (node["0"], out / "0" / DONE_DIR)
     todo = (t for t in plan.tiles if not (done / _marker(t, plan.tile_shape)).exists())  # lazily: any grid size
     results = predictor.classify_tiles(image, todo, "proba" if proba else "labels")
-    for tile, result in tqdm(results, total=len(plan.tiles), initial=sum(1 for _ in done.iterdir()),
+    for tile, result in tqdm(results, total=plan.tiles.count, initial=sum(1 for _ in done.iterdir()),
                              desc="gpuseg predict", unit="tile", disable=not progress):
         if proba and ome is not None:  # OME orders axes class first
             array[(slice(None),) + tile.write] = np.moveaxis(result, -1, 0)

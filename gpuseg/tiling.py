@@ -47,7 +47,8 @@ class TileGrid(Sequence):
     """The tiles of an image, made one at a time when asked for: any number of them costs nothing up front.
 
     A sequence of :class:`Tile` in C order of their positions (``len``,
-    iteration and indexing), see :func:`iter_tiles`.
+    iteration and indexing), see :func:`iter_tiles`; ``count`` is its length
+    also past ``sys.maxsize`` tiles, where ``len()`` cannot go.
     """
 
     def __init__(self, shape: tuple, tile_shape: tuple, halo: int):
@@ -55,14 +56,15 @@ class TileGrid(Sequence):
         self.tile_shape = tuple(int(t) for t in tile_shape)
         self.halo = int(halo)
         self.counts = tuple(-(-s // t) for s, t in zip(self.shape, self.tile_shape))
+        self.count = math.prod(self.counts)
 
     def __len__(self) -> int:
-        return math.prod(self.counts)
+        return self.count  # Python's len() stops at sys.maxsize tiles; ``count`` does not
 
     def __getitem__(self, index: int) -> Tile:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"tile {index} of {len(self)}")
-        index, position = index % len(self), []
+        if not -self.count <= index < self.count:
+            raise IndexError(f"tile {index} of {self.count}")
+        index, position = index % self.count, []
         for count in reversed(self.counts):  # Python integers: no overflow however many tiles
             index, i = divmod(index, count)
             position.insert(0, i)
@@ -76,7 +78,7 @@ class TileGrid(Sequence):
         return Tile(tuple(read), tuple(crop), tuple(write))
 
     def __iter__(self):
-        return (self[i] for i in range(len(self)))
+        return (self[i] for i in range(self.count))
 
 
 def iter_tiles(shape: tuple, tile_shape: tuple, halo: int) -> TileGrid:

@@ -338,3 +338,19 @@ def test_library_refuses_an_output_over_its_input(small_model, mosaic, tmp_path)
         predict_to_file(small_model, tmp_path / "in.npy", tmp_path / "in.npy")
     np.testing.assert_array_equal(zarr.open(str(src), mode="r")[:], mosaic[0])
     np.testing.assert_array_equal(np.load(tmp_path / "in.npy"), mosaic[0])
+
+
+def test_a_2_40_zarr_is_planned_and_streamed_lazily(small_model, tmp_path):
+    """Tiles of a 2**40 x 2**40 input are made one by one: the first ones are classified at once."""
+    import itertools
+    import tracemalloc
+
+    big = zarr.create_array(store=str(tmp_path / "big.zarr"), shape=(2**40, 2**40), dtype="u1", chunks=(256, 256))
+    predictor = small_model.predictor()
+    tracemalloc.start()
+    plan = predictor.plan(big, (256, 256))
+    first = list(itertools.islice(predictor.classify_tiles(big, plan.tiles, "labels"), 2))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert plan.tiles.count == 2**64 and peak < 64 * 2**20
+    assert [t.write for t, _ in first] == [(slice(0, 256), slice(0, 256)), (slice(0, 256), slice(256, 512))]
