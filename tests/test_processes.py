@@ -31,7 +31,11 @@ SCRIPT = textwrap.dedent("""
     if __name__ == "__main__":
         print("layer", _threading.active_layer(), flush=True)
         for method in sys.argv[1].split(","):
-            if method == "threads":
+            if method == "executor":  # concurrent.futures with fork: BrokenProcessPool when a child aborts
+                from concurrent.futures import ProcessPoolExecutor
+                with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as pool:
+                    results = list(pool.map(work, range(2)))
+            elif method == "threads":
                 results = [None] * 4
                 def run(i):
                     results[i] = work(i)
@@ -66,8 +70,8 @@ def _run(tmp_path, methods, layer=None, timeout=120):
 
 def test_default_layer_is_thread_and_fork_safe(tmp_path):
     """fork, spawn, forkserver and threads after a prediction in the parent, on the layer gpuseg chooses."""
-    out = _run(tmp_path, "fork,spawn,forkserver,threads")
-    assert "ok threads" in out and "ok forkserver" in out
+    out = _run(tmp_path, "fork,executor,spawn,forkserver,threads")
+    assert "ok threads" in out and "ok forkserver" in out and "ok executor" in out
     if sys.platform == "linux" and os.uname().machine == "x86_64":
         assert "layer tbb" in out  # the tbb dependency is installed here and is loaded
 
@@ -75,8 +79,8 @@ def test_default_layer_is_thread_and_fork_safe(tmp_path):
 @pytest.mark.parametrize("layer", ["omp", "workqueue"])
 def test_layers_without_tbb_still_predict_in_forks_and_threads(tmp_path, layer):
     """GNU OpenMP aborts a forked child's parallel loop: its serial kernels run; workqueue takes turns."""
-    out = _run(tmp_path, "fork,threads", layer)
-    assert f"layer {layer}" in out and "ok fork" in out and "ok threads" in out
+    out = _run(tmp_path, "fork,executor,threads", layer)
+    assert f"layer {layer}" in out and "ok fork" in out and "ok executor" in out and "ok threads" in out
 
 
 @pytest.mark.parametrize("platform, machine, wanted", [
