@@ -185,3 +185,22 @@ def test_a_model_with_too_many_classes_is_refused(tmp_path, monkeypatch):
     controller.upload_model(SID, _model_upload(tmp_path, [1, 2, 3, 4]))
     session = controller.sessions.get(SID)
     assert "has 4 classes; the app shows at most 3" in session.message and session.model is None
+
+
+@pytest.mark.parametrize("changed, values", [
+    ("plane.value", {"plane": "x"}), ("active-class.value", {"active-class": "x"}),
+    ("image-token.data", {"image-token": "x", "opacity": "x"}), ("class-color.value", {"class-color": {"a": 1}}),
+    ("features.value", {"features": 5}), ("view.value", {"view": 5}),
+    ("stroke-edits.data", {"stroke-edits": {"shapes": "x"}}), ("stroke-edits.data", {"stroke-edits": ["x"]}),
+    ("stroke-edits.data", {"stroke-edits": {"shapes": [{"path": 5}, {"path": "abc"}, "x"]}}),
+    ("stroke-edits.data", {"stroke-edits": {"shapes[0].path": 7}}),
+    ("stroke-edits.data", {"width": "x", "stroke-edits": {"shapes": [{"path": "M1,2L5,6", "name": ["c1"]}]}}),
+])
+def test_requests_with_values_no_control_sends_are_answered(client, changed, values):
+    response = post(client, "graph.figure", {"session-id": SID, "features": ["intensity"], "sigma": [-1, 4], **values},
+                    changed)
+    assert response.status_code in (200, 204)  # an answer, or "nothing to update"; never 500
+
+
+def test_a_download_request_with_a_bad_plane_is_answered(client):
+    assert post(client, "download.data", {"session-id": SID, "plane": "x"}, "download-png.n_clicks").status_code == 200

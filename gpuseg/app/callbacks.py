@@ -21,10 +21,12 @@ from dash import Input, Output, Patch, State, ctx, dcc, html, no_update
 from .. import load
 from ..features import FeatureParams
 from .store import SessionStore, work_record
+from .strokes import parse_path
 from .files import encode_png, encode_tiff, read_image
 from .layout import FEATURES, SIGMA_LOG2, class_options, figure, newshape, shapes
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _KEEP_MESSAGE = {None, "image-token", "model-token", "opacity", "view", "width", "active-class"}
 
 # Checks an upload's size in the browser, so that a file over the limit is never sent, and empties the
@@ -69,6 +71,44 @@ def decode_upload(pending) -> tuple:
         raise ValueError("The upload's data is not valid base64; upload the file again.") from None
     name = pending.get("filename")
     return data, name if isinstance(name, str) and name else "upload"
+
+
+def _whole(value, default: int = 0) -> int:
+    """An integer from a request's value, ``default`` for anything else (a request can send anything)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return default
+    return int(value)
+
+
+def _number(value, default: float, lo: float, hi: float) -> float:
+    """A number in ``[lo, hi]`` from a request's value, ``default`` for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return default
+    return min(max(float(value), lo), hi)
+
+
+def figure_edits(relayout) -> dict:
+    """A figure's relayout event with only what the session reads in the form it reads it.
+
+    ``shapes`` a list of dicts with a ``name`` string (or none) and a drawn ``path`` (or none, for
+    shapes that are not strokes); ``shapes[i].path`` edits drawn paths.
+    """
+    if not isinstance(relayout, dict):
+        return {}
+    edits = {k: v for k, v in relayout.items() if isinstance(k, str) and k != "shapes" and _drawn(v)}
+    if isinstance(relayout.get("shapes"), list):
+        edits["shapes"] = [shape for shape in relayout["shapes"] if isinstance(shape, dict)
+                           and (not shape.get("path") or _drawn(shape["path"]))
+                           and isinstance(shape.get("name") or "", str) and isinstance(shape.get("type", "path"), str)]
+    return edits
+
+
+def _drawn(path) -> bool:
+    try:
+        parse_path(path)
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def download_stem(name) -> str:
@@ -164,15 +204,18 @@ class Controller:
             ``image_name``.
         """
         session = self.session(session_id)
+        relayout, width = figure_edits(relayout), _number(width, 8.0, 0.5, 200.0)
+        opacity = _number(opacity, 0.5, 0.0, 1.0)
+        class_color = class_color if isinstance(class_color, str) and _COLOR.match(class_color) else None
         with session.lock:
-            plane = min(int(plane or 0), session.n_planes - 1)
-            label = int(label or 0) if int(label or 0) in session.class_values() else session.class_values()[0]
+            plane = min(max(_whole(plane), 0), session.n_planes - 1)
+            label = _whole(label) if _whole(label) in session.class_values() else session.class_values()[0]
             previous, session.message = session.message, ""
-            tokens = tuple(int(t or 0) for t in tokens)
+            tokens = tuple(_whole(t) for t in tokens) if isinstance(tokens, (list, tuple)) else (0, 0)
             stale = tokens != session.shown_tokens
             retrain, full = False, stale or trigger in (None, "image-token", "model-token", "plane")
             if trigger == "graph":
-                retrain = session.apply_figure_edits(relayout or {}, plane, label, width)
+                retrain = session.apply_figure_edits(relayout, plane, label, width)
                 if not (retrain or stale):  # a zoom, a pan, a resize: nothing to redraw
                     session.message = previous
                     raise dash.exceptions.PreventUpdate
@@ -254,7 +297,7 @@ class Controller:
             labels = session.predict_full()
             session.timings["predict_full"] = time.perf_counter() - start
             if what == "download-png":
-                plane_labels = labels[min(int(plane or 0), labels.shape[0] - 1)] if labels.ndim == 3 else labels
+                plane_labels = labels[min(max(_whole(plane), 0), labels.shape[0] - 1)] if labels.ndim == 3 else labels
                 return dcc.send_bytes(encode_png(plane_labels), f"{stem}-labels.png"), ""
             return dcc.send_bytes(encode_tiff(labels), f"{stem}-labels.tif"), ""
 
