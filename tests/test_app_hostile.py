@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("dash")
 
 from gpuseg.app import create_app  # noqa: E402
-from gpuseg.app.callbacks import download_stem  # noqa: E402
+from gpuseg.app.request_checks import download_stem  # noqa: E402
 
 SID = "0123456789abcdef0123456789abcdef"
 

@@ -8,7 +8,6 @@ browser or a server.
 
 from __future__ import annotations
 
-import base64
 import math
 import re
 import tempfile
@@ -20,13 +19,13 @@ from dash import Input, Output, Patch, State, ctx, dcc, html, no_update
 
 from .. import load
 from ..features import FeatureParams
-from .store import SessionStore, work_record
-from .strokes import parse_path
 from .files import encode_png, encode_tiff, read_image
-from .layout import FEATURES, SIGMA_LOG2, class_options, figure, newshape, shapes
+from .layout import FEATURES, class_options, figure, newshape, shapes
+from .request_checks import (decode_upload, download_stem, figure_edits, request_color, request_int, request_number,
+                       sigma_range)
+from .store import SessionStore, work_record
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
-_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _KEEP_MESSAGE = {None, "image-token", "model-token", "opacity", "view", "width", "active-class"}
 
 # Checks an upload's size in the browser, so that a file over the limit is never sent, and empties the
@@ -52,86 +51,6 @@ function(relayout) {
     return edits ? relayout : window.dash_clientside.no_update;
 }
 """
-
-
-def decode_upload(pending) -> tuple:
-    """Bytes and file name of an upload (``{"contents": data URI, "filename": str}``).
-
-    Raises
-    ------
-    ValueError
-        A request that is not a base64 data URI (no comma, not a string, bad base64).
-    """
-    contents = pending.get("contents") if isinstance(pending, dict) else None
-    if not isinstance(contents, str) or "," not in contents:
-        raise ValueError("The upload did not arrive as a file (a base64 data URI); upload the file again.")
-    try:
-        data = base64.b64decode(contents.split(",", 1)[1], validate=True)
-    except ValueError:  # binascii.Error
-        raise ValueError("The upload's data is not valid base64; upload the file again.") from None
-    name = pending.get("filename")
-    return data, name if isinstance(name, str) and name else "upload"
-
-
-def _whole(value, default: int = 0) -> int:
-    """An integer from a request's value, ``default`` for anything else (a request can send anything)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return default
-    return int(value)
-
-
-def _number(value, default: float, lo: float, hi: float) -> float:
-    """A number in ``[lo, hi]`` from a request's value, ``default`` for anything else."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return default
-    return min(max(float(value), lo), hi)
-
-
-def figure_edits(relayout) -> dict:
-    """A figure's relayout event with only what the session reads in the form it reads it.
-
-    ``shapes`` a list of dicts with a ``name`` string (or none) and a drawn ``path`` (or none, for
-    shapes that are not strokes); ``shapes[i].path`` edits drawn paths.
-    """
-    if not isinstance(relayout, dict):
-        return {}
-    edits = {k: v for k, v in relayout.items() if isinstance(k, str) and k != "shapes" and _drawn(v)}
-    if isinstance(relayout.get("shapes"), list):
-        edits["shapes"] = [shape for shape in relayout["shapes"] if isinstance(shape, dict)
-                           and (not shape.get("path") or _drawn(shape["path"]))
-                           and isinstance(shape.get("name") or "", str) and isinstance(shape.get("type", "path"), str)]
-    return edits
-
-
-def _drawn(path) -> bool:
-    try:
-        parse_path(path)
-    except (ValueError, TypeError):
-        return False
-    return True
-
-
-def download_stem(name) -> str:
-    """A safe file-name stem for downloads from an image's name: letters, digits, ``._-``; ``"image"`` if none."""
-    stem = re.sub(r"[^\w.-]+", "_", Path(str(name)).stem, flags=re.ASCII)[:64].strip("._")
-    return stem or "image"
-
-
-def sigma_range(sigma) -> tuple:
-    """Sigmas ``(min, max)`` in pixels from the slider's log2 values, checked (a request can send anything).
-
-    Raises
-    ------
-    ValueError
-        Not two numbers, or outside the slider's range.
-    """
-    lo, hi = SIGMA_LOG2
-    numbers = isinstance(sigma, (list, tuple)) and len(sigma) == 2 and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in sigma)
-    if not numbers or not lo <= sigma[0] <= sigma[1] <= hi:
-        raise ValueError(f"The sigma range must be two values of the slider, from {2.0 ** lo:g} to {2.0 ** hi:g} "
-                         f"pixels (log2 {lo} to {hi}); got {str(sigma)[:40]}.")
-    return 2.0 ** sigma[0], 2.0 ** sigma[1]
 
 
 class Controller:
@@ -204,14 +123,14 @@ class Controller:
             ``image_name``.
         """
         session = self.session(session_id)
-        relayout, width = figure_edits(relayout), _number(width, 8.0, 0.5, 200.0)
-        opacity = _number(opacity, 0.5, 0.0, 1.0)
-        class_color = class_color if isinstance(class_color, str) and _COLOR.match(class_color) else None
+        relayout, width = figure_edits(relayout), request_number(width, 8.0, 0.5, 200.0)
+        opacity = request_number(opacity, 0.5, 0.0, 1.0)
+        class_color = request_color(class_color)
         with session.lock:
-            plane = min(max(_whole(plane), 0), session.n_planes - 1)
-            label = _whole(label) if _whole(label) in session.class_values() else session.class_values()[0]
+            plane = min(max(request_int(plane), 0), session.n_planes - 1)
+            label = request_int(label) if request_int(label) in session.class_values() else session.class_values()[0]
             previous, session.message = session.message, ""
-            tokens = tuple(_whole(t) for t in tokens) if isinstance(tokens, (list, tuple)) else (0, 0)
+            tokens = tuple(request_int(t) for t in tokens) if isinstance(tokens, (list, tuple)) else (0, 0)
             stale = tokens != session.shown_tokens
             retrain, full = False, stale or trigger in (None, "image-token", "model-token", "plane")
             if trigger == "graph":
@@ -297,7 +216,7 @@ class Controller:
             labels = session.predict_full()
             session.timings["predict_full"] = time.perf_counter() - start
             if what == "download-png":
-                plane_labels = labels[min(max(_whole(plane), 0), labels.shape[0] - 1)] if labels.ndim == 3 else labels
+                plane_labels = labels[min(max(request_int(plane), 0), labels.shape[0] - 1)] if labels.ndim == 3 else labels
                 return dcc.send_bytes(encode_png(plane_labels), f"{stem}-labels.png"), ""
             return dcc.send_bytes(encode_tiff(labels), f"{stem}-labels.tif"), ""
 
