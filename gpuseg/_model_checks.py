@@ -64,8 +64,8 @@ def check_meta(meta: dict, path) -> None:
     Checked: ``classes`` (at least two distinct positive integers up to
     :data:`MAX_CLASS`, increasing), ``ndim`` (2 or 3), ``n_channels`` and
     ``n_features`` (positive, at most :data:`MAX_FEATURES` features),
-    ``features`` and ``forest_params`` (objects), ``channel_axis`` (integer or
-    null). Feature parameters are checked by ``FeatureParams`` on loading.
+    ``features`` and ``forest_params`` (objects), ``channel_axis`` (null or
+    an integer in [-4, 3]). Feature parameters are checked by ``FeatureParams`` on loading.
     """
     classes = meta.get("classes")
     if not isinstance(classes, list) or len(classes) < 2 or not all(_is_int(c) for c in classes):
@@ -79,7 +79,8 @@ def check_meta(meta: dict, path) -> None:
          f"'n_features' must lie in [1, {MAX_FEATURES}]"),
         (isinstance(meta.get("features"), dict), "'features' must be an object"),
         (isinstance(meta.get("forest_params"), dict), "'forest_params' must be an object"),
-        (meta.get("channel_axis") is None or _is_int(meta.get("channel_axis")), "'channel_axis' must be an integer"),
+        (meta.get("channel_axis") is None or _is_int(meta.get("channel_axis")) and -4 <= meta["channel_axis"] < 4,
+         "'channel_axis' must be null or an axis of a 2D or 3D image with channels, in [-4, 3]"),
     ]
     for ok, why in checks:
         if not ok:
