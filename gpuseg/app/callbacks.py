@@ -252,7 +252,11 @@ def status_lines(session) -> list:
             else f"model: {session.model_source} (loaded from a file)"
     else:
         model = "model: none yet (scribble at least two classes)"
-    return [html.Div(" | ".join(parts)), html.Div(model)]
+    lines = [html.Div(" | ".join(parts)), html.Div(model)]
+    top = session.top_features()
+    if top:
+        lines.append(html.Div("top features: " + ", ".join(f"{name} ({share:.0%})" for name, share in top)))
+    return lines
 
 
 def register(app: dash.Dash, controller: Controller, max_upload_bytes: int) -> None:

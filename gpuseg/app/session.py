@@ -309,6 +309,25 @@ class Session:
         self.params = model.feature_params
         self.model, self.model_source, self.proba = model, source, None
 
+    def top_features(self, n: int = 5) -> list:
+        """The model's ``n`` most important features (mean decrease in impurity), most important first.
+
+        Returns
+        -------
+        top : list of (str, float)
+            Feature name and its share of the forest's impurity decrease; empty
+            without a model or for one whose forest carries no impurity data.
+        """
+        if self.model is None:
+            return []
+        try:
+            importances = self.model.feature_importances_
+            names = self.model.feature_names_
+        except AttributeError:
+            return []
+        order = np.argsort(-importances, kind="stable")[:n]  # ties in feature order
+        return [(names[i], float(importances[i])) for i in order]
+
     def predict_display(self, z: int = 0) -> np.ndarray | None:
         """Class probabilities of the displayed pixels of plane ``z``, kept in ``proba``.
 
