@@ -121,9 +121,21 @@ def main(argv=None) -> int:
             if getattr(args, "no_input_check", False):
                 warnings.simplefilter("ignore", InputMismatchWarning)
             return COMMANDS[args.command](args) or 0
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
-        print(f"gpuseg {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, TypeError, OSError, RuntimeError, MemoryError) as exc:
+        print(f"gpuseg {args.command}: error: {_message(exc)}", file=sys.stderr)
         return 2
+
+
+def _message(exc: BaseException) -> str:
+    """One line naming the problem and, where the exception does not, the fix."""
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {exc.filename}; check its permissions, or choose another path."
+    if isinstance(exc, MemoryError):
+        return (f"out of memory ({exc or 'an allocation failed'}); predict into a .zarr output, which is written "
+                "tile by tile, or use a smaller --tile.")
+    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) and exc.filename:
+        return f"{exc.strerror or exc}: {exc.filename}"
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _cmd_demo(args) -> int:
@@ -184,26 +196,25 @@ def _expand_inputs(inputs) -> list:
     return files
 
 
-def _targets(files: list, output, proba: bool) -> list:
-    """``(input, output)`` pairs: one output file, a folder of them, or the labels of OME-Zarr inputs."""
+def _targets(files: list, output, proba: bool) -> tuple:
+    """``(input, output)`` pairs (one output file, a folder of them, or the labels of OME-Zarr inputs), and the folder to make."""
     from .image_io import OUTPUT_SUFFIXES, ZARR_SUFFIX
 
     kind = "proba" if proba else "labels"
     if output is None:
         if proba or not all(_is_ome_zarr_05(f) for f in files):
             raise ValueError("give -o: only labels of OME-Zarr 0.5 inputs have a default place (their labels/gpuseg).")
-        return [(f, f / "labels" / "gpuseg") for f in files]
+        return [(f, f / "labels" / "gpuseg") for f in files], None
     suffix = output.suffix.lower()
     known = OUTPUT_SUFFIXES + (ZARR_SUFFIX,)
     if len(files) == 1 and suffix in known:
-        return [(files[0], output)]
+        return [(files[0], output)], None
     if suffix and not output.is_dir():
         raise ValueError(f"Cannot write {output}: " + (
             f"gpuseg writes {', '.join(known)} files." if suffix not in known else
             f"{len(files)} inputs need a folder as -o, not a {suffix} file."))
-    output.mkdir(parents=True, exist_ok=True)
     out_suffix = ZARR_SUFFIX if any(f.suffix == ZARR_SUFFIX for f in files) else ".tif"
-    return [(f, output / f"{f.stem}_{kind}{out_suffix}") for f in files]
+    return [(f, output / f"{f.stem}_{kind}{out_suffix}") for f in files], output
 
 
 def _is_ome_zarr_05(path) -> bool:
@@ -220,16 +231,22 @@ def _cmd_predict(args) -> int:
     from tqdm.auto import tqdm
 
     from . import load
+    from ._file_guards import check_outputs
     from .stream import predict_to_file, predict_to_zarr
+    from .tiling import check_tile_shape
 
     seg = load(args.model, backend=args.backend)
     files = _expand_inputs(args.inputs)
     tile = None
     if args.tile:
         tile = tuple(args.tile) * seg.ndim_ if len(args.tile) == 1 else tuple(args.tile)
+        check_tile_shape(tile, seg.ndim_)
     if args.overlay and args.proba:
         raise ValueError("--overlay colours labels: leave out --proba, or --overlay.")
-    targets = _targets(files, args.output, args.proba)
+    targets, folder = _targets(files, args.output, args.proba)
+    check_outputs(targets)  # before anything is written
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
     bar = tqdm(targets, desc="gpuseg predict", unit="image", disable=len(targets) < 2)
     for src, dst in bar:
         if dst.suffix.lower() in (".zarr", ""):

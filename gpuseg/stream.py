@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -24,6 +25,7 @@ import numpy as np
 import zarr
 from tqdm.auto import tqdm
 
+from ._file_guards import check_outputs, content_identity
 from .axes import Frames, frames_of, model_layout
 from .axes import predict as predict_axes
 from .guards import warn_if_unlike_training
@@ -67,6 +69,7 @@ def _job(segmenter, image, path, proba: bool) -> dict:
             "path": None if path is None else str(Path(path).resolve()),
             "shape": [int(s) for s in image.shape],
             "dtype": str(np.dtype(image.dtype)),
+            "content": None if path is None else content_identity(path),
         },
         "output": "probabilities" if proba else "labels",
     }
@@ -151,21 +154,30 @@ def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None,
     Raises
     ------
     ValueError
-        ``out_path`` exists and is not this job's output (pass ``overwrite=True``,
-        ``--overwrite`` on the command line), or a ``tile_shape`` other than
-        that of the output being resumed; an image the model cannot classify.
+        ``out_path`` exists and is not this job's output, or its input changed
+        since (pass ``overwrite=True``, ``--overwrite`` on the command line); a
+        ``tile_shape`` other than that of the output being resumed, or not one
+        positive size per axis; an output over the input; an image the model
+        cannot classify.
 
     Notes
     -----
     Each finished tile leaves a marker; when all are done the pyramid is
     written, the markers removed and the output marked complete. An input is
-    recognised on resume by its path, shape, dtype and axes (an array passed
-    directly: by shape, dtype and axes), and the model by :func:`model_fingerprint`.
+    recognised on resume by its path, shape, dtype, axes and content identity
+    (size and modification time of each of its files, see
+    :func:`gpuseg._file_guards.content_identity`; an array passed directly: by
+    shape, dtype and axes), and the model by :func:`model_fingerprint`. Before
+    anything is created, an output that is, holds or lies inside the input
+    (but for the ``labels`` group of an OME-Zarr input) is refused and
+    ``tile_shape`` is checked.
     """
+    out = Path(out_path)
+    if isinstance(image, (str, os.PathLike)):
+        check_outputs([(image, out)])
     source = open_source(segmenter, image, axes)
     frames = source.frames
     predictor = segmenter.predictor()
-    out = Path(out_path)
     job = {**_job(segmenter, source.array, source.path, proba), "axes": frames.axes}
     resume = out.exists() and not overwrite
     if resume:
@@ -182,10 +194,10 @@ def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None,
     group = zarr.open_group(str(out), mode="r+")
     array, done = group["0"], out / "0" / DONE_DIR
     finished = set(os.listdir(done))
-    bar = tqdm(total=len(frames) * len(plan.tiles), initial=len(finished), desc="gpuseg predict", unit="tile",
+    bar = tqdm(total=len(frames) * plan.tiles.count, initial=len(finished), desc="gpuseg predict", unit="tile",
                disable=not progress)
     for index, frame in frames:
-        tiles = [t for t in plan.tiles if _marker(index, t, plan.tile_shape) not in finished]
+        tiles = (t for t in plan.tiles if _marker(index, t, plan.tile_shape) not in finished)  # lazily: any grid size
         for tile, result in predictor.classify_tiles(frame, tiles, "proba" if proba else "labels"):
             array[_zarr_index(axes_out, frames, index, tile.write)] = np.moveaxis(result, -1, 0) if proba else result
             (done / _marker(index, tile, plan.tile_shape)).touch()
@@ -229,6 +241,13 @@ def _resumed_tile_shape(out: Path, job: dict, tile_shape) -> tuple:
         stored = dict(zarr.open(str(out), mode="r").attrs).get("gpuseg")
     except Exception:  # not Zarr at all, or unreadable
         stored = None
+    if isinstance(stored, dict) and isinstance(stored.get("input"), dict) and job["input"]["content"] is not None:
+        same_but_content = {**stored, "input": {**stored["input"], "content": job["input"]["content"]}}
+        if {k: same_but_content.get(k) for k in job} == job and stored["input"].get("content") != job["input"]["content"]:
+            raise ValueError(
+                f"The input {job['input']['path']} changed since {out} was started (its files' sizes or times "
+                "differ): resuming would mix old and new pixels. Pass overwrite=True (--overwrite) to start again."
+            )
     if not isinstance(stored, dict) or {k: stored.get(k) for k in job} != job:
         raise ValueError(
             f"{out} already exists and is not the output of this model on this input "
@@ -253,11 +272,15 @@ def _create(out: Path, attrs: dict, segmenter, source: Source, plan, axes_out: s
     shape = tuple(n_classes if a == "C" else size[a] for a in axes_out)
     chunks = tuple(n_classes if a == "C" else chunk.get(a, 1) for a in axes_out)
     labelled = None if proba else _labels_source(source, out)
-    create(str(tmp), axes_out, shape, chunks, np.float32 if proba else segmenter.label_dtype,
-           sizes=source.metadata.sizes, unit=source.metadata.unit, attrs=attrs,
-           classes=None if proba else segmenter.classes_, source=labelled)
-    (tmp / "0" / DONE_DIR).mkdir()
-    os.rename(tmp, out)
+    try:
+        create(str(tmp), axes_out, shape, chunks, np.float32 if proba else segmenter.label_dtype,
+               sizes=source.metadata.sizes, unit=source.metadata.unit, attrs=attrs,
+               classes=None if proba else segmenter.classes_, source=labelled)
+        (tmp / "0" / DONE_DIR).mkdir()
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if labelled is not None:
         add_to_labels_group(source.path, out.name)
 
@@ -305,6 +328,8 @@ def predict_to_file(segmenter, image, out_path, *, proba=False, axes=None, tile_
         An unsupported output suffix, or probabilities / 3D labels / frames to PNG.
     """
     out = Path(out_path)
+    if isinstance(image, (str, os.PathLike)):
+        check_outputs([(image, out)])
     suffix = out.suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:
         raise ValueError(f"Cannot write {out}: predict_to_file writes .npy, .tif/.tiff (.ome.tif) or .png "
@@ -314,5 +339,20 @@ def predict_to_file(segmenter, image, out_path, *, proba=False, axes=None, tile_
     if suffix == ".png" and out_axes != "YX":
         raise ValueError(f"PNG holds 2D labels only (this result has axes {out_axes}); write "
                          f"{out.with_suffix('.tif').name} or a .npy instead.")
+    _check_fits_in_memory(segmenter, source.frames, out, proba)
     result = predict_axes(segmenter, source.array, source.frames.axes, proba=proba, tile_shape=tile_shape)
     return write_image(out, result, out_axes, sizes=source.metadata.sizes, unit=source.metadata.unit)
+
+
+def _check_fits_in_memory(segmenter, frames: Frames, out: Path, proba: bool) -> None:
+    """Refuse a whole-image prediction whose result alone would not fit in the available memory."""
+    import psutil
+
+    spatial = segmenter.predictor().check_image(next(iter(frames))[1])
+    per_pixel = 4 * len(segmenter.classes_) if proba else np.dtype(segmenter.label_dtype).itemsize
+    need, available = math.prod(frames.loop_shape + spatial) * per_pixel, psutil.virtual_memory().available
+    if need > available:
+        raise ValueError(
+            f"{out} would hold {need / 2**30:.1f} GiB, and it is made in memory (only {available / 2**30:.1f} GiB "
+            "are available); write a .zarr output instead, which is written tile by tile."
+        )
