@@ -158,7 +158,7 @@ def frames_of(segmenter, image, axes: str) -> Frames:
     return Frames(image, axes, segmenter.ndim_, segmenter.channel_axis)
 
 
-def predict(segmenter, image, axes: str, *, proba=False, tile_shape=None):
+def predict(segmenter, image, axes: str, *, proba=False, tile_shape=None, progress=None):
     """Labels or probabilities of an image with named axes, frame by frame over ``T``.
 
     Parameters
@@ -175,6 +175,8 @@ def predict(segmenter, image, axes: str, *, proba=False, tile_shape=None):
         Probabilities instead of labels.
     tile_shape : tuple of int, optional
         As in ``Segmenter.predict``.
+    progress : bool, optional
+        As in ``Segmenter.predict`` (a bar per frame).
 
     Returns
     -------
@@ -186,8 +188,8 @@ def predict(segmenter, image, axes: str, *, proba=False, tile_shape=None):
     frames = frames_of(segmenter, image, axes)
     out = None
     for index, frame in frames:
-        result = segmenter.predict_proba(frame, tile_shape=tile_shape) if proba else \
-            segmenter.predict(frame, tile_shape=tile_shape)
+        result = segmenter.predict_proba(frame, tile_shape=tile_shape, progress=progress) if proba else \
+            segmenter.predict(frame, tile_shape=tile_shape, progress=progress)
         if out is None:
             out = np.empty(frames.loop_shape + result.shape, result.dtype)
         out[index] = result

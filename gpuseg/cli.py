@@ -253,7 +253,8 @@ def _cmd_predict(args) -> int:
             predict_to_zarr(seg, src, dst, proba=args.proba, tile_shape=tile, overwrite=args.overwrite,
                             axes=args.axes, progress=len(targets) == 1)
         else:
-            predict_to_file(seg, src, dst, proba=args.proba, axes=args.axes, tile_shape=tile)
+            predict_to_file(seg, src, dst, proba=args.proba, axes=args.axes, tile_shape=tile,
+                            progress=None if len(targets) == 1 else False)  # one bar at a time
         bar.write(f"{src} -> {dst}")
         if args.overlay:
             bar.write(f"{src} -> {_write_overlay(seg, src, dst, args.axes)}")

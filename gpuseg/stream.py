@@ -298,7 +298,7 @@ def _marker(index: tuple, tile, tile_shape: tuple) -> str:
 
 
 # -- whole files -------------------------------------------------------------------
-def predict_to_file(segmenter, image, out_path, *, proba=False, axes=None, tile_shape=None):
+def predict_to_file(segmenter, image, out_path, *, proba=False, axes=None, tile_shape=None, progress=None):
     """Classify a whole image in memory, frame by frame, and write it atomically.
 
     Parameters
@@ -317,6 +317,8 @@ def predict_to_file(segmenter, image, out_path, *, proba=False, axes=None, tile_
         As in :func:`predict_to_zarr`.
     tile_shape : tuple of int, optional
         Tile size of the computation; the result does not depend on it.
+    progress : bool, optional
+        Show a progress bar per frame (default: when it has more than 4 tiles).
 
     Returns
     -------
@@ -340,7 +342,8 @@ def predict_to_file(segmenter, image, out_path, *, proba=False, axes=None, tile_
         raise ValueError(f"PNG holds 2D labels only (this result has axes {out_axes}); write "
                          f"{out.with_suffix('.tif').name} or a .npy instead.")
     _check_fits_in_memory(segmenter, source.frames, out, proba)
-    result = predict_axes(segmenter, source.array, source.frames.axes, proba=proba, tile_shape=tile_shape)
+    result = predict_axes(segmenter, source.array, source.frames.axes, proba=proba, tile_shape=tile_shape,
+                          progress=progress)
     return write_image(out, result, out_axes, sizes=source.metadata.sizes, unit=source.metadata.unit)
 
 

@@ -157,3 +157,15 @@ def test_benchmarks_check_their_extra_first(monkeypatch):
     monkeypatch.setattr(bench.suite, "run", lambda plan: pytest.fail("measured without the extra"))
     with pytest.raises(SystemExit, match=r"no_such_module_gpuseg.*pip install -e '\.\[bench\]'"):
         bench.main(["--quick"])
+
+
+def test_one_progress_bar_for_many_files(rgb_files, capsys):
+    folder, image = rgb_files
+    assert _train(folder) == 0
+    iio.imwrite(folder / "rgb2.png", image[::-1])
+    capsys.readouterr()
+    assert main(["predict", str(folder / "m.gpuseg"), str(folder / "rgb.png"), str(folder / "rgb2.png"),
+                 "-o", str(folder / "out"), "--tile", "16", "--backend", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert "image" in captured.err and "tile" not in captured.err  # the files' bar, not the tiles' (16 each)
+    assert captured.out.count(" -> ") == 2
