@@ -57,8 +57,8 @@ def warn_if_unlike_training(segmenter, image, name="the image") -> None:
     lo, hi = trained["range"]
     a, b = sample_range(image)
     span, trained_span = b - a, hi - lo
-    different_range = (b < lo or a > hi or (trained_span > 0 and span > 0 and
-                                            not 1 / RANGE_FACTOR <= span / trained_span <= RANGE_FACTOR))
+    different_range = span > 0 and (b < lo or a > hi or (  # a constant sample (blank background) says nothing
+        trained_span > 0 and not 1 / RANGE_FACTOR <= span / trained_span <= RANGE_FACTOR))
     if dtype != trained["dtype"] or different_range:
         warnings.warn(
             f"{name} is {dtype} with values in [{a:g}, {b:g}]; the model was trained on {trained['dtype']} images "
