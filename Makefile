@@ -21,10 +21,15 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-base
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver
 
+# A virtual X display and the GL libraries Qt needs, for the napari plugin's tests (Qt offscreen draws through GLX).
+/usr/bin/Xvfb:
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq xvfb libgl1 libegl1 libgl1-mesa-dri libxkbcommon0 libfontconfig1 libdbus-1-3
+
 demo: $(VENV)/.installed-base
 	$(VENV)/bin/gpuseg demo
 
-test: $(VENV)/.installed-test /usr/bin/chromedriver
+test: $(VENV)/.installed-test /usr/bin/chromedriver /usr/bin/Xvfb
 	$(PY) -m pytest -q
 
 bench-quick: $(VENV)/.installed-test

@@ -1,0 +1,169 @@
+"""The napari plugin, driven headless in a real viewer (Qt offscreen, drawing into the Xvfb display that
+pytest-xvfb starts; ``make test`` installs both)."""
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari", reason="pip install 'gpuseg[napari]' (the test extra has it)")
+pytestmark = [
+    pytest.mark.napari,
+    pytest.mark.skipif(shutil.which("Xvfb") is None and not os.environ.get("DISPLAY"),
+                       reason="no X display for Qt's GL canvas: apt-get install xvfb (make test does)"),
+]
+
+import dask.array as da  # noqa: E402
+from npe2 import PluginManager, PluginManifest  # noqa: E402
+
+import gpuseg  # noqa: E402
+from gpuseg.napari_plugin.widget import PROBABILITY, RESULT, UNCERTAINTY, SegmenterWidget  # noqa: E402
+
+MANIFEST = Path(gpuseg.__file__).parent / "napari_plugin" / "napari.yaml"
+TIMEOUT_MS = 120_000
+
+
+def two_regions(shape, rng):
+    """A dark, smooth left half and a bright, noisy right half; truth 1 left, 2 right."""
+    image = np.full(shape, 0.2, np.float32)
+    right = np.zeros(shape, bool)
+    right[..., shape[-1] // 2:] = True
+    image[right] = 0.8 + 0.1 * rng.standard_normal(int(right.sum()), dtype=np.float32)
+    return image, np.where(right, 2, 1).astype(np.uint8)
+
+
+@pytest.fixture
+def widget(make_napari_viewer):
+    """``widget(image, **image_kwargs)``: a viewer showing ``image`` with the docked widget (CPU, small forest)."""
+
+    def make(image, **kwargs):
+        viewer = make_napari_viewer()
+        viewer.add_image(image, name="image", **kwargs)
+        w = SegmenterWidget(viewer)
+        viewer.window.add_dock_widget(w)
+        w.backend.value, w.sigma_max.value, w.n_estimators.value = "cpu", 2.0, 8
+        return viewer, w
+
+    return make
+
+
+def paint_two_classes(layer, shape):
+    """Paint one dot of class 1 in the left half and one of class 2 in the right half (the plane shown)."""
+    layer.brush_size = 5
+    rows, cols = shape[-2:]
+    lead = tuple(s // 2 for s in shape[:-2])
+    layer.paint(lead + (rows // 2, cols // 4), 1)
+    layer.paint(lead + (rows // 2, 3 * cols // 4), 2)
+
+
+def register_manifest():
+    """Make the plugin known to napari where gpuseg is not installed with its entry point (a PYTHONPATH checkout)."""
+    manager = PluginManager.instance()
+    if not any(m.name == "gpuseg" for m in manager.iter_manifests()):
+        manager.register(PluginManifest.from_file(MANIFEST))
+
+
+def wait(qtbot, w):
+    qtbot.waitUntil(lambda: not w.busy, timeout=TIMEOUT_MS)
+    assert "Error" not in w.status.value, w.status.value
+
+
+def test_manifest_is_valid_and_imports():
+    manifest = PluginManifest.from_file(MANIFEST)
+    manifest.validate_imports()
+    assert {c.id for c in manifest.contributions.commands} == {
+        "gpuseg.pixel_classifier", "gpuseg.get_reader", "gpuseg.texture_mosaic"}
+
+
+def test_train_labels_the_painted_pixels(widget, qtbot, rng):
+    image, truth = two_regions((48, 64), rng)
+    viewer, w = widget(image)
+    scribbles = w.add_scribbles_layer()
+    paint_two_classes(scribbles, image.shape)
+    w.show_proba.value = True
+    w.run(train=True)
+    wait(qtbot, w)
+    painted = scribbles.data > 0
+    result = viewer.layers[RESULT].data
+    np.testing.assert_array_equal(result[painted], scribbles.data[painted])
+    assert (result == truth).mean() > 0.95
+    proba = viewer.layers[PROBABILITY].data
+    assert proba.shape == (2,) + image.shape
+    np.testing.assert_allclose(proba.sum(axis=0), 1, atol=1e-5)
+    assert viewer.layers[UNCERTAINTY].data.max() <= 1
+
+
+def test_live_mode_retrains_after_a_paint_event(widget, qtbot, rng):
+    image, _ = two_regions((48, 64), rng)
+    image[:4] = 0.5  # a third region along the top, left unpainted at first
+    viewer, w = widget(image)
+    scribbles = w.add_scribbles_layer()
+    w.live.value = True
+    wait(qtbot, w)  # switched on before any stroke: nothing to train on yet, only a status line
+    paint_two_classes(scribbles, image.shape)
+    qtbot.waitUntil(lambda: RESULT in viewer.layers, timeout=TIMEOUT_MS)
+    wait(qtbot, w)
+    painted = scribbles.data > 0
+    np.testing.assert_array_equal(viewer.layers[RESULT].data[painted], scribbles.data[painted])
+    before = w.segmenter
+    scribbles.brush_size = 3
+    scribbles.paint((1, 16), 3)  # one more stroke, of a new class: retrained and relabelled, no button pressed
+    qtbot.waitUntil(lambda: w.segmenter is not before and not w.busy, timeout=TIMEOUT_MS)
+    assert list(w.segmenter.classes_) == [1, 2, 3]
+    assert viewer.layers[RESULT].data[1, 16] == 3
+
+
+def test_3d_lazy_image_with_anisotropic_scale(widget, qtbot, rng):
+    volume, truth = two_regions((6, 24, 32), rng)
+    viewer, w = widget(da.from_array(volume, chunks=(3, 24, 32)), scale=(4.0, 1.0, 1.0))
+    assert "no per-axis sigma" in w.scale_info.value and w.predict_full.enabled
+    scribbles = w.add_scribbles_layer()
+    np.testing.assert_array_equal(scribbles.scale, (4, 1, 1))
+    plane = int(viewer.dims.current_step[0])
+    paint_two_classes(scribbles, volume.shape)
+    w.run(train=True)
+    wait(qtbot, w)
+    result = viewer.layers[RESULT]
+    np.testing.assert_array_equal(result.scale, (4, 1, 1))
+    filled = np.flatnonzero(result.data.reshape(len(volume), -1).any(axis=1))
+    assert list(filled) == [plane], "a lazy image is classified where the canvas shows it first"
+    whole = w.segmenter.predict(volume)
+    np.testing.assert_array_equal(result.data[plane], whole[plane])
+    w.run(train=False, full=True)
+    wait(qtbot, w)
+    np.testing.assert_array_equal(result.data, whole)
+    assert (whole == truth).mean() > 0.9
+
+
+def test_save_load_and_the_reader(widget, qtbot, rng, tmp_path):
+    image, truth = two_regions((48, 64), rng)
+    viewer, w = widget(image)
+    paint_two_classes(w.add_scribbles_layer(), image.shape)
+    w.run(train=True)
+    wait(qtbot, w)
+    trained = viewer.layers[RESULT].data.copy()
+    path = w.save_model(tmp_path / "two")
+    assert path.name == "two.gpuseg"
+
+    viewer.layers.remove(RESULT)
+    w.sigma_max.value, w.n_estimators.value = 9.0, 3
+    w.load_model(path)
+    wait(qtbot, w)
+    assert (w.sigma_max.value, w.n_estimators.value) == (2.0, 8)
+    np.testing.assert_array_equal(viewer.layers[RESULT].data, trained)
+
+    register_manifest()
+    viewer.layers.selection.active = viewer.layers["image"]
+    [applied] = viewer.open(str(path), plugin="gpuseg")
+    np.testing.assert_array_equal(applied.data, trained)
+    assert applied.name == "image (two)"
+
+
+def test_sample_data(make_napari_viewer):
+    register_manifest()
+    viewer = make_napari_viewer()
+    viewer.open_sample("gpuseg", "texture_mosaic")
+    assert [layer.name for layer in viewer.layers] == ["texture mosaic", "truth", "scribbles"]
+    assert viewer.layers["scribbles"].data.max() == 3
