@@ -21,10 +21,11 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-base
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver
 
-# A virtual X display and the GL libraries Qt needs, for the napari plugin's tests (Qt offscreen draws through GLX).
+# A virtual X display and the xcb and GL libraries Qt needs there, for the napari plugin's tests.
 /usr/bin/Xvfb:
 	$(SUDO) apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq xvfb libgl1 libegl1 libgl1-mesa-dri libxkbcommon0 libfontconfig1 libdbus-1-3
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq xvfb libgl1 libegl1 libgl1-mesa-dri libxkbcommon-x11-0 \
+		libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libfontconfig1 libdbus-1-3
 
 demo: $(VENV)/.installed-base
 	$(VENV)/bin/gpuseg demo

@@ -1,11 +1,7 @@
-import os
-
 import numpy as np
 import pytest
 
 from gpuseg._backend import gpu_unavailable_reason
-
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before any QApplication: the napari tests run headless
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,5 +1,8 @@
-"""The napari plugin, driven headless in a real viewer (Qt offscreen, drawing into the Xvfb display that
-pytest-xvfb starts; ``make test`` installs both)."""
+"""The napari plugin, driven headless in a real viewer.
+
+Qt draws into the virtual X display that pytest-xvfb starts (``make test`` installs Xvfb and the xcb
+libraries): napari's canvas needs OpenGL, which Qt's ``offscreen`` platform does not provide here.
+"""
 
 import os
 import shutil
@@ -14,6 +17,8 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("Xvfb") is None and not os.environ.get("DISPLAY"),
                        reason="no X display for Qt's GL canvas: apt-get install xvfb (make test does)"),
 ]
+
+os.environ.setdefault("QT_QPA_PLATFORM", "xcb")  # before the first QApplication (pytest-qt makes it lazily)
 
 import dask.array as da  # noqa: E402
 from npe2 import PluginManager, PluginManifest  # noqa: E402
@@ -107,12 +112,55 @@ def test_live_mode_retrains_after_a_paint_event(widget, qtbot, rng):
     wait(qtbot, w)
     painted = scribbles.data > 0
     np.testing.assert_array_equal(viewer.layers[RESULT].data[painted], scribbles.data[painted])
+    assert viewer.layers.selection.active is scribbles, "the result layer must not take the brush"
     before = w.segmenter
     scribbles.brush_size = 3
     scribbles.paint((1, 16), 3)  # one more stroke, of a new class: retrained and relabelled, no button pressed
     qtbot.waitUntil(lambda: w.segmenter is not before and not w.busy, timeout=TIMEOUT_MS)
     assert list(w.segmenter.classes_) == [1, 2, 3]
     assert viewer.layers[RESULT].data[1, 16] == 3
+
+
+def test_multichannel_image_with_its_channel_axis(widget, qtbot, rng):
+    gray, truth = two_regions((48, 64), rng)
+    stack = np.stack([gray, 1 - gray])  # channels first, as napari holds a multichannel image in one layer
+    viewer, w = widget(stack, scale=(1.0, 0.5, 0.5))
+    w.channel_axis.value = 0
+    assert w.scale_info.value == "0.5 x 0.5"
+    scribbles = w.add_scribbles_layer()
+    assert scribbles.data.shape == gray.shape
+    paint_two_classes(scribbles, gray.shape)
+    w.run(train=True)
+    wait(qtbot, w)
+    assert w.segmenter.n_channels_ == 2
+    result = viewer.layers[RESULT]
+    np.testing.assert_array_equal(result.scale, (0.5, 0.5))
+    painted = scribbles.data > 0
+    np.testing.assert_array_equal(result.data[painted], scribbles.data[painted])
+    np.testing.assert_array_equal(result.data, w.segmenter.predict(stack))
+    assert (result.data == truth).mean() > 0.9
+
+
+def test_blocks_cover_the_region_and_equal_predict(small_model, mosaic):
+    from gpuseg.napari_plugin.jobs import Block, Progress, segment
+    from gpuseg.napari_plugin.layers import ImageInput
+
+    image = mosaic[0]
+    region = (slice(10, 150), slice(40, 192))
+    steps = list(segment(ImageInput(image, None, image.shape, (1.0, 1.0), (0.0, 0.0)), segmenter=small_model,
+                         region=region, proba=True, tile_shape=(64, 64)))
+    blocks = [s for s in steps if isinstance(s, Block)]
+    progress = [s for s in steps if isinstance(s, Progress)]
+    assert len(blocks) > 1 and [p.done for p in progress] == list(range(len(blocks) + 1))
+    labels = np.zeros(image.shape, small_model.label_dtype)
+    for block in blocks:
+        labels[block.where] = block.labels
+        np.testing.assert_array_equal(block.uncertainty <= 1, True)
+    expected = small_model.predict(image)
+    np.testing.assert_array_equal(labels[region], expected[region])
+    outside = np.ones(image.shape, bool)
+    outside[region] = False
+    assert not labels[outside].any()
 
 
 def test_3d_lazy_image_with_anisotropic_scale(widget, qtbot, rng):

@@ -57,7 +57,7 @@ class SegmenterWidget(Container):
         self.train = PushButton(text="Train")
         self.live = CheckBox(text="live: retrain after each stroke")
         self.predict_full = PushButton(text="Predict full image")
-        self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
+        self.progress = ProgressBar(value=0, min=0, max=1)
         self.cancel = PushButton(text="Cancel", enabled=False)
         self.save = PushButton(text="Save model...")
         self.load = PushButton(text="Load model...")
@@ -79,6 +79,7 @@ class SegmenterWidget(Container):
         self._debounce.setInterval(LIVE_DELAY_MS)
         self._debounce.timeout.connect(self._live_train)
         self.image.changed.connect(self._image_changed)
+        self.channel_axis.changed.connect(self._describe)
         self.scribbles.changed.connect(self._scribbles_changed)
         self.new_scribbles.changed.connect(self.add_scribbles_layer)
         self.train.changed.connect(lambda: self.run(train=True))
@@ -107,6 +108,9 @@ class SegmenterWidget(Container):
 
     def _image_changed(self, *_):
         self.channel_axis.reset_choices()
+        self._describe()
+
+    def _describe(self, *_):
         try:
             image = self.image_input()
         except ValueError as exc:
@@ -246,11 +250,18 @@ class SegmenterWidget(Container):
         data = np.zeros(shape, dtype)
         extra = len(shape) - len(image.spatial_shape)
         placed = {"name": name, "scale": (1.0,) * extra + image.scale, "translate": (0.0,) * extra + image.translate}
+        layers, active = self._viewer.layers, self._viewer.layers.selection.active
         if kind == "labels":
-            return self._viewer.add_labels(data, opacity=0.5, **placed)
-        colormap = "magma" if name == UNCERTAINTY else "viridis"
-        return self._viewer.add_image(data, contrast_limits=(0.0, 1.0), colormap=colormap, opacity=0.6,
-                                      blending="additive", visible=False, **placed)
+            layer = self._viewer.add_labels(data, opacity=0.5, **placed)
+        else:
+            layer = self._viewer.add_image(data, contrast_limits=(0.0, 1.0), opacity=0.6, blending="additive",
+                                           colormap="magma" if name == UNCERTAINTY else "viridis", visible=False,
+                                           **placed)
+        if self.scribbles.value in layers:  # under the strokes, so they stay visible
+            layers.move(layers.index(layer), layers.index(self.scribbles.value))
+        if active is not None:  # the brush keeps painting where it painted
+            layers.selection.active = active
+        return layer
 
     def _trained(self, segmenter):
         self.segmenter = segmenter
