@@ -5,11 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import (CheckBox, ComboBox, Container, FloatSpinBox, Label, ProgressBar, PushButton,
-                              SpinBox)
-from napari.layers import Image, Labels
-from napari.qt.threading import create_worker
-from qtpy.QtCore import QTimer
+
+try:
+    from magicgui.widgets import (CheckBox, ComboBox, Container, FloatSpinBox, Label, ProgressBar, PushButton,
+                                  SpinBox)
+    from napari.layers import Image, Labels
+    from napari.qt.threading import create_worker
+    from qtpy.QtCore import QTimer
+except ImportError as exc:
+    raise ImportError(f"gpuseg's napari widget needs napari and Qt ({exc}); install them with "
+                      "pip install 'gpuseg[napari]'.") from exc
 
 from ..segmenter import Segmenter, load
 from . import jobs
@@ -74,7 +79,7 @@ class SegmenterWidget(Container):
         self._worker = None
         self._rerun = False
         self._painted = None
-        self._debounce = QTimer()
+        self._debounce = QTimer(self.native)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(LIVE_DELAY_MS)
         self._debounce.timeout.connect(self._live_train)
