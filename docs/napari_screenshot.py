@@ -28,7 +28,7 @@ OUT = Path(__file__).resolve().parent / "napari-screenshot.png"
 def main():
     viewer = napari.Viewer()
     viewer.window.resize(1500, 1000)
-    (image, image_kwargs, _), (truth, truth_kwargs, _), (strokes, _, _) = texture_mosaic_sample()
+    (image, image_kwargs, _), (strokes, _, _), (truth, _, _) = texture_mosaic_sample()
     viewer.add_image(image, **image_kwargs)
     widget = SegmenterWidget(viewer)
     viewer.window.add_dock_widget(widget, name="gpuseg pixel classifier")

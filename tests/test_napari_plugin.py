@@ -24,7 +24,8 @@ import dask.array as da  # noqa: E402
 from npe2 import PluginManager, PluginManifest  # noqa: E402
 
 import gpuseg  # noqa: E402
-from gpuseg.napari_plugin.widget import PROBABILITY, RESULT, UNCERTAINTY, SegmenterWidget  # noqa: E402
+from gpuseg.napari_plugin.widget import (LIVE_DELAY_MS, PROBABILITY, RESULT, UNCERTAINTY,  # noqa: E402
+                                         SegmenterWidget)
 
 MANIFEST = Path(gpuseg.__file__).parent / "napari_plugin" / "napari.yaml"
 TIMEOUT_MS = 120_000
@@ -106,7 +107,8 @@ def test_live_mode_retrains_after_a_paint_event(widget, qtbot, rng):
     viewer, w = widget(image)
     scribbles = w.add_scribbles_layer()
     w.live.value = True
-    wait(qtbot, w)  # switched on before any stroke: nothing to train on yet, only a status line
+    qtbot.wait(LIVE_DELAY_MS + 200)  # switched on before any stroke: nothing to train on, a status line says so
+    assert not w.busy and w.status.value == "Paint at least two classes (so far: none)."
     paint_two_classes(scribbles, image.shape)
     qtbot.waitUntil(lambda: RESULT in viewer.layers, timeout=TIMEOUT_MS)
     wait(qtbot, w)
@@ -139,6 +141,32 @@ def test_multichannel_image_with_its_channel_axis(widget, qtbot, rng):
     np.testing.assert_array_equal(result.data[painted], scribbles.data[painted])
     np.testing.assert_array_equal(result.data, w.segmenter.predict(stack))
     assert (result.data == truth).mean() > 0.9
+
+
+def test_cancel_stops_the_worker_and_train_runs_again(widget, qtbot, rng):
+    image, truth = two_regions((48, 64), rng)
+    viewer, w = widget(image)
+    paint_two_classes(w.add_scribbles_layer(), image.shape)
+    w.run(train=True)
+    w.cancel_work()  # microseconds after the start, long before the forest is grown
+    qtbot.waitUntil(lambda: not w.busy, timeout=TIMEOUT_MS)
+    assert (w.segmenter, w.status.value, RESULT in viewer.layers) == (None, "Cancelled.", False)
+    w.run(train=True)
+    wait(qtbot, w)
+    assert (viewer.layers[RESULT].data == truth).mean() > 0.95
+
+
+def test_visible_region_of_a_sliced_volume():
+    from napari.layers import Image
+
+    from gpuseg.napari_plugin.layers import image_input, visible_region
+
+    layer = Image(np.zeros((6, 100, 120), np.float32), scale=(3.0, 1.0, 1.0))
+    image = image_input(layer)
+    layer.corner_pixels = np.array([[0, 10, 20], [0, 49, 79]])
+    assert visible_region(layer, image, (3 * 4.0, 0.0, 0.0), (1, 2)) == (slice(4, 5), slice(10, 50), slice(20, 80))
+    layer.corner_pixels = np.zeros((2, 3), int)  # never drawn: all of the displayed axes
+    assert visible_region(layer, image, (0.0, 0.0, 0.0), (1, 2)) == (slice(0, 1), slice(0, 100), slice(0, 120))
 
 
 def test_blocks_cover_the_region_and_equal_predict(small_model, mosaic):
@@ -209,9 +237,12 @@ def test_save_load_and_the_reader(widget, qtbot, rng, tmp_path):
     assert applied.name == "image (two)"
 
 
-def test_sample_data(make_napari_viewer):
+def test_sample_data_and_the_plugin_widget(make_napari_viewer):
     register_manifest()
     viewer = make_napari_viewer()
     viewer.open_sample("gpuseg", "texture_mosaic")
-    assert [layer.name for layer in viewer.layers] == ["texture mosaic", "truth", "scribbles"]
+    assert [layer.name for layer in viewer.layers] == ["texture mosaic", "scribbles", "truth"]
     assert viewer.layers["scribbles"].data.max() == 3
+    _, w = viewer.window.add_plugin_dock_widget("gpuseg", "Pixel classifier")  # napari passes the viewer
+    assert isinstance(w, SegmenterWidget)
+    assert (w.image.value.name, w.scribbles.value.name) == ("texture mosaic", "scribbles")

@@ -47,10 +47,10 @@ def _apply_model(path):
 
 
 def texture_mosaic_sample():
-    """gpuseg's texture mosaic (512x512): the image, user-like scribbles and the ground truth (hidden)."""
+    """gpuseg's texture mosaic (512x512): the image, user-like scribbles and the ground truth (hidden), as layer data."""
     image, truth, scribbles = texture_mosaic((512, 512))
     return [
         (image, {"name": "texture mosaic"}, "image"),
+        (scribbles, {"name": "scribbles"}, "labels"),  # before the truth: the widget's first choice
         (truth, {"name": "truth", "visible": False}, "labels"),
-        (scribbles, {"name": "scribbles"}, "labels"),
     ]

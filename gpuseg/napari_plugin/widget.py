@@ -43,7 +43,7 @@ class SegmenterWidget(Container):
     viewer : napari.viewer.Viewer
     """
 
-    def __init__(self, viewer):
+    def __init__(self, viewer: napari.viewer.Viewer):  # the annotation tells napari to pass its viewer
         self._viewer = viewer
         self.image = ComboBox(label="image", choices=self._layers_of(Image))
         self.channel_axis = ComboBox(label="channel axis", choices=self._channel_choices)
@@ -197,6 +197,9 @@ class SegmenterWidget(Container):
                 if self.scribbles.value is None:
                     raise ValueError("Choose a Labels layer of scribbles (or add one).")
                 scribbles = check_scribbles(self.scribbles.value.data, image).copy()
+                painted = np.unique(scribbles[scribbles > 0])
+                if painted.size < 2:
+                    raise ValueError(f"Paint at least two classes (so far: {painted.tolist() or 'none'}).")
                 segmenter = self.make_segmenter(image)
             elif self.segmenter is None:
                 raise ValueError("Train or load a model first.")
