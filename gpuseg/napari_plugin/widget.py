@@ -9,6 +9,7 @@ import numpy as np
 try:
     from magicgui.widgets import (CheckBox, ComboBox, Container, FloatSpinBox, Label, ProgressBar, PushButton,
                                   SpinBox)
+    import napari.viewer
     from napari.layers import Image, Labels
     from napari.qt.threading import create_worker
     from qtpy.QtCore import QTimer
@@ -48,6 +49,7 @@ class SegmenterWidget(Container):
         self.image = ComboBox(label="image", choices=self._layers_of(Image))
         self.channel_axis = ComboBox(label="channel axis", choices=self._channel_choices)
         self.scale_info = Label(label="scale")
+        self.scale_info.native.setWordWrap(True)
         self.scribbles = ComboBox(label="scribbles", choices=self._layers_of(Labels))
         self.new_scribbles = PushButton(text="New scribbles layer")
         self.intensity = CheckBox(text="intensity", value=True)
@@ -158,9 +160,12 @@ class SegmenterWidget(Container):
 
     def add_scribbles_layer(self):
         """Add an empty Labels layer over the image's spatial axes, with its scale, and choose it."""
-        image = self.image_input()
-        if image is None:
-            self.status.value = "Choose an image first."
+        try:
+            image = self.image_input()
+            if image is None:
+                raise ValueError("Choose an image first.")
+        except ValueError as exc:
+            self.status.value = str(exc)
             return None
         layer = self._viewer.add_labels(np.zeros(image.spatial_shape, np.uint8), name="scribbles",
                                         scale=image.scale, translate=image.translate)
@@ -176,10 +181,10 @@ class SegmenterWidget(Container):
     def run(self, *, train: bool, full: bool = False):
         """Train on the scribbles (``train``) and classify the image, in a thread worker.
 
-        A call while a worker runs is remembered and run when it finishes (live
-        strokes during training are not lost). The image is classified where the
-        canvas shows it when it is lazy (Dask, Zarr) and ``full`` is False, else
-        everywhere.
+        A training asked for while a worker runs (a live stroke) starts when it
+        finishes; other requests then are dropped. The image is classified where
+        the canvas shows it when it is lazy (Dask, Zarr) and ``full`` is False,
+        else everywhere.
 
         Returns
         -------
@@ -190,10 +195,10 @@ class SegmenterWidget(Container):
             self._rerun = self._rerun or train
             return None
         try:
-            image = self.image_input()
-            if image is None:
+            if self.image.value is None:
                 raise ValueError("Choose an image layer.")
             if train:
+                image = self.image_input()
                 if self.scribbles.value is None:
                     raise ValueError("Choose a Labels layer of scribbles (or add one).")
                 scribbles = check_scribbles(self.scribbles.value.data, image).copy()
@@ -203,7 +208,8 @@ class SegmenterWidget(Container):
                 segmenter = self.make_segmenter(image)
             elif self.segmenter is None:
                 raise ValueError("Train or load a model first.")
-            else:
+            else:  # a trained or loaded model, with its own channel axis
+                image = image_input(self.image.value, self.segmenter.channel_axis)
                 scribbles, segmenter = None, self.segmenter
         except ValueError as exc:
             self.status.value = str(exc)
@@ -212,18 +218,18 @@ class SegmenterWidget(Container):
         if image.lazy and not full:
             dims = self._viewer.dims
             region = visible_region(self.image.value, image, dims.point, dims.displayed)
-        self._worker = create_worker(jobs.segment, image, segmenter=segmenter, scribbles=scribbles,
-                                     region=region, proba=self.show_proba.value)
-        self._worker.yielded.connect(lambda item: self._receive(item, image))
-        self._worker.returned.connect(self._trained)
-        self._worker.errored.connect(lambda exc: setattr(self.status, "value", f"Error: {exc}"))
-        self._worker.finished.connect(self._finished)
+        worker = self._worker = create_worker(jobs.segment, image, segmenter=segmenter, scribbles=scribbles,
+                                              region=region, proba=self.show_proba.value)
+        worker.yielded.connect(lambda item: worker.abort_requested or self._receive(item, image))  # none after Cancel
+        worker.returned.connect(self._trained)
+        worker.errored.connect(lambda exc: setattr(self.status, "value", f"Error: {exc}"))
+        worker.finished.connect(self._finished)
         self.cancel.enabled = True
-        self._worker.start()
-        return self._worker
+        worker.start()
+        return worker
 
     def cancel_work(self):
-        """Stop the running worker at its next step; the result layers keep what was done."""
+        """Stop the running worker at its next step; the result layers keep the blocks received before."""
         if self._worker is not None:
             self._rerun = False
             self._worker.quit()
