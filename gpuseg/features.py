@@ -18,7 +18,7 @@ import numpy as np
 from . import _backend
 from ._validation import prepare_image
 
-__all__ = ["FeatureParams", "multiscale_features"]
+__all__ = ["FeatureParams", "multiscale_basic_features", "multiscale_features"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,29 @@ class FeatureParams:
         """Length of the feature axis for an image of ``ndim`` spatial axes."""
         return n_channels * len(self.sigmas()) * self.per_sigma(ndim)
 
+    def names(self, ndim: int, n_channels: int = 1) -> list:
+        """Names of the features, in the order of the feature axis.
+
+        Parameters
+        ----------
+        ndim : int
+            Spatial dimensions of the image (2 or 3).
+        n_channels : int
+            Channels of the image.
+
+        Returns
+        -------
+        names : list of str, ``n_features(ndim, n_channels)`` long
+            ``"ch{c} σ={sigma} {kind}"`` with kind ``intensity``, ``edges`` or
+            ``hessian-eig-{k}`` (k = 1 the largest eigenvalue), e.g.
+            ``"ch0 σ=2.0 hessian-eig-1"``; sigmas written with as few digits as
+            keep them apart (at least 3 significant).
+        """
+        kinds = (["intensity"] * self.intensity + ["edges"] * self.edges
+                 + [f"hessian-eig-{k}" for k in range(1, ndim + 1)] * self.texture)
+        sigmas = _sigma_labels(self.sigmas())
+        return [f"ch{c} σ={s} {kind}" for c in range(n_channels) for s in sigmas for kind in kinds]
+
     def halo(self) -> int:
         """Pixels of context a tile needs on each side to give exact features.
 
@@ -94,6 +117,15 @@ class FeatureParams:
             sigma_max=float(d["sigma_max"]),
             num_sigma=None if d["num_sigma"] is None else int(d["num_sigma"]),
         )
+
+
+def _sigma_labels(sigmas: np.ndarray) -> list:
+    """Sigmas as short decimal strings (``2.0``, ``0.794``), with enough digits to be distinct."""
+    for digits in range(3, 18):
+        labels = [np.format_float_positional(s, precision=digits, fractional=False, trim="0") for s in sigmas]
+        if len(set(labels)) == len(labels):
+            break
+    return labels
 
 
 def iter_features(image, params: FeatureParams, be) -> Iterator:
@@ -129,20 +161,23 @@ def iter_features(image, params: FeatureParams, be) -> Iterator:
 
 def multiscale_features(
     image,
-    *,
     intensity: bool = True,
     edges: bool = True,
     texture: bool = True,
     sigma_min: float = 0.5,
     sigma_max: float = 16,
     num_sigma: int | None = None,
+    workers: int | None = None,
+    *,
     channel_axis: int | None = None,
+    num_workers: int | None = None,
     backend: str = "auto",
 ):
     """Local multiscale features of a 2D or 3D, grayscale or multichannel image.
 
-    On the CPU backend the values equal those of
-    :func:`skimage.feature.multiscale_basic_features` with the same arguments
+    Also available as ``gpuseg.multiscale_basic_features``: the signature is
+    :func:`skimage.feature.multiscale_basic_features`'s (cuCIM's on the GPU).
+    On the CPU backend the values equal scikit-image's with the same arguments
     bit for bit (3D Hessian eigenvalues: within float32 rounding), computed
     faster; on the GPU backend (cuCIM) they agree within float32 rounding and
     are computed on the device.
@@ -161,8 +196,13 @@ def multiscale_features(
         Range of Gaussian sigmas in pixels.
     num_sigma : int, optional
         Number of sigmas, log2-spaced; default one per octave.
+    workers : int, optional
+        Accepted for scikit-image compatibility and ignored: the CPU backend
+        uses every core through Numba, the GPU backend the device.
     channel_axis : int, optional
         Axis of ``image`` holding channels; ``None`` for a grayscale image.
+    num_workers : int, optional
+        cuCIM's (and older scikit-image's) name of ``workers``; ignored too.
     backend : {"auto", "cpu", "gpu"}
         Where to compute. See :func:`gpuseg._backend.resolve_backend`.
 
@@ -171,7 +211,8 @@ def multiscale_features(
     features : ndarray (CPU backend) or cupy.ndarray (GPU backend), float32
         Shape ``spatial_shape + (n_features,)`` with
         ``n_features = n_channels * n_sigmas * (intensity + edges + ndim * texture)``.
-        For each channel, for each sigma: intensity, edges, eigenvalues.
+        For each channel, for each sigma: intensity, edges, eigenvalues; named
+        by :meth:`FeatureParams.names`.
 
     Raises
     ------
@@ -181,6 +222,7 @@ def multiscale_features(
     TypeError
         An image that is not numeric.
     """
+    del workers, num_workers  # accepted for compatibility only (see above)
     params = FeatureParams(intensity, edges, texture, sigma_min, sigma_max, num_sigma)
     name = _backend.resolve_backend(backend)
     be = _backend.backend_module(name)
@@ -190,3 +232,7 @@ def multiscale_features(
     for i, feature in enumerate(iter_features(img, params, be)):
         out[..., i] = feature
     return out
+
+
+multiscale_basic_features = multiscale_features
+"""scikit-image's (and cuCIM's) name of :func:`multiscale_features`: the same function."""

@@ -2,7 +2,8 @@
 
 A model file is a ZIP archive holding ``gpuseg.json`` (format marker, format
 version, library versions, feature parameters, channel count, classes, forest
-parameters) and one ``.npy`` file per forest array, read with
+parameters) and one ``.npy`` file per forest array (the optional ones, such as
+``impurity_decrease``, only where the forest has them), read with
 ``allow_pickle=False``. Loading parses JSON and numeric arrays only and checks
 every index of the forest, so nothing in a file is ever executed, and a
 pickle, a foreign or a truncated file is refused with a ``ValueError``.
@@ -72,7 +73,9 @@ def save_model(path, meta: dict, forest: Forest) -> Path:
     def write(f):
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr(_META, json.dumps(header, indent=1))
-            for name in Forest.ARRAYS:
+            for name in Forest.ARRAYS + Forest.OPTIONAL_ARRAYS:
+                if getattr(forest, name) is None:
+                    continue
                 buf = io.BytesIO()
                 np.save(buf, getattr(forest, name), allow_pickle=False)
                 zf.writestr(f"{name}.npy", buf.getvalue())
@@ -128,8 +131,10 @@ def read_model(path) -> tuple:
                     f"reads version {FORMAT_VERSION}. Upgrade gpuseg, or re-train the model with this one."
                 )
             arrays = {}
-            for name in Forest.ARRAYS:
+            for name in Forest.ARRAYS + Forest.OPTIONAL_ARRAYS:
                 member = f"{name}.npy"
+                if member not in names and name in Forest.OPTIONAL_ARRAYS:
+                    continue  # a file written before gpuseg stored it
                 if member not in names:
                     raise _refuse(path, f"the forest array {member} is missing.")
                 with zf.open(member) as f:

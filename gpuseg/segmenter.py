@@ -61,8 +61,9 @@ class Segmenter:
 
     Attributes
     ----------
-    classes_ : ndarray of int64, shape (n_classes,)
-        Label values seen in training, in increasing order.
+    classes_ : integer ndarray, shape (n_classes,)
+        Label values seen in training, in increasing order: int64 (trained
+        through :mod:`gpuseg.future`: the training labels' dtype, as in scikit-learn).
     n_features_in_ : int
         Length of the feature vector.
     n_channels_ : int
@@ -71,6 +72,13 @@ class Segmenter:
         Spatial dimensions of the training images (2 or 3).
     forest_ : gpuseg.forest.Forest
         The trained trees.
+    feature_names_ : list of str, (n_features_in_,)
+        Name of each feature (see :meth:`gpuseg.FeatureParams.names`).
+    feature_importances_ : float64 ndarray, (n_features_in_,)
+        Mean decrease in impurity of each feature (summing to 1), in the order of
+        ``feature_names_``; computed from ``forest_`` (a loaded model has it too),
+        equal to scikit-learn's for the CPU backend's forest. Not for a forest
+        without impurity data: a cuML-trained one, or one from an older model file.
     """
 
     def __init__(self, *, backend="auto", intensity=True, edges=True, texture=True, sigma_min=0.5,
@@ -413,6 +421,21 @@ class Segmenter:
 
             return predict_dask(self, image, proba=False, tile_shape=tile_shape)
         return self._run_tiles(image, tile_shape, False, progress)
+
+    @property
+    def feature_names_(self) -> list:
+        """See the class attributes; known for a model trained on images (``fit``) or loaded."""
+        self._check_fitted()
+        if not hasattr(self, "ndim_"):
+            raise AttributeError("No feature names: this model was trained by fit_features "
+                                 "on features of unknown geometry.")
+        return self.feature_params.names(self.ndim_, self.n_channels_)
+
+    @property
+    def feature_importances_(self):
+        """See the class attributes; raises AttributeError for a forest without impurity data."""
+        self._check_fitted()
+        return self.forest_.feature_importances()
 
     @property
     def label_dtype(self):

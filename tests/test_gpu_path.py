@@ -284,3 +284,17 @@ def test_info_says_who_trains_on_the_gpu(stub_gpu):
     text = describe()
     assert "backends: cpu, gpu" in text and "Stub GPU" in text
     assert "GPU forests trained by: scikit-learn on the host (cuml cannot be imported" in text
+
+
+def test_future_on_the_gpu_backend(stub_gpu, mosaic):
+    """gpuseg.future's default Segmenter on the GPU driver path: the tiled path, labels in the scribbles' dtype,
+    and importances (scikit-learn trains where cuML is missing)."""
+    from gpuseg.future import TrainableSegmenter
+
+    image, _, scribbles = mosaic
+    params = dict(sigma_max=4, n_estimators=10, max_depth=8, random_state=0)
+    gpu = TrainableSegmenter(gpuseg.Segmenter(backend="gpu", **params)).fit(image, scribbles.astype(np.int32))
+    cpu = TrainableSegmenter(gpuseg.Segmenter(backend="cpu", **params)).fit(image, scribbles.astype(np.int32))
+    labels = gpu.predict(image)
+    assert labels.dtype == np.int32 and np.mean(labels == cpu.predict(image)) > 0.99
+    assert gpu.clf.feature_importances_.shape == (len(gpu.clf.feature_names_),)
