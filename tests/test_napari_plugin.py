@@ -207,6 +207,9 @@ def test_3d_lazy_image_with_anisotropic_scale(widget, qtbot, rng):
     assert list(filled) == [plane], "a lazy image is classified where the canvas shows it first"
     whole = w.segmenter.predict(volume)
     np.testing.assert_array_equal(result.data[plane], whole[plane])
+    viewer.dims.set_current_step(0, plane + 2)  # the view moves to another plane: classified when it rests
+    qtbot.waitUntil(lambda: result.data[plane + 2].any() and not w.busy, timeout=TIMEOUT_MS)
+    np.testing.assert_array_equal(result.data[plane + 2], whole[plane + 2])
     w.run(train=False, full=True)
     wait(qtbot, w)
     np.testing.assert_array_equal(result.data, whole)

@@ -37,7 +37,8 @@ class SegmenterWidget(Container):
     "live" on, every paint stroke retrains after :data:`LIVE_DELAY_MS` of quiet.
     Work runs in a napari thread worker with a progress bar and a Cancel button.
     An image that is not a NumPy array in memory (Dask, Zarr) is classified
-    where the canvas shows it; "Predict full image" does the rest.
+    where the canvas shows it, again whenever the view (plane, pan, zoom) comes
+    to rest; "Predict full image" does the rest.
 
     Parameters
     ----------
@@ -81,10 +82,8 @@ class SegmenterWidget(Container):
         self._worker = None
         self._rerun = False
         self._painted = None
-        self._debounce = QTimer(self.native)
-        self._debounce.setSingleShot(True)
-        self._debounce.setInterval(LIVE_DELAY_MS)
-        self._debounce.timeout.connect(self._live_train)
+        self._debounce = self._quiet_timer(self._live_train)
+        self._view_debounce = self._quiet_timer(lambda: self.run(train=False))
         self.image.changed.connect(self._image_changed)
         self.channel_axis.changed.connect(self._describe)
         self.scribbles.changed.connect(self._scribbles_changed)
@@ -97,6 +96,9 @@ class SegmenterWidget(Container):
         self.load.changed.connect(self._load_dialog)
         for event in ("inserted", "removed", "renamed"):
             getattr(viewer.layers.events, event).connect(self.reset_choices)
+        camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera  # napari >= 0.9, before
+        for emitter in (viewer.dims.events.current_step, camera.events.center, camera.events.zoom):
+            emitter.connect(self._on_view)
         self.reset_choices()
         self._image_changed()
         self._scribbles_changed(self.scribbles.value)
@@ -140,6 +142,25 @@ class SegmenterWidget(Container):
     def _on_paint(self, _event=None):
         if self.live.value:
             self._debounce.start()
+
+    def _on_view(self, _event=None):
+        """A lazy image follows the view: the region shown is classified once the view rests."""
+        if self.segmenter is None or self.image.value is None:
+            return
+        try:
+            lazy = image_input(self.image.value, self.segmenter.channel_axis).lazy
+        except ValueError:
+            return
+        if lazy:
+            self._view_debounce.start()
+
+    def _quiet_timer(self, action):
+        """A single-shot timer that runs ``action`` after :data:`LIVE_DELAY_MS` without a restart."""
+        timer = QTimer(self.native)
+        timer.setSingleShot(True)
+        timer.setInterval(LIVE_DELAY_MS)
+        timer.timeout.connect(action)
+        return timer
 
     def _live_train(self):
         if self.live.value:
