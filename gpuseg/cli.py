@@ -7,9 +7,6 @@ import logging
 import sys
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy", ".zarr"}
-
-
 def _feature_and_forest_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("features")
     g.add_argument("--sigma-min", type=float, default=0.5)
@@ -94,7 +91,7 @@ def _cmd_train(args) -> int:
     import numpy as np
 
     from . import Segmenter
-    from .stream import open_image
+    from .image_io import open_image
 
     if len(args.pairs) % 2:
         raise ValueError("train takes IMAGE LABELS pairs: an even number of files.")
@@ -112,10 +109,12 @@ def _cmd_train(args) -> int:
 
 
 def _expand_inputs(inputs) -> list:
+    from .image_io import INPUT_SUFFIXES
+
     files = []
     for p in inputs:
         if p.is_dir() and p.suffix != ".zarr":
-            files += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+            files += sorted(q for q in p.iterdir() if q.suffix.lower() in INPUT_SUFFIXES)
         elif p.exists():
             files.append(p)
         else:
@@ -129,6 +128,7 @@ def _cmd_predict(args) -> int:
     from tqdm.auto import tqdm
 
     from . import load
+    from .image_io import INPUT_SUFFIXES
     from .stream import predict_to_file, predict_to_zarr
 
     seg = load(args.model, backend=args.backend)
@@ -136,7 +136,7 @@ def _cmd_predict(args) -> int:
     tile = None
     if args.tile:
         tile = tuple(args.tile) * seg.ndim_ if len(args.tile) == 1 else tuple(args.tile)
-    single = len(files) == 1 and args.output.suffix.lower() in IMAGE_SUFFIXES
+    single = len(files) == 1 and args.output.suffix.lower() in INPUT_SUFFIXES
     if single:
         targets = [(files[0], args.output)]
     else:

@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 
 from . import _backend
-from ._validation import prepare_image
+from ._validation import prepare_image, warn_if_rgb
 
 __all__ = ["FeatureParams", "multiscale_basic_features", "multiscale_features"]
 
@@ -44,6 +44,12 @@ class FeatureParams:
     num_sigma: int | None = None
 
     def __post_init__(self):
+        """Store canonical types (``bool``, ``float``, ``int`` or ``None``): equal parameters are equal dicts."""
+        for name, kind in (("intensity", bool), ("edges", bool), ("texture", bool), ("sigma_min", float),
+                           ("sigma_max", float)):
+            object.__setattr__(self, name, kind(getattr(self, name)))
+        if self.num_sigma is not None:
+            object.__setattr__(self, "num_sigma", int(self.num_sigma))
         if not (self.intensity or self.edges or self.texture):
             raise ValueError(
                 "At least one of intensity, edges or texture must be True for features to be computed."
@@ -109,14 +115,7 @@ class FeatureParams:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FeatureParams":
-        return cls(
-            intensity=bool(d["intensity"]),
-            edges=bool(d["edges"]),
-            texture=bool(d["texture"]),
-            sigma_min=float(d["sigma_min"]),
-            sigma_max=float(d["sigma_max"]),
-            num_sigma=None if d["num_sigma"] is None else int(d["num_sigma"]),
-        )
+        return cls(**{name: d[name] for name in cls.__dataclass_fields__})
 
 
 def _sigma_labels(sigmas: np.ndarray) -> list:
@@ -221,12 +220,18 @@ def multiscale_features(
         or no feature type selected.
     TypeError
         An image that is not numeric.
+
+    Warns
+    -----
+    UserWarning
+        An ``(H, W, 3)`` or ``(H, W, 4)`` image with ``channel_axis=None``: it
+        is taken as a volume; pass ``channel_axis=-1`` for RGB.
     """
     del workers, num_workers  # accepted for compatibility only (see above)
     params = FeatureParams(intensity, edges, texture, sigma_min, sigma_max, num_sigma)
-    name = _backend.resolve_backend(backend)
-    be = _backend.backend_module(name)
-    img = prepare_image(_backend.to_backend(image, name), channel_axis, be)
+    be = _backend.backend_module(_backend.resolve_backend(backend))
+    warn_if_rgb(image.shape, channel_axis)
+    img = prepare_image(be.asarray(image), channel_axis, be)
     spatial = img.shape[:-1]
     out = be.empty(spatial + (params.n_features(len(spatial), img.shape[-1]),))
     for i, feature in enumerate(iter_features(img, params, be)):

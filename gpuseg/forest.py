@@ -240,11 +240,9 @@ class Forest:
         trees = [_treelite_tree(model.get_tree_accessor(i), n_classes) for i in range(model.num_tree)]
         return cls.from_trees(trees, n_features, n_classes)
 
-    def arrays(self, backend: str = "cpu") -> dict:
-        """The arrays on the given backend (CuPy for ``"gpu"``), for the kernels."""
-        from ._backend import to_backend
-
-        return {name: to_backend(getattr(self, name), backend) for name in self.ARRAYS}
+    def arrays(self, be) -> dict:
+        """The arrays on the device of backend ``be`` (``gpuseg._cpu`` or ``gpuseg._gpu``), for its kernel."""
+        return {name: be.asarray(getattr(self, name)) for name in self.ARRAYS}
 
     def validate(self) -> None:
         """Check the arrays are consistent and every index is in range.

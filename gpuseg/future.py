@@ -53,21 +53,19 @@ def fit_segmenter(labels, features, clf):
         ``labels.shape`` is not ``features.shape[:-1]``; for a Segmenter also
         fewer than two classes, or labels that are not whole numbers.
     """
-    labels = _backend.to_host(labels)
+    labels = _backend.module_of(labels).to_host(labels)
     if labels.shape != tuple(features.shape[:-1]):
         raise ValueError(f"labels have shape {labels.shape}; features of shape {tuple(features.shape)} "
                          f"need labels of shape {tuple(features.shape[:-1])}.")
     mask = labels > 0
-    device = "gpu" if _backend.is_device_array(features) else "cpu"
-    X = _backend.to_host(features[_backend.to_backend(mask, device)])
+    xp = _backend.module_of(features)
+    X = features[xp.asarray(mask)]  # on the device for CuPy features: a Segmenter trains from there
     y = labels[mask]
     if isinstance(clf, Segmenter):
-        for learnt in ("ndim_", "n_channels_", "n_features_in_"):  # from an earlier fit: retrain from scratch
-            clf.__dict__.pop(learnt, None)
-        clf.fit_features(X, check_labels(y, y.shape))
+        clf.fit_features(X, check_labels(y, y.shape))  # from scratch, as every fit
         _keep_label_dtype(clf, labels.dtype)
     else:
-        clf.fit(X, y)
+        clf.fit(xp.to_host(X), y)
     return clf
 
 
@@ -101,9 +99,8 @@ def predict_segmenter(features, clf):
             if not hasattr(clf, "forest_"):
                 raise NotFittedError(_NOT_FITTED)
             proba = clf.predict_proba_features(features)
-            classes = _backend.to_backend(clf.classes_, "gpu" if _backend.is_device_array(proba) else "cpu")
-            return classes[proba.argmax(axis=-1)]
-        return clf.predict(_backend.to_host(features).reshape(-1, shape[-1])).reshape(shape[:-1])
+            return _backend.module_of(proba).asarray(clf.classes_)[proba.argmax(axis=-1)]
+        return clf.predict(_backend.module_of(features).to_host(features).reshape(-1, shape[-1])).reshape(shape[:-1])
     except NotFittedError:
         raise NotFittedError(_NOT_FITTED) from None
     except ValueError as err:

@@ -6,31 +6,23 @@ import logging
 import time
 
 import numpy as np
+from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
 from . import _backend
-from ._validation import check_classes, check_dtype, check_labels, prepare_image, spatial_shape
-from .features import FeatureParams, iter_features
-from .model_io import read_model, save_model
-from .tiling import channel_index, default_tile_shape, iter_tiles, labelled_points, memory_budget
+from .features import FeatureParams
+from ._validation import image_series
+from .model_io import json_value, save_model
+from .predictor import NOT_FITTED, Predictor, TileFeatures
+from .training import FOREST_DEFAULTS, fit_forest, image_geometry
 
 log = logging.getLogger("gpuseg")
 
-TREE_SAMPLES = 20_000
-"""Bootstrap draws per tree with ``max_samples="auto"``: all scribbled pixels up to this many."""
-
-FOREST_DEFAULTS = {
-    "n_estimators": 50,
-    "max_depth": 10,
-    "max_samples": "auto",
-    "max_features": "sqrt",
-    "min_samples_leaf": 1,
-    "class_weight": None,
-    "random_state": None,
-}
+PREDICTS_WITH = ("features", "channel_axis", "n_channels", "ndim", "classes")
+"""The keys of :meth:`Segmenter.model_meta` that decide what the model predicts (the Zarr fingerprint's)."""
 
 
-class Segmenter:
+class Segmenter(BaseEstimator):
     """Pixel classifier trained on scribbles: multiscale features + a random forest.
 
     Parameters
@@ -41,10 +33,9 @@ class Segmenter:
         Features, as in :func:`gpuseg.multiscale_features`.
     channel_axis : int, optional
         Axis of the images holding channels; ``None`` for grayscale.
-    **forest_params
-        scikit-learn ``RandomForestClassifier`` parameters: ``n_estimators``,
-        ``max_depth``, ``max_samples``, ``max_features``, ``min_samples_leaf``,
-        ``class_weight``, ``random_state`` (mapped to cuML's on the GPU).
+    n_estimators, max_depth, max_samples, max_features, min_samples_leaf, class_weight, random_state
+        scikit-learn ``RandomForestClassifier`` parameters (mapped to cuML's
+        on the GPU); together they are :attr:`forest_params`.
         Defaults: 50 trees of depth at most 10, each drawn from at most
         20,000 scribbled pixels (``max_samples="auto"``: a full bootstrap
         sample below that, ``20000 / n_labelled`` above it). Prediction cost
@@ -61,6 +52,8 @@ class Segmenter:
 
     Attributes
     ----------
+    forest_params : dict
+        The seven forest parameters.
     classes_ : integer ndarray, shape (n_classes,)
         Label values seen in training, in increasing order: int64 (trained
         through :mod:`gpuseg.future`: the training labels' dtype, as in scikit-learn).
@@ -69,7 +62,9 @@ class Segmenter:
     n_channels_ : int
         Channels of the training images.
     ndim_ : int
-        Spatial dimensions of the training images (2 or 3).
+        Spatial dimensions of the training images (2 or 3). With ``n_channels_``,
+        unset after a ``fit_features`` whose features fit several geometries
+        (see :meth:`fit_features`).
     forest_ : gpuseg.forest.Forest
         The trained trees.
     feature_names_ : list of str, (n_features_in_,)
@@ -82,8 +77,9 @@ class Segmenter:
     """
 
     def __init__(self, *, backend="auto", intensity=True, edges=True, texture=True, sigma_min=0.5,
-                 sigma_max=16, num_sigma=None, channel_axis=None, **forest_params):
-        unknown = set(forest_params) - set(FOREST_DEFAULTS)
+                 sigma_max=16, num_sigma=None, channel_axis=None, n_estimators=50, max_depth=10,
+                 max_samples="auto", max_features="sqrt", min_samples_leaf=1, class_weight=None,
+                 random_state=None, **unknown):
         if unknown:
             raise TypeError(
                 f"Unknown forest parameter(s) {sorted(unknown)}; Segmenter accepts {sorted(FOREST_DEFAULTS)}."
@@ -96,22 +92,32 @@ class Segmenter:
         self.sigma_max = sigma_max
         self.num_sigma = num_sigma
         self.channel_axis = channel_axis
-        self.forest_params = {**FOREST_DEFAULTS, **forest_params}
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.max_samples = max_samples
+        self.max_features = max_features
+        self.min_samples_leaf = min_samples_leaf
+        self.class_weight = class_weight
+        self.random_state = random_state
 
     # -- parameters -------------------------------------------------------
     @property
     def feature_params(self) -> FeatureParams:
         return FeatureParams(self.intensity, self.edges, self.texture, self.sigma_min, self.sigma_max, self.num_sigma)
 
-    def _backend_name(self) -> str:
-        if not hasattr(self, "_resolved_backend"):
-            self._resolved_backend = _backend.resolve_backend(self.backend)
-        return self._resolved_backend
+    @property
+    def forest_params(self) -> dict:
+        return {k: getattr(self, k) for k in FOREST_DEFAULTS}
 
-    def __repr__(self):
-        changed = {k: v for k, v in self.forest_params.items() if FOREST_DEFAULTS[k] != v}
-        args = ", ".join(f"{k}={v!r}" for k, v in {"backend": self.backend, **changed}.items())
-        return f"Segmenter({args})"
+    def _backend_module(self):
+        """The backend primitives, resolved (and, for ``"auto"``, logged) once per segmenter and backend setting."""
+        if getattr(self, "_resolved_backend", (None,))[0] != self.backend:
+            self._resolved_backend = (self.backend, _backend.resolve_backend(self.backend))
+        return _backend.backend_module(self._resolved_backend[1])
+
+    def predictor(self) -> Predictor:
+        """The tile executor of this fitted model on its backend (see :class:`gpuseg.predictor.Predictor`)."""
+        return Predictor(self, self._backend_module())
 
     # -- training ---------------------------------------------------------
     def fit(self, image, labels, *, tile_shape=None):
@@ -142,239 +148,98 @@ class Segmenter:
             labels, no labelled pixel, a single class, NaN/inf in the image, or
             images of a series that differ in channels or dimensionality.
         """
-        images, label_list = _as_series(image, labels)
-        name = self._backend_name()
-        be = _backend.backend_module(name)
-        params = self.feature_params
+        images, label_list = image_series(image, labels)
+        be = self._backend_module()
+        rows = TileFeatures(self.feature_params, self.channel_axis, be)
         Xs, ys, geometry = [], [], None
         t0 = time.perf_counter()
         for img, lab in zip(images, label_list):
-            check_dtype(img.dtype)
-            spatial = spatial_shape(img.shape, self.channel_axis)
-            n_channels = 1 if self.channel_axis is None else img.shape[self.channel_axis]
-            if geometry is None:
-                geometry = (len(spatial), n_channels)
-            elif geometry != (len(spatial), n_channels):
+            X, y, shape = rows.labelled_rows(img, lab, tile_shape)
+            if geometry not in (None, shape):
                 raise ValueError(
                     f"All training images must have the same dimensionality and channels; got "
-                    f"{geometry[0]}D with {geometry[1]} channel(s) and {len(spatial)}D with {n_channels}."
+                    f"{geometry[0]}D with {geometry[1]} channel(s) and {shape[0]}D with {shape[1]}."
                 )
-            if tuple(lab.shape) != spatial:
-                check_labels(np.empty(lab.shape, np.int8), spatial)  # raises the shape error
-            X, y = self._labelled_features(img, lab, spatial, params, be, name, tile_shape)
+            geometry = shape
             Xs.append(X)
             ys.append(y)
-        X = np.concatenate(Xs)
+        X = be.xp.concatenate(Xs)
         y = np.concatenate(ys)
-        classes = np.unique(y)
-        check_classes(classes)
-        self.ndim_, self.n_channels_ = geometry
-        self.n_features_in_ = params.n_features(*geometry)
         t1 = time.perf_counter()
-        self.fit_features(X, y)
+        self.fit_features(X, y, ndim=geometry[0], n_channels=geometry[1])
         log.info("gpuseg fit: %d labelled pixels, %d features in %.2f s, forest in %.2f s",
                  y.size, X.shape[1], t1 - t0, time.perf_counter() - t1)
         return self
 
-    def fit_features(self, X, y):
+    def fit_features(self, X, y, *, ndim=None, n_channels=None):
         """Train the forest on precomputed features of labelled pixels.
+
+        Every fit starts afresh: a refit with features of another width
+        replaces ``n_features_in_`` and the image geometry, as in scikit-learn.
 
         Parameters
         ----------
         X : float32 array of shape (n_samples, n_features)
-            Features as :func:`gpuseg.multiscale_features` computes them.
+            Features as :func:`gpuseg.multiscale_features` computes them, with
+            this segmenter's feature parameters (NumPy or CuPy; rows on the
+            device stay there).
         y : int array of shape (n_samples,)
             Classes (positive integers).
+        ndim, n_channels : int, optional
+            Spatial dimensions and channels of the images the features are
+            of, so that the model can classify images and be saved. When not
+            given they are inferred from ``n_features`` where exactly one
+            geometry gives it (always for grayscale images with texture
+            features); otherwise :meth:`predict`, :meth:`predict_proba` and
+            :meth:`save` refuse, saying so, and the ``*_features`` methods work.
 
         Returns
         -------
         self : Segmenter
+
+        Raises
+        ------
+        ValueError
+            ``X`` and ``y`` of different lengths, fewer than two classes,
+            non-positive classes, or ``ndim``/``n_channels`` whose features
+            are not ``n_features`` wide.
         """
-        name = self._backend_name()
-        be = _backend.backend_module(name)
-        X = np.ascontiguousarray(_backend.to_host(X), dtype=np.float32)
-        y = np.asarray(_backend.to_host(y))
-        classes = np.unique(y)
-        check_classes(classes)
-        if np.any(classes <= 0):
-            raise ValueError("Classes must be positive integers (0 means unlabelled).")
-        self.classes_ = classes.astype(np.int64)
-        if not hasattr(self, "n_features_in_"):
-            self.n_features_in_ = X.shape[1]
-        elif X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features; this segmenter expects {self.n_features_in_}.")
-        params = dict(self.forest_params)
-        if params["max_samples"] == "auto":
-            params["max_samples"] = min(1.0, TREE_SAMPLES / y.size)
-        if isinstance(params["class_weight"], dict):  # keyed by label value; the forest sees class indices
-            weights = {int(k): w for k, w in params["class_weight"].items()}
-            params["class_weight"] = {i: weights.get(int(c), 1.0) for i, c in enumerate(classes)}
-        self.forest_ = be.forest_fit(X, np.searchsorted(classes, y), params, len(classes))
-        self._device_forest = None
+        be = self._backend_module()
+        X = be.xp.ascontiguousarray(be.asarray(X), dtype=np.float32)
+        y = be.to_host(y)
+        classes, forest = fit_forest(be, X, y, self.forest_params)
+        geometry = image_geometry(self.feature_params, X.shape[1], self.channel_axis, ndim, n_channels)
+        for name in ("ndim_", "n_channels_"):
+            self.__dict__.pop(name, None)
+        if geometry is not None:
+            self.ndim_, self.n_channels_ = geometry
+        self.n_features_in_ = X.shape[1]
+        self.classes_ = classes
+        self.forest_ = forest
         return self
-
-    def _labelled_features(self, image, labels, spatial, params, be, name, tile_shape):
-        """Features and classes of the labelled pixels, computed only on tiles that hold some.
-
-        Rows come in the image's C order whatever the tiles, so the forest (whose
-        bootstrap draws rows by position) does not depend on the tile shape.
-        """
-        halo = params.halo()
-        n_channels = 1 if self.channel_axis is None else image.shape[self.channel_axis]
-        n_feat = params.n_features(len(spatial), n_channels)
-        if tile_shape is None:
-            tile_shape = default_tile_shape(spatial, n_feat, halo, memory_budget(name))
-        Xs, ys, order = [], [], []
-        for tile in iter_tiles(spatial, tile_shape, halo):
-            lab = check_labels(_backend.to_host(labels[tile.write]), tile.shape)
-            points = labelled_points(lab)
-            if points[0].size == 0:
-                continue
-            block = self._read_block(image, tile, be, name)
-            core = tuple(p + c.start for p, c in zip(points, tile.crop))
-            core = tuple(_backend.to_backend(c, name) for c in core)
-            X = np.empty((points[0].size, n_feat), np.float32)
-            for i, f in enumerate(iter_features(block, params, be)):
-                X[:, i] = _backend.to_host(f[core])
-            Xs.append(X)
-            ys.append(lab[points])
-            order.append(np.ravel_multi_index(tuple(p + w.start for p, w in zip(points, tile.write)), spatial))
-        if not Xs:
-            return np.empty((0, n_feat), np.float32), np.empty(0, np.int64)
-        rows = np.argsort(np.concatenate(order), kind="stable")
-        return np.concatenate(Xs)[rows], np.concatenate(ys)[rows]
-
-    def _read_block(self, image, tile, be, name):
-        raw = image[channel_index(tile.read, image.ndim, self.channel_axis)]
-        return prepare_image(_backend.to_backend(raw, name), self.channel_axis, be)
 
     # -- prediction -------------------------------------------------------
     def _check_fitted(self):
         if not hasattr(self, "forest_"):
-            raise RuntimeError("This Segmenter is not trained yet: call fit(image, labels) first, or gpuseg.load(path).")
+            raise RuntimeError(NOT_FITTED)
 
-    def _check_image(self, image) -> tuple:
-        check_dtype(image.dtype)
-        spatial = spatial_shape(image.shape, self.channel_axis)
-        n_channels = 1 if self.channel_axis is None else image.shape[self.channel_axis]
-        if len(spatial) != self.ndim_:
-            raise ValueError(
-                f"The model was trained on {self.ndim_}D images; this image is {len(spatial)}D "
-                f"(shape {tuple(image.shape)}, channel_axis={self.channel_axis})."
-            )
-        if n_channels != self.n_channels_:
-            raise ValueError(
-                f"The model was trained on images with {self.n_channels_} channel(s); this image has "
-                f"{n_channels} (shape {tuple(image.shape)}, channel_axis={self.channel_axis}). "
-                "Convert the image, or train a model on images like it."
-            )
-        return spatial
+    def _predict(self, image, tile_shape, kind: str, progress):
+        """Predict an image tile by tile into one output array: the host for a host input."""
+        if _backend.is_dask_array(image):
+            from .lazy import predict_dask
 
-    def _forest_arrays(self, name):
-        if getattr(self, "_device_forest", None) is None or self._device_forest[0] != name:
-            self._device_forest = (name, self.forest_.arrays(name))
-        return self._device_forest[1]
-
-    def _feature_scratch(self, be, spatial, tile_shape):
-        """A buffer for the feature matrix of any tile, to reuse from tile to tile.
-
-        A fresh matrix per tile costs a page fault per 4 KiB at its first write
-        (about a tenth of the CPU prediction time, measured on 4096x4096).
-
-        Returns
-        -------
-        scratch : float32 1D array of the backend, ``n_features_in_ * prod(tile)`` long
-        """
-        pixels = int(np.prod([min(int(t), int(s)) for t, s in zip(tile_shape, spatial)]))
-        return be.empty((self.n_features_in_ * pixels,))
-
-    def _proba_of_block(self, block, crop, be, name, scratch=None):
-        """Class probabilities of the pixels ``crop`` of a prepared block: (n_pixels, K) and ``C``.
-
-        ``scratch`` (see :meth:`_feature_scratch`) holds the feature matrix when it is long enough.
-        """
-        params = self.feature_params
-        shape = tuple(c.stop - c.start for c in crop)
-        size = (self.n_features_in_, int(np.prod(shape)))
-        fits = scratch is not None and scratch.size >= size[0] * size[1]
-        X = scratch[:size[0] * size[1]].reshape(size) if fits else be.empty(size)
-        for i, f in enumerate(iter_features(block, params, be)):
-            X[i].reshape(shape)[...] = f[crop]  # one copy (reshape(-1) of the crop would make a second)
-        return be.forest_predict_proba(self._forest_arrays(name), X), shape
-
-    def _proba_of_crop(self, block, crop, be, name, scratch=None):
-        """Class probabilities of the region ``crop`` of a prepared block, halving it when memory runs out.
-
-        A ``MemoryError`` (CuPy's ``OutOfMemoryError`` is one) splits the region in
-        two along its longest axis and computes each half from the pixels within
-        ``halo`` of it; the result is the same.
-
-        Parameters
-        ----------
-        block : array of shape ``B + (n_channels,)``, float32
-            Prepared image block of backend ``name`` (see ``prepare_image``); holds
-            at least ``halo`` pixels around ``crop`` except at the image's edges.
-        crop : tuple of slice
-            Region of ``B`` to classify, of shape ``C``.
-        be : module
-            The backend primitives.
-        name : {"cpu", "gpu"}
-        scratch : array, optional
-            Reusable feature matrix buffer (see :meth:`_feature_scratch`).
-
-        Returns
-        -------
-        proba : float32 array of shape ``C + (n_classes,)``, of the backend.
-
-        Raises
-        ------
-        MemoryError
-            When even a region one pixel wide along every axis does not fit.
-        """
-        try:
-            proba, shape = self._proba_of_block(block, crop, be, name, scratch)
-            return proba.reshape(shape + (proba.shape[1],))
-        except MemoryError:
-            sizes = [c.stop - c.start for c in crop]
-            axis = int(np.argmax(sizes))
-            if sizes[axis] < 2:
-                raise
-            log.warning("gpuseg: out of memory on a tile of shape %s; splitting it in two", tuple(sizes))
-        halo = self.feature_params.halo()
-        mid = crop[axis].start + sizes[axis] // 2
-        halves = []
-        for part in (slice(crop[axis].start, mid), slice(mid, crop[axis].stop)):
-            sub = crop[:axis] + (part,) + crop[axis + 1:]
-            window = tuple(slice(max(0, c.start - halo), min(n, c.stop + halo)) for c, n in zip(sub, block.shape))
-            local = tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(sub, window))
-            halves.append(self._proba_of_crop(block[window], local, be, name, scratch))
-        return be.xp.concatenate(halves, axis=axis)
-
-    def _predict_crop(self, block, crop, proba, be, name, scratch=None):
-        """Labels (``label_dtype``, shape ``C``) or probabilities (``C + (K,)``) of a region of a prepared block."""
-        result = self._proba_of_crop(block, crop, be, name, scratch)
-        if proba:
-            return result
-        classes = _backend.to_backend(self.classes_.astype(self.label_dtype), name)
-        return classes[result.argmax(axis=-1)]
-
-    def _run_tiles(self, image, tile_shape, proba, progress):
-        """Predict an in-memory or array-like image tile by tile into one output array of the backend."""
-        self._check_fitted()
-        spatial = self._check_image(image)
-        name = self._backend_name()
-        be = _backend.backend_module(name)
-        halo = self.feature_params.halo()
-        if tile_shape is None:
-            tile_shape = default_tile_shape(spatial, self.n_features_in_, halo, memory_budget(name))
-        out = be.empty(spatial + (len(self.classes_),)) if proba else be.empty(spatial, self.label_dtype)
-        tiles = iter_tiles(spatial, tile_shape, halo)
-        scratch = self._feature_scratch(be, spatial, tile_shape)
-        show = progress if progress is not None else len(tiles) > 4
-        for tile in tqdm(tiles, desc="gpuseg predict", unit="tile", disable=not show, leave=False):
-            block = self._read_block(image, tile, be, name)
-            out[tile.write] = self._predict_crop(block, tile.crop, proba, be, name, scratch)
-        return _backend.like_input(out, image)
+            return predict_dask(self, image, kind=kind, tile_shape=tile_shape)
+        predictor = self.predictor()
+        plan = predictor.plan(image, tile_shape)
+        xp = _backend.module_of(image)
+        out = xp.empty(plan.spatial + (self.classes_.size,)) if kind == "proba" else \
+            xp.empty(plan.spatial, self.label_dtype)
+        show = progress if progress is not None else len(plan.tiles) > 4
+        results = predictor.classify_tiles(image, plan.tiles, kind)
+        for tile, result in tqdm(results, total=len(plan.tiles), desc="gpuseg predict", unit="tile",
+                                 disable=not show, leave=False):
+            out[tile.write] = result
+        return out
 
     def predict_proba(self, image, *, tile_shape=None, progress=None):
         """Probability of each class for every pixel.
@@ -394,13 +259,16 @@ class Segmenter:
         -------
         proba : float32 array of shape ``S + (n_classes,)``
             Rows sum to 1; columns follow ``classes_``. CuPy for a CuPy input,
-            a lazy Dask array for a Dask input, else NumPy.
-        """
-        if _is_dask(image):
-            from .lazy import predict_dask
+            a lazy Dask array for a Dask input, else NumPy (computed tile by
+            tile on the device and copied back tile by tile).
 
-            return predict_dask(self, image, proba=True, tile_shape=tile_shape)
-        return self._run_tiles(image, tile_shape, True, progress)
+        Warns
+        -----
+        UserWarning
+            An ``(H, W, 3)`` or ``(H, W, 4)`` image with ``channel_axis=None``
+            (taken as a volume; RGB needs ``channel_axis=-1``).
+        """
+        return self._predict(image, tile_shape, "proba", progress)
 
     def predict(self, image, *, tile_shape=None, progress=None):
         """Class label of every pixel: the class of highest mean probability.
@@ -413,14 +281,10 @@ class Segmenter:
         Returns
         -------
         labels : integer array of shape ``S``
-            Values from ``classes_``; smallest unsigned dtype that holds them.
+            Values from ``classes_``, dtype :attr:`label_dtype`.
             CuPy for a CuPy input, lazy Dask for a Dask input, else NumPy.
         """
-        if _is_dask(image):
-            from .lazy import predict_dask
-
-            return predict_dask(self, image, proba=False, tile_shape=tile_shape)
-        return self._run_tiles(image, tile_shape, False, progress)
+        return self._predict(image, tile_shape, "labels", progress)
 
     @property
     def feature_names_(self) -> list:
@@ -439,6 +303,7 @@ class Segmenter:
 
     @property
     def label_dtype(self):
+        """The smallest unsigned dtype that holds every class value."""
         return np.min_scalar_type(int(self.classes_.max()))
 
     def predict_proba_features(self, features):
@@ -447,29 +312,88 @@ class Segmenter:
         Parameters
         ----------
         features : float32 array of shape ``S + (n_features,)``
-            As :func:`gpuseg.multiscale_features` returns it.
+            As :func:`gpuseg.multiscale_features` returns it (any ``S``).
 
         Returns
         -------
         proba : float32 array of shape ``S + (n_classes,)``, same array type as the input.
         """
         self._check_fitted()
-        if features.shape[-1] != self.n_features_in_:
-            raise ValueError(f"features have {features.shape[-1]} columns; the model expects {self.n_features_in_}.")
-        name = "gpu" if _backend.is_device_array(features) else "cpu"
-        be = _backend.backend_module(name)
-        X = be.ascontiguous(features.reshape(-1, features.shape[-1]).T.astype(np.float32))
-        proba = be.forest_predict_proba(self._forest_arrays(name), X)
-        return proba.reshape(features.shape[:-1] + (proba.shape[1],))
+        return Predictor(self, _backend.module_of(features)).classify_features(features, "proba")
+
+    def predict_features(self, features):
+        """Class labels from a precomputed feature stack.
+
+        Parameters
+        ----------
+        features : float32 array of shape ``S + (n_features,)``
+
+        Returns
+        -------
+        labels : array of shape ``S`` and dtype :attr:`label_dtype`, same array type as the input.
+        """
+        self._check_fitted()
+        return Predictor(self, _backend.module_of(features)).classify_features(features, "labels")
 
     def __getstate__(self):
-        """Pickle (for Dask workers) without device arrays or the resolved backend: each worker picks its own."""
-        state = dict(self.__dict__)
-        state.pop("_device_forest", None)
+        """Pickle (for Dask workers) without the resolved backend: each worker picks its own."""
+        state = super().__getstate__()
         state.pop("_resolved_backend", None)
         return state
 
     # -- files --------------------------------------------------------------
+    def model_meta(self) -> dict:
+        """What a model file records besides the forest (JSON types): the one description of a fitted model.
+
+        Returns
+        -------
+        meta : dict
+            ``features`` (``FeatureParams.to_dict()``), ``channel_axis``,
+            ``n_channels``, ``ndim``, ``classes`` (the keys of
+            :data:`PREDICTS_WITH`), ``forest_params`` and ``trained_on``.
+
+        Raises
+        ------
+        RuntimeError
+            Unfitted, or fitted by ``fit_features`` without the image geometry.
+        """
+        self._check_fitted()
+        if not hasattr(self, "ndim_"):
+            raise RuntimeError("This model was trained by fit_features without the image geometry: pass ndim= and "
+                               "n_channels= to fit_features (or train with fit) to save it or stream predictions.")
+        return {
+            "features": self.feature_params.to_dict(),
+            "channel_axis": None if self.channel_axis is None else int(self.channel_axis),
+            "n_channels": int(self.n_channels_),
+            "ndim": int(self.ndim_),
+            "classes": [int(c) for c in self.classes_],
+            "forest_params": {k: json_value(v) for k, v in self.forest_params.items()},
+            "trained_on": self._backend_module().name,
+        }
+
+    @classmethod
+    def from_model_meta(cls, meta: dict, forest, backend="auto") -> "Segmenter":
+        """The fitted segmenter a :meth:`model_meta` and its forest describe.
+
+        Raises
+        ------
+        ValueError
+            Metadata that is invalid or disagrees with the forest.
+        """
+        features = FeatureParams.from_dict(meta["features"])
+        forest_params = {k: v for k, v in meta["forest_params"].items() if k in FOREST_DEFAULTS}
+        if isinstance(forest_params.get("class_weight"), dict):
+            forest_params["class_weight"] = {int(k): w for k, w in forest_params["class_weight"].items()}
+        seg = cls(backend=backend, channel_axis=meta["channel_axis"], **features.to_dict(), **forest_params)
+        seg.classes_ = np.asarray(meta["classes"], dtype=np.int64)
+        seg.n_channels_ = int(meta["n_channels"])
+        seg.ndim_ = int(meta["ndim"])
+        seg.n_features_in_ = features.n_features(seg.ndim_, seg.n_channels_)
+        if seg.n_features_in_ != forest.n_features or seg.classes_.size != forest.n_classes or seg.ndim_ not in (2, 3):
+            raise ValueError("it disagrees with the forest")
+        seg.forest_ = forest
+        return seg
+
     def save(self, path):
         """Write the model to ``path`` (``.gpuseg`` appended if missing), atomically.
 
@@ -477,75 +401,4 @@ class Segmenter:
         -------
         path : pathlib.Path
         """
-        self._check_fitted()
-        meta = {
-            "features": self.feature_params.to_dict(),
-            "channel_axis": self.channel_axis,
-            "n_channels": int(self.n_channels_),
-            "ndim": int(self.ndim_),
-            "classes": [int(c) for c in self.classes_],
-            "forest_params": {k: _jsonable(v) for k, v in self.forest_params.items()},
-            "trained_on": self._backend_name(),
-        }
-        return save_model(path, meta, self.forest_)
-
-
-def load(path, backend="auto") -> Segmenter:
-    """Load a model file written by :meth:`Segmenter.save`, on any backend.
-
-    Parameters
-    ----------
-    path : str or path-like
-    backend : {"auto", "cpu", "gpu"}
-
-    Returns
-    -------
-    segmenter : Segmenter
-        Trained, ready to ``predict``.
-
-    Raises
-    ------
-    ValueError
-        The file is not a gpuseg model (a pickle, another format, corrupt or
-        truncated) or has an unknown format version. Nothing in it is executed.
-    """
-    meta, forest = read_model(path)
-    try:
-        features = FeatureParams.from_dict(meta["features"])
-        seg = Segmenter(backend=backend, channel_axis=meta["channel_axis"], **features.to_dict(),
-                        **{k: v for k, v in meta["forest_params"].items() if k in FOREST_DEFAULTS})
-        if isinstance(seg.forest_params["class_weight"], dict):
-            seg.forest_params["class_weight"] = {int(k): w for k, w in seg.forest_params["class_weight"].items()}
-        seg.classes_ = np.asarray(meta["classes"], dtype=np.int64)
-        seg.n_channels_ = int(meta["n_channels"])
-        seg.ndim_ = int(meta["ndim"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path} is not a usable gpuseg model file: its metadata is invalid ({exc}).") from None
-    seg.n_features_in_ = features.n_features(seg.ndim_, seg.n_channels_)
-    if seg.n_features_in_ != forest.n_features or seg.classes_.size != forest.n_classes or seg.ndim_ not in (2, 3):
-        raise ValueError(f"{path} is not a usable gpuseg model file: its metadata and its forest disagree.")
-    seg.forest_ = forest
-    seg._device_forest = None
-    return seg
-
-
-def _jsonable(v):
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    return v
-
-
-def _is_dask(x) -> bool:
-    return type(x).__module__.split(".")[0] == "dask"
-
-
-def _as_series(image, labels):
-    if isinstance(image, (list, tuple)):
-        if not isinstance(labels, (list, tuple)) or len(labels) != len(image):
-            raise ValueError("Pass one labels array per image: fit([img1, img2], [lab1, lab2]).")
-        if not image:
-            raise ValueError("fit needs at least one image.")
-        return list(image), list(labels)
-    return [image], [labels]
+        return save_model(path, self.model_meta(), self.forest_)

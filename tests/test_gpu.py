@@ -80,7 +80,7 @@ def test_dask_on_several_gpus_equals_in_memory(cp, mosaic):
 
 def test_app_engine_on_gpu(cp, mosaic):
     """The app's stroke-to-overlay path (cached features, training, display prediction) on the device."""
-    from gpuseg.app.engine import measure_stroke_to_overlay
+    from gpuseg.app.latency import measure_stroke_to_overlay
 
     image, _, _ = mosaic
     assert 0 < measure_stroke_to_overlay(image, backend="gpu", repeats=1) < 60

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import load
 from ..samples import texture_mosaic
-from ..segmenter import load
 from .layers import image_input
 
 

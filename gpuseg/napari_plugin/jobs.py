@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import dask.array as da
 import numpy as np
 
-from ..segmenter import Segmenter
+from .. import Segmenter
 from .layers import ImageInput, uncertainty
 
 

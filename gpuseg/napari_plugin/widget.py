@@ -17,7 +17,7 @@ except ImportError as exc:
     raise ImportError(f"gpuseg's napari widget needs napari and Qt ({exc}); install them with "
                       "pip install 'gpuseg[napari]'.") from exc
 
-from ..segmenter import Segmenter, load
+from .. import Segmenter, load
 from . import jobs
 from .layers import ISOTROPY_NOTE, check_scribbles, image_input, visible_region
 
