@@ -167,6 +167,11 @@ def test_visible_region_of_a_sliced_volume():
     assert visible_region(layer, image, (3 * 4.0, 0.0, 0.0), (1, 2)) == (slice(4, 5), slice(10, 50), slice(20, 80))
     layer.corner_pixels = np.zeros((2, 3), int)  # never drawn: all of the displayed axes
     assert visible_region(layer, image, (0.0, 0.0, 0.0), (1, 2)) == (slice(0, 1), slice(0, 100), slice(0, 120))
+    pyramid = Image([np.zeros((6, 100, 120), np.float32), np.zeros((6, 50, 60), np.float32)], multiscale=True)
+    pyramid.data_level = 1
+    pyramid.corner_pixels = np.array([[0, 5, 10], [0, 24, 39]])  # of level 1: twice as far in level 0
+    assert visible_region(pyramid, image_input(pyramid), (0.0, 0.0, 0.0), (1, 2)) == (
+        slice(0, 1), slice(10, 50), slice(20, 80))
 
 
 def test_blocks_cover_the_region_and_equal_predict(small_model, mosaic):

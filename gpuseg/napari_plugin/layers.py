@@ -115,7 +115,8 @@ def visible_region(layer, image: ImageInput, point, displayed) -> tuple:
     Parameters
     ----------
     layer : napari.layers.Image
-        Its ``corner_pixels`` (data coordinates, updated on each draw) bound the displayed axes.
+        Its ``corner_pixels`` (data coordinates of the level shown, updated on each draw) bound the
+        displayed axes.
     image : ImageInput
         The layer as described by :func:`image_input`.
     point : sequence of float
@@ -130,13 +131,18 @@ def visible_region(layer, image: ImageInput, point, displayed) -> tuple:
         has not measured yet (no draw so far), one plane on the others.
     """
     data_point = np.asarray(layer.world_to_data(point), float)[-len(image.data.shape):]
-    corners = np.asarray(layer.corner_pixels)
+    corners = np.asarray(layer.corner_pixels, float)
+    drawn = corners.any()  # all zeros until the canvas first draws the layer
+    lows, highs = corners[0], corners[1] + 1  # first and last pixel shown -> [low, high)
+    if getattr(layer, "multiscale", False):  # of the level shown; the image is level 0
+        factors = np.asarray(layer.downsample_factors[layer.data_level])[-corners.shape[1]:]
+        lows, highs = lows * factors, highs * factors
     spatial = [i for i in range(len(image.data.shape)) if i != image.channel_axis]
     region = []
     for axis, size in zip(spatial, image.spatial_shape):
         if axis in displayed:
-            lo, hi = int(corners[0, axis]), int(corners[1, axis]) + 1
-            region.append(slice(max(0, lo), min(size, hi)) if hi - lo > 1 else slice(0, size))
+            lo, hi = int(np.floor(lows[axis])), int(np.ceil(highs[axis]))
+            region.append(slice(max(0, lo), min(size, hi)) if drawn else slice(0, size))
         else:
             index = int(np.clip(np.round(data_point[axis]), 0, size - 1))
             region.append(slice(index, index + 1))
