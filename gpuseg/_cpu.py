@@ -15,6 +15,7 @@ from skimage.util import img_as_float32
 
 from ._cpu_filters import NEAREST, separable_symmetric, sobel_magnitude
 from ._cpu_hessian import hessian_eigenvalues as _hessian_eigenvalues
+from ._cpu_hessian import symmetric_eigenvalues  # noqa: F401  (a primitive of this backend)
 from ._forest_kernels import predict_proba_cpu
 
 xp = np
@@ -39,34 +40,55 @@ def empty(shape, dtype=np.float32):
     return np.empty(shape, dtype=dtype)
 
 
-def gaussian_kernel(sigma: float) -> np.ndarray:
-    """SciPy's Gaussian kernel (what scikit-image uses), float64: radius ``int(4 sigma + 0.5)``, sum 1.
+def gaussian_kernel(sigma: float, order: int = 0) -> np.ndarray:
+    """SciPy's Gaussian (derivative) kernel, float64: radius ``int(4 sigma + 0.5)``, the weight at ``-r .. r``.
 
-    Computed with SciPy's own expression, so the weights are the same to the last bit.
+    Computed with SciPy's own expression (``scipy.ndimage._gaussian_kernel1d``), so
+    the weights are the same to the last bit: order 0 sums to 1; order ``n`` is the
+    ``n``-th derivative of it, exactly symmetric (even ``n``) or antisymmetric (odd).
     """
     radius = int(4.0 * float(sigma) + 0.5)
     sigma2 = float(sigma) * float(sigma)
     x = np.arange(-radius, radius + 1)
     k = np.exp(-0.5 / sigma2 * x**2)
-    return k / k.sum()
+    k = k / k.sum()
+    if order == 0:
+        return k
+    exponents = np.arange(order + 1)
+    q = np.zeros(order + 1)
+    q[0] = 1
+    step = np.diag(exponents[1:], 1) + np.diag(np.ones(order) / -sigma2, -1)
+    for _ in range(order):
+        q = step.dot(q)
+    return (x[:, None] ** exponents).dot(q) * k
 
 
-def gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian smoothing equal to ``skimage.filters.gaussian(image, sigma)`` bit for bit.
+def gaussian(image: np.ndarray, sigma, order=0) -> np.ndarray:
+    """Gaussian smoothing or derivative, equal to ``scipy.ndimage.gaussian_filter`` bit for bit.
 
-    Mode 'nearest', truncate 4; see :mod:`gpuseg._cpu_filters`.
+    Mode 'nearest', truncate 4, float32 between the passes, axis 0 first; with
+    ``order=0`` and one sigma this is ``skimage.filters.gaussian(image, sigma)``.
+    See :mod:`gpuseg._cpu_filters`.
 
     Parameters
     ----------
     image : float32 ndarray, C-contiguous, 2D or 3D
-    sigma : float
+    sigma : float or sequence of float
+        One sigma, or one per axis (pixels).
+    order : int or sequence of int
+        Derivative order (0, 1 or 2) along every axis, or one per axis.
 
     Returns
     -------
-    smoothed : float32 ndarray of the same shape
+    filtered : float32 ndarray of the same shape
     """
-    k = gaussian_kernel(sigma)
-    return separable_symmetric(image, k[(k.shape[0] - 1) // 2:], NEAREST)
+    sigmas = np.broadcast_to(np.asarray(sigma, np.float64), (image.ndim,))
+    orders = np.broadcast_to(np.asarray(order, np.int64), (image.ndim,))
+    kernels = []
+    for s, o in zip(sigmas, orders):
+        k = gaussian_kernel(float(s), int(o))
+        kernels.append((k[(k.shape[0] - 1) // 2:], bool(o % 2)))
+    return separable_symmetric(image, kernels, NEAREST)
 
 
 def sobel(image: np.ndarray) -> np.ndarray:

@@ -1,16 +1,20 @@
 """Multiscale per-pixel features: the backend-neutral driver.
 
-The features are those of :func:`skimage.feature.multiscale_basic_features`:
+By default the features are those of :func:`skimage.feature.multiscale_basic_features`:
 for every channel and every sigma, the Gaussian-smoothed intensity, the Sobel
 magnitude of the smoothed image and the eigenvalues of its Hessian (computed
-with ``np.gradient`` twice), in that order. The backend modules supply the
-three primitives (``gaussian``, ``sobel``, ``hessian_eigenvalues``); this
+with ``np.gradient`` twice), in that order. ``FeatureParams.filters`` adds
+ilastik's Gaussian-derivative filters (:data:`FILTERS`), each at its own
+sigmas, after them; ``spacing`` makes the smoothing isotropic in physical units.
+The backend modules supply the primitives (``gaussian`` with a derivative
+order, ``sobel``, ``hessian_eigenvalues``, ``symmetric_eigenvalues``); this
 module decides what to compute and in which order, once for both backends.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from itertools import combinations_with_replacement
 from typing import Iterator
 
 import numpy as np
@@ -18,7 +22,28 @@ import numpy as np
 from . import _backend
 from ._validation import prepare_image
 
-__all__ = ["FeatureParams", "multiscale_features"]
+__all__ = ["FILTERS", "PRESETS", "FeatureParams", "multiscale_features"]
+
+FILTERS = ("gaussian", "laplacian", "gradient_magnitude", "dog", "structure_tensor", "hessian_of_gaussian")
+"""ilastik's standard filters, in feature order: Gaussian smoothing, Laplacian of Gaussian,
+Gaussian gradient magnitude, difference of Gaussians ``G(sigma) - G(0.66 sigma)``,
+structure-tensor eigenvalues (gradient at ``sigma``, products smoothed at ``sigma / 2``)
+and Hessian-of-Gaussian eigenvalues; the last two give ``ndim`` features each, the others one.
+Derivatives are Gaussian derivative kernels (SciPy's ``gaussian_filter(order=...)``),
+in physical units where ``spacing`` is given."""
+
+DOG_RATIO = 0.66
+"""ilastik's (vigra's) second scale of the difference of Gaussians."""
+STRUCTURE_OUTER = 0.5
+"""ilastik's outer (integration) scale of the structure tensor, relative to its sigma."""
+
+ILASTIK_SIGMAS = (0.3, 0.7, 1.0, 1.6, 3.5, 5.0, 10.0)
+"""ilastik's default scales; its smoothing uses all, its other filters all but 0.3."""
+
+
+def _radius(sigma: float) -> int:
+    """Pixels a Gaussian (derivative) of ``sigma`` reads either side (truncate 4)."""
+    return int(4.0 * float(sigma) + 0.5)
 
 
 @dataclass(frozen=True)
@@ -34,6 +59,17 @@ class FeatureParams:
     num_sigma : int or None
         Number of sigmas, log2-spaced between the two; ``None`` gives one per
         octave, ``int(log2(sigma_max) - log2(sigma_min) + 1)``.
+    filters : tuple of (str, tuple of float)
+        ilastik's filters (names from :data:`FILTERS`) and the sigmas of each,
+        computed after the three above; a ``{name: sigmas}`` dict is accepted
+        and stored canonically (in :data:`FILTERS` order, sigmas increasing).
+    spacing : tuple of float or None
+        Physical size of a pixel along each spatial axis (e.g. ``(4, 1, 1)``
+        for a z-step four times the pixel size). Sigmas are then in units of
+        the finest axis and shrink along coarser ones, so the smoothing is
+        isotropic in space; the filters' derivatives are per physical unit.
+        Sobel and ``np.gradient`` (edges, texture) stay per pixel, as in
+        scikit-image. ``None``: isotropic pixels.
     """
 
     intensity: bool = True
@@ -42,11 +78,29 @@ class FeatureParams:
     sigma_min: float = 0.5
     sigma_max: float = 16.0
     num_sigma: int | None = None
+    filters: tuple = ()
+    spacing: tuple | None = None
 
     def __post_init__(self):
-        if not (self.intensity or self.edges or self.texture):
+        filters = self.filters.items() if isinstance(self.filters, dict) else self.filters
+        by_name = {}
+        for name, sigmas in filters:
+            if name not in FILTERS:
+                raise ValueError(f"Unknown filter {name!r}; choose from {FILTERS}.")
+            sigmas = tuple(sorted({float(x) for x in np.atleast_1d(sigmas)}))
+            if not all(np.isfinite(x) and x > 0 for x in sigmas):
+                raise ValueError(f"The sigmas of {name!r} must be positive finite numbers, got {sigmas}.")
+            if sigmas:
+                by_name[name] = by_name.get(name, ()) + sigmas
+        object.__setattr__(self, "filters", tuple((n, tuple(sorted(set(by_name[n])))) for n in FILTERS if n in by_name))
+        if self.spacing is not None:
+            spacing = tuple(float(x) for x in self.spacing)
+            if not all(np.isfinite(x) and x > 0 for x in spacing):
+                raise ValueError(f"spacing must hold positive finite numbers, got {self.spacing}.")
+            object.__setattr__(self, "spacing", spacing)
+        if not (self.intensity or self.edges or self.texture or self.filters):
             raise ValueError(
-                "At least one of intensity, edges or texture must be True for features to be computed."
+                "At least one of intensity, edges, texture or a filter must be selected for features to be computed."
             )
         if not (np.isfinite(self.sigma_min) and np.isfinite(self.sigma_max)):
             raise ValueError("sigma_min and sigma_max must be finite numbers.")
@@ -65,27 +119,61 @@ class FeatureParams:
         return np.logspace(np.log2(self.sigma_min), np.log2(self.sigma_max), num=int(num), base=2, endpoint=True)
 
     def per_sigma(self, ndim: int) -> int:
-        """Features per channel and sigma: intensity + edges + ``ndim`` eigenvalues."""
+        """scikit-image's features per channel and sigma: intensity + edges + ``ndim`` eigenvalues."""
         return int(self.intensity) + int(self.edges) + (ndim if self.texture else 0)
+
+    def filter_sigmas(self) -> list:
+        """The filters' sigmas, increasing, each with the filters computed at it (in :data:`FILTERS` order)."""
+        at = {}
+        for name, sigmas in self.filters:
+            for sigma in sigmas:
+                at.setdefault(sigma, []).append(name)
+        return sorted(at.items())
 
     def n_features(self, ndim: int, n_channels: int = 1) -> int:
         """Length of the feature axis for an image of ``ndim`` spatial axes."""
-        return n_channels * len(self.sigmas()) * self.per_sigma(ndim)
+        per_filter = sum(len(sigmas) * _filter_width(name, ndim) for name, sigmas in self.filters)
+        return n_channels * (len(self.sigmas()) * self.per_sigma(ndim) + per_filter)
 
     def halo(self) -> int:
         """Pixels of context a tile needs on each side to give exact features.
 
-        The Gaussian reads ``int(4 * sigma + 0.5)`` pixels either side (scikit-image's
-        truncate=4), and the Hessian's gradient of the gradient two more (the Sobel
-        stencil reads one, which the two cover).
+        scikit-image's features: the Gaussian reads ``int(4 * sigma + 0.5)``
+        pixels either side (truncate=4), and the Hessian's gradient of the
+        gradient two more (the Sobel stencil reads one, which the two cover).
+        Filters: the Gaussian's (or its derivative's) radius at their sigma;
+        the structure tensor adds the radius of its outer scale. A coarser axis
+        (``spacing``) has smaller sigmas, so needs no more than this.
         """
-        return int(4.0 * float(self.sigmas()[-1]) + 0.5) + 2
+        halo = _radius(self.sigmas()[-1]) + 2 if self.per_sigma(1) else 0
+        for name, sigmas in self.filters:
+            extra = _radius(STRUCTURE_OUTER * sigmas[-1]) if name == "structure_tensor" else 0
+            halo = max(halo, _radius(sigmas[-1]) + extra)
+        return halo
+
+    def axis_sigmas(self, sigma: float, ndim: int) -> tuple:
+        """``sigma`` (in units of the finest axis) per axis of an ``ndim``-D image, from ``spacing``."""
+        return tuple(float(sigma) / r for r in self._relative_spacing(ndim))
+
+    def _relative_spacing(self, ndim: int) -> tuple:
+        if self.spacing is None:
+            return (1.0,) * ndim
+        if len(self.spacing) != ndim:
+            raise ValueError(f"spacing {self.spacing} must have one entry per spatial axis of a {ndim}D image.")
+        finest = min(self.spacing)
+        return tuple(x / finest for x in self.spacing)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready parameters (what a model file stores)."""
+        d = {name: getattr(self, name) for name in ("intensity", "edges", "texture", "sigma_min", "sigma_max",
+                                                      "num_sigma")}
+        d["filters"] = {name: list(sigmas) for name, sigmas in self.filters}
+        d["spacing"] = None if self.spacing is None else list(self.spacing)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "FeatureParams":
+        """Inverse of :meth:`to_dict`; ``filters`` and ``spacing`` may be missing (older model files)."""
         return cls(
             intensity=bool(d["intensity"]),
             edges=bool(d["edges"]),
@@ -93,7 +181,24 @@ class FeatureParams:
             sigma_min=float(d["sigma_min"]),
             sigma_max=float(d["sigma_max"]),
             num_sigma=None if d["num_sigma"] is None else int(d["num_sigma"]),
+            filters=dict(d.get("filters") or {}),
+            spacing=d.get("spacing"),
         )
+
+
+def _filter_width(name: str, ndim: int) -> int:
+    """Features a filter gives per sigma: ``ndim`` eigenvalues or one image."""
+    return ndim if name in ("structure_tensor", "hessian_of_gaussian") else 1
+
+
+PRESETS = {
+    "skimage": FeatureParams(),
+    "ilastik": FeatureParams(intensity=False, edges=False, texture=False,
+                             filters={"gaussian": ILASTIK_SIGMAS,
+                                      **{name: ILASTIK_SIGMAS[1:] for name in FILTERS[1:]}}),
+}
+"""Feature sets by name: ``"skimage"`` is :func:`skimage.feature.multiscale_basic_features`'s
+default; ``"ilastik"`` is ilastik's full standard set at its default scales."""
 
 
 def iter_features(image, params: FeatureParams, be) -> Iterator:
@@ -112,19 +217,58 @@ def iter_features(image, params: FeatureParams, be) -> Iterator:
     feature : array of shape ``spatial_shape``, float32
         ``params.n_features(ndim, n_channels)`` of them: for each channel, for
         each sigma, intensity, edges, then the Hessian eigenvalues in
-        decreasing order.
+        decreasing order; then for each of ``params.filter_sigmas()``, its
+        filters in :data:`FILTERS` order (eigenvalues decreasing).
     """
-    sigmas = params.sigmas()
+    ndim = image.ndim - 1
+    sigmas = params.sigmas() if params.per_sigma(ndim) else ()
     for c in range(image.shape[-1]):
         channel = be.ascontiguous(image[..., c])
         for sigma in sigmas:
-            smoothed = be.gaussian(channel, float(sigma))
+            smoothed = be.gaussian(channel, params.axis_sigmas(sigma, ndim))
             if params.intensity:
                 yield smoothed
             if params.edges:
                 yield be.sobel(smoothed)
             if params.texture:
                 yield from be.hessian_eigenvalues(smoothed)
+        for sigma, names in params.filter_sigmas():
+            yield from _filters_at(channel, params.axis_sigmas(sigma, ndim), params._relative_spacing(ndim),
+                                   names, be)
+
+
+def _filters_at(channel, sigmas: tuple, spacing: tuple, names: list, be) -> Iterator:
+    """The features of the filters ``names`` at one scale, in :data:`FILTERS` order.
+
+    ``sigmas`` is the scale per axis in pixels; a derivative along axis ``a`` is
+    divided by ``spacing[a]`` (the relative pixel size), making it physical.
+    Derivative images shared by two filters are computed once.
+    """
+    ndim = channel.ndim
+    pairs = list(combinations_with_replacement(range(ndim), 2))
+
+    def derivative(*axes):
+        order = tuple(axes.count(a) for a in range(ndim))
+        d = be.gaussian(channel, sigmas, order)
+        scale = float(np.prod([spacing[a] for a in axes]))
+        return d if scale == 1.0 else d * np.float32(1.0 / scale)
+
+    first = [derivative(a) for a in range(ndim)] if {"gradient_magnitude", "structure_tensor"} & set(names) else []
+    second = [derivative(a, b) for a, b in pairs] if {"laplacian", "hessian_of_gaussian"} & set(names) else []
+    for name in names:
+        if name == "gaussian":
+            yield be.gaussian(channel, sigmas)
+        elif name == "laplacian":
+            yield sum(second[pairs.index((a, a))] for a in range(ndim))
+        elif name == "gradient_magnitude":
+            yield be.xp.sqrt(sum(d * d for d in first))
+        elif name == "dog":
+            yield be.gaussian(channel, sigmas) - be.gaussian(channel, tuple(DOG_RATIO * s for s in sigmas))
+        elif name == "structure_tensor":
+            outer = tuple(STRUCTURE_OUTER * s for s in sigmas)
+            yield from be.symmetric_eigenvalues([be.gaussian(first[a] * first[b], outer) for a, b in pairs])
+        else:  # hessian_of_gaussian
+            yield from be.symmetric_eigenvalues(second)
 
 
 def multiscale_features(
@@ -137,6 +281,8 @@ def multiscale_features(
     sigma_max: float = 16,
     num_sigma: int | None = None,
     channel_axis: int | None = None,
+    filters=(),
+    spacing=None,
     backend: str = "auto",
 ):
     """Local multiscale features of a 2D or 3D, grayscale or multichannel image.
@@ -163,6 +309,13 @@ def multiscale_features(
         Number of sigmas, log2-spaced; default one per octave.
     channel_axis : int, optional
         Axis of ``image`` holding channels; ``None`` for a grayscale image.
+    filters : dict or tuple of (str, sigmas), optional
+        ilastik's filters to add (see :data:`FILTERS`), e.g.
+        ``{"laplacian": (1, 3.5), "structure_tensor": (1.6,)}``; pass
+        ``intensity=edges=texture=False`` for the filters alone, or
+        ``**PRESETS["ilastik"].to_dict()`` for ilastik's set.
+    spacing : tuple of float, optional
+        Physical pixel size per spatial axis (see :class:`FeatureParams`).
     backend : {"auto", "cpu", "gpu"}
         Where to compute. See :func:`gpuseg._backend.resolve_backend`.
 
@@ -170,8 +323,10 @@ def multiscale_features(
     -------
     features : ndarray (CPU backend) or cupy.ndarray (GPU backend), float32
         Shape ``spatial_shape + (n_features,)`` with
-        ``n_features = n_channels * n_sigmas * (intensity + edges + ndim * texture)``.
-        For each channel, for each sigma: intensity, edges, eigenvalues.
+        ``n_features = n_channels * (n_sigmas * (intensity + edges + ndim * texture) + n_filter_features)``.
+        For each channel, for each sigma: intensity, edges, eigenvalues; then
+        the filters (see :func:`iter_features`). The filters equal SciPy's
+        ``gaussian_filter`` derivatives bit for bit on the CPU.
 
     Raises
     ------
@@ -181,7 +336,7 @@ def multiscale_features(
     TypeError
         An image that is not numeric.
     """
-    params = FeatureParams(intensity, edges, texture, sigma_min, sigma_max, num_sigma)
+    params = FeatureParams(intensity, edges, texture, sigma_min, sigma_max, num_sigma, filters, spacing)
     name = _backend.resolve_backend(backend)
     be = _backend.backend_module(name)
     img = prepare_image(_backend.to_backend(image, name), channel_axis, be)
