@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -10,7 +11,7 @@ from tqdm.auto import tqdm
 
 from . import _backend
 from ._validation import check_classes, check_dtype, check_labels, prepare_image, spatial_shape
-from .features import FeatureParams, iter_features
+from .features import PRESETS, FeatureParams, iter_features
 from .model_io import read_model, save_model
 from .tiling import channel_index, default_tile_shape, iter_tiles, labelled_points, memory_budget
 
@@ -37,8 +38,12 @@ class Segmenter:
     ----------
     backend : {"auto", "cpu", "gpu"}
         ``"auto"`` uses the GPU (CuPy, cuCIM, cuML) when one is usable, else the CPU.
-    intensity, edges, texture, sigma_min, sigma_max, num_sigma
-        Features, as in :func:`gpuseg.multiscale_features`.
+    preset : str, optional
+        A feature set by name from :data:`gpuseg.features.PRESETS` (``"skimage"``,
+        ``"ilastik"``); it replaces ``intensity`` .. ``filters``.
+    intensity, edges, texture, sigma_min, sigma_max, num_sigma, filters, spacing
+        Features, as in :func:`gpuseg.multiscale_features`; ``spacing`` (the
+        physical pixel size per axis) is recorded in the model file.
     channel_axis : int, optional
         Axis of the images holding channels; ``None`` for grayscale.
     **forest_params
@@ -73,27 +78,35 @@ class Segmenter:
         The trained trees.
     """
 
-    def __init__(self, *, backend="auto", intensity=True, edges=True, texture=True, sigma_min=0.5,
-                 sigma_max=16, num_sigma=None, channel_axis=None, **forest_params):
+    def __init__(self, *, backend="auto", preset=None, intensity=True, edges=True, texture=True, sigma_min=0.5,
+                 sigma_max=16, num_sigma=None, filters=(), spacing=None, channel_axis=None, **forest_params):
         unknown = set(forest_params) - set(FOREST_DEFAULTS)
         if unknown:
             raise TypeError(
                 f"Unknown forest parameter(s) {sorted(unknown)}; Segmenter accepts {sorted(FOREST_DEFAULTS)}."
             )
+        if preset is not None and preset not in PRESETS:
+            raise ValueError(f"Unknown feature preset {preset!r}; choose from {sorted(PRESETS)}.")
         self.backend = backend
+        self.preset = preset
         self.intensity = intensity
         self.edges = edges
         self.texture = texture
         self.sigma_min = sigma_min
         self.sigma_max = sigma_max
         self.num_sigma = num_sigma
+        self.filters = filters
+        self.spacing = spacing
         self.channel_axis = channel_axis
         self.forest_params = {**FOREST_DEFAULTS, **forest_params}
 
     # -- parameters -------------------------------------------------------
     @property
     def feature_params(self) -> FeatureParams:
-        return FeatureParams(self.intensity, self.edges, self.texture, self.sigma_min, self.sigma_max, self.num_sigma)
+        if self.preset is not None:
+            return dataclasses.replace(PRESETS[self.preset], spacing=self.spacing)
+        return FeatureParams(self.intensity, self.edges, self.texture, self.sigma_min, self.sigma_max, self.num_sigma,
+                             self.filters, self.spacing)
 
     def _backend_name(self) -> str:
         if not hasattr(self, "_resolved_backend"):

@@ -167,6 +167,16 @@ def test_segmenter_on_the_gpu_backend_equals_cpu(stub_gpu, mosaic):
     np.testing.assert_allclose(proba.sum(-1), 1, atol=1e-5)
 
 
+def test_gpu_filters_equal_cpu(stub_gpu, rng):
+    """ilastik's filters through the GPU module (cupyx's stand-in is SciPy), with spacing, against the CPU."""
+    from gpuseg.features import FILTERS
+
+    volume = rng.random((9, 20, 22), dtype=np.float32)
+    kw = dict(sigma_max=1, filters={name: (0.7, 1.6) for name in FILTERS}, spacing=(2, 1, 1))
+    gpu = gpuseg.multiscale_features(volume, backend="gpu", **kw)
+    np.testing.assert_allclose(gpu, gpuseg.multiscale_features(volume, backend="cpu", **kw), rtol=1e-5, atol=1e-6)
+
+
 class _CumlFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Imports a ``cuml`` stand-in that does what cuML's ``__init__`` does to CuPy: sets RMM's allocator."""
 
