@@ -176,7 +176,7 @@ def _versions() -> dict:
     return found
 
 
-def _git_state() -> str:
+def git_state() -> str:
     """The commit measured, and whether gpuseg/ had uncommitted changes."""
     def git(*args):
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
@@ -198,7 +198,7 @@ def _meta(plan: Plan) -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "versions": _versions(),
-        "commit": _git_state(),
+        "commit": git_state(),
         "repeats": plan.repeats,
         "forest": USER_FOREST,
         "gpuseg_forest_defaults": gpuseg.Segmenter().forest_params,

@@ -7,11 +7,18 @@ import logging
 import sys
 from pathlib import Path
 
+from .features import PRESETS
+
 IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy", ".zarr"}
 
 
 def _feature_and_forest_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("features")
+    g.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="a feature set by name (replaces the options below but --spacing and --channel-axis)")
+    g.add_argument("--spacing", type=float, nargs="+", default=None, metavar="SIZE",
+                   help="physical pixel size per spatial axis, e.g. 4 1 1 for a z-step of 4 pixels "
+                   "(default: from the first image's OME/ImageJ metadata, else isotropic)")
     g.add_argument("--sigma-min", type=float, default=0.5)
     g.add_argument("--sigma-max", type=float, default=16.0)
     g.add_argument("--num-sigma", type=int, default=None)
@@ -94,17 +101,24 @@ def _cmd_train(args) -> int:
     import numpy as np
 
     from . import Segmenter
+    from .metadata import read_spacing
     from .stream import open_image
 
     if len(args.pairs) % 2:
         raise ValueError("train takes IMAGE LABELS pairs: an even number of files.")
     forest = {k: getattr(args, k) for k in ("n_estimators", "max_depth", "max_samples", "min_samples_leaf",
                                             "random_state") if getattr(args, k) is not None}
-    seg = Segmenter(backend=args.backend, intensity=not args.no_intensity, edges=not args.no_edges,
-                    texture=not args.no_texture, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
-                    num_sigma=args.num_sigma, channel_axis=args.channel_axis, **forest)
     images = [open_image(Path(p)) for p in args.pairs[0::2]]
     labels = [open_image(Path(p)) for p in args.pairs[1::2]]
+    spacing = args.spacing
+    if spacing is None:
+        spacing = read_spacing(args.pairs[0], len(labels[0].shape))
+        if spacing is not None:
+            print(f"spacing {spacing} from {args.pairs[0]}'s metadata")
+    seg = Segmenter(backend=args.backend, preset=args.preset, intensity=not args.no_intensity,
+                    edges=not args.no_edges, texture=not args.no_texture, sigma_min=args.sigma_min,
+                    sigma_max=args.sigma_max, num_sigma=args.num_sigma, spacing=spacing,
+                    channel_axis=args.channel_axis, **forest)
     seg.fit(images, labels)
     path = seg.save(args.output)
     n = sum(int(np.count_nonzero(np.asarray(lab))) for lab in labels)
