@@ -41,7 +41,7 @@ ILASTIK_SIGMAS = (0.3, 0.7, 1.0, 1.6, 3.5, 5.0, 10.0)
 """ilastik's default scales; its smoothing uses all, its other filters all but 0.3."""
 
 
-def _radius(sigma: float) -> int:
+def gaussian_radius(sigma: float) -> int:
     """Pixels a Gaussian (derivative) of ``sigma`` reads either side (truncate 4)."""
     return int(4.0 * float(sigma) + 0.5)
 
@@ -145,10 +145,10 @@ class FeatureParams:
         the structure tensor adds the radius of its outer scale. A coarser axis
         (``spacing``) has smaller sigmas, so needs no more than this.
         """
-        halo = _radius(self.sigmas()[-1]) + 2 if self.per_sigma(1) else 0
+        halo = gaussian_radius(self.sigmas()[-1]) + 2 if self.per_sigma(1) else 0
         for name, sigmas in self.filters:
-            extra = _radius(STRUCTURE_OUTER * sigmas[-1]) if name == "structure_tensor" else 0
-            halo = max(halo, _radius(sigmas[-1]) + extra)
+            extra = gaussian_radius(STRUCTURE_OUTER * sigmas[-1]) if name == "structure_tensor" else 0
+            halo = max(halo, gaussian_radius(sigmas[-1]) + extra)
         return halo
 
     def axis_sigmas(self, sigma: float, ndim: int) -> tuple:

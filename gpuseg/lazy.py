@@ -53,7 +53,7 @@ def predict_dask(segmenter, image, *, proba, tile_shape=None):
     """
     segmenter._check_fitted()
     spatial = segmenter._check_image(image)
-    halo = segmenter.feature_params.halo()
+    halo = segmenter._halo()
     if tile_shape is None:
         tile_shape = default_tile_shape(spatial, segmenter.n_features_in_, halo,
                                         memory_budget(segmenter._backend_name()))

@@ -49,8 +49,12 @@ def atomic_write(path, write) -> None:
         raise
 
 
-def save_model(path, meta: dict, forest: Forest) -> Path:
-    """Write a model file atomically; returns its path (``.gpuseg`` appended if missing)."""
+def save_model(path, meta: dict, forest: Forest, context: Forest | None = None) -> Path:
+    """Write a model file atomically; returns its path (``.gpuseg`` appended if missing).
+
+    ``context`` (auto-context's second stage) is stored beside the forest as
+    ``context_<array>.npy``, its feature count as ``context_n_features``.
+    """
     import sklearn
 
     from . import __version__
@@ -66,16 +70,18 @@ def save_model(path, meta: dict, forest: Forest) -> Path:
         "sklearn_version": sklearn.__version__,
         "python_version": platform.python_version(),
         "n_features": forest.n_features,
+        **({} if context is None else {"context_n_features": context.n_features}),
         **meta,
     }
 
     def write(f):
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr(_META, json.dumps(header, indent=1))
-            for name in Forest.ARRAYS:
-                buf = io.BytesIO()
-                np.save(buf, getattr(forest, name), allow_pickle=False)
-                zf.writestr(f"{name}.npy", buf.getvalue())
+            for prefix, trees in (("", forest), ("context_", context)):
+                for name in Forest.ARRAYS if trees is not None else ():
+                    buf = io.BytesIO()
+                    np.save(buf, getattr(trees, name), allow_pickle=False)
+                    zf.writestr(f"{prefix}{name}.npy", buf.getvalue())
 
     atomic_write(path, write)
     return path
@@ -93,6 +99,8 @@ def read_model(path) -> tuple:
     meta : dict
         The JSON header.
     forest : Forest
+    context : Forest or None
+        Auto-context's second stage, where the file has one.
 
     Raises
     ------
@@ -127,13 +135,14 @@ def read_model(path) -> tuple:
                     f"{path} has model format version {version!r}, but this gpuseg "
                     f"reads version {FORMAT_VERSION}. Upgrade gpuseg, or re-train the model with this one."
                 )
-            arrays = {}
-            for name in Forest.ARRAYS:
-                member = f"{name}.npy"
-                if member not in names:
-                    raise _refuse(path, f"the forest array {member} is missing.")
-                with zf.open(member) as f:
-                    arrays[name] = np.lib.format.read_array(f, allow_pickle=False)
+            arrays = {"": {}, "context_": {}}
+            for prefix in ("", "context_") if "context_n_features" in meta else ("",):
+                for name in Forest.ARRAYS:
+                    member = f"{prefix}{name}.npy"
+                    if member not in names:
+                        raise _refuse(path, f"the forest array {member} is missing.")
+                    with zf.open(member) as f:
+                        arrays[prefix][name] = np.lib.format.read_array(f, allow_pickle=False)
     except zipfile.BadZipFile as exc:
         raise _refuse(path, f"the archive is corrupt or truncated ({exc}).") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -141,8 +150,12 @@ def read_model(path) -> tuple:
     except (EOFError, OSError) as exc:
         raise _refuse(path, f"it is truncated or unreadable ({exc}).") from None
     try:
-        forest = Forest(n_features=int(meta["n_features"]), **arrays)
+        forest = Forest(n_features=int(meta["n_features"]), **arrays[""])
         forest.validate()
+        context = None
+        if arrays["context_"]:
+            context = Forest(n_features=int(meta["context_n_features"]), **arrays["context_"])
+            context.validate()
     except (KeyError, TypeError) as exc:
         raise _refuse(path, f"its metadata is incomplete ({exc}).") from None
-    return meta, forest
+    return meta, forest, context

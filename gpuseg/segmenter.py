@@ -9,7 +9,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import _backend
+from . import _backend, autocontext
 from ._validation import check_classes, check_dtype, check_labels, prepare_image, spatial_shape
 from .features import PRESETS, FeatureParams, iter_features
 from .model_io import read_model, save_model
@@ -46,6 +46,12 @@ class Segmenter:
         physical pixel size per axis) is recorded in the model file.
     channel_axis : int, optional
         Axis of the images holding channels; ``None`` for grayscale.
+    auto_context : bool
+        Train a second forest on the features plus the first forest's class
+        probabilities smoothed around each pixel (ilastik's auto-context; see
+        :mod:`gpuseg.autocontext`), the training pixels' probabilities
+        cross-fitted. Costs a second forest pass per pixel, and in ``fit``
+        three first-stage forests over the scribbled tiles.
     **forest_params
         scikit-learn ``RandomForestClassifier`` parameters: ``n_estimators``,
         ``max_depth``, ``max_samples``, ``max_features``, ``min_samples_leaf``,
@@ -75,11 +81,15 @@ class Segmenter:
     ndim_ : int
         Spatial dimensions of the training images (2 or 3).
     forest_ : gpuseg.forest.Forest
-        The trained trees.
+        The trained trees (the first stage with ``auto_context``).
+    context_forest_ : gpuseg.forest.Forest or None
+        The second stage (``auto_context``), reading ``n_features_in_`` features
+        then :func:`gpuseg.autocontext.n_context` context features.
     """
 
     def __init__(self, *, backend="auto", preset=None, intensity=True, edges=True, texture=True, sigma_min=0.5,
-                 sigma_max=16, num_sigma=None, filters=(), spacing=None, channel_axis=None, **forest_params):
+                 sigma_max=16, num_sigma=None, filters=(), spacing=None, channel_axis=None, auto_context=False,
+                 **forest_params):
         unknown = set(forest_params) - set(FOREST_DEFAULTS)
         if unknown:
             raise TypeError(
@@ -98,6 +108,7 @@ class Segmenter:
         self.filters = filters
         self.spacing = spacing
         self.channel_axis = channel_axis
+        self.auto_context = auto_context
         self.forest_params = {**FOREST_DEFAULTS, **forest_params}
 
     # -- parameters -------------------------------------------------------
@@ -107,6 +118,10 @@ class Segmenter:
             return dataclasses.replace(PRESETS[self.preset], spacing=self.spacing)
         return FeatureParams(self.intensity, self.edges, self.texture, self.sigma_min, self.sigma_max, self.num_sigma,
                              self.filters, self.spacing)
+
+    def _halo(self) -> int:
+        """A tile's halo: the features', plus the context smoothing's with auto-context."""
+        return self.feature_params.halo() + (autocontext.context_radius() if self.auto_context else 0)
 
     def _backend_name(self) -> str:
         if not hasattr(self, "_resolved_backend"):
@@ -177,6 +192,8 @@ class Segmenter:
         self.n_features_in_ = params.n_features(*geometry)
         t1 = time.perf_counter()
         self.fit_features(X, y)
+        if self.auto_context:
+            self._fit_context(images, label_list, X, y, be, name, tile_shape)
         log.info("gpuseg fit: %d labelled pixels, %d features in %.2f s, forest in %.2f s",
                  y.size, X.shape[1], t1 - t0, time.perf_counter() - t1)
         return self
@@ -208,15 +225,69 @@ class Segmenter:
             self.n_features_in_ = X.shape[1]
         elif X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features; this segmenter expects {self.n_features_in_}.")
+        self.forest_ = be.forest_fit(X, np.searchsorted(classes, y), self._fit_params(y.size), len(classes))
+        self.context_forest_ = None
+        self._device_forest = {}
+        return self
+
+    def _fit_params(self, n_samples: int) -> dict:
+        """The forest parameters for ``n_samples`` rows: ``max_samples="auto"`` resolved, class weights by index."""
         params = dict(self.forest_params)
         if params["max_samples"] == "auto":
-            params["max_samples"] = min(1.0, TREE_SAMPLES / y.size)
+            params["max_samples"] = min(1.0, TREE_SAMPLES / n_samples)
         if isinstance(params["class_weight"], dict):  # keyed by label value; the forest sees class indices
             weights = {int(k): w for k, w in params["class_weight"].items()}
-            params["class_weight"] = {i: weights.get(int(c), 1.0) for i, c in enumerate(classes)}
-        self.forest_ = be.forest_fit(X, np.searchsorted(classes, y), params, len(classes))
-        self._device_forest = None
-        return self
+            params["class_weight"] = {i: weights.get(int(c), 1.0) for i, c in enumerate(self.classes_)}
+        return params
+
+    def _fit_context(self, images, label_list, X, y, be, name, tile_shape):
+        """Train the second stage on the features and cross-fitted context of the labelled pixels (auto-context)."""
+        K = len(self.classes_)
+        yi = np.searchsorted(self.classes_, y)
+        fold = np.concatenate([autocontext.label_folds(lab) for lab in label_list])
+        params = self._fit_params(y.size)
+        forests = autocontext.fit_fold_forests(X, yi, fold, params, K, be)
+        firsts = autocontext.fold_stages(forests, self._stage(name, be, "forest_"), K, be)
+        context = [self._labelled_context(img, lab, firsts, be, name, tile_shape) for img, lab in zip(images, label_list)]
+        X2 = np.concatenate([X, np.concatenate(context)], axis=1)
+        self.context_forest_ = be.forest_fit(X2, yi, params, K)
+        self._device_forest = {}
+
+    def _labelled_context(self, image, labels, firsts, be, name, tile_shape):
+        """Cross-fitted context features of the labelled pixels of one image, rows in its C order."""
+        params = self.feature_params
+        spatial = tuple(labels.shape)
+        if tile_shape is None:
+            tile_shape = default_tile_shape(spatial, self.n_features_in_, self._halo(), memory_budget(name))
+        rows, order = [], []
+        for tile in iter_tiles(spatial, tile_shape, self._halo()):
+            lab = check_labels(_backend.to_host(labels[tile.write]), tile.shape)
+            points = labelled_points(lab)
+            if points[0].size == 0:
+                continue
+            where = tuple(p + w.start for p, w in zip(points, tile.write))
+            block = self._read_block(image, tile, be, name)
+            rows.append(autocontext.labelled_context(block, tile.crop, points, autocontext.folds(where),
+                                                     self._matrix_fn(be), firsts, len(self.classes_), params, be))
+            order.append(np.ravel_multi_index(where, spatial))
+        return np.concatenate(rows)[np.argsort(np.concatenate(order), kind="stable")]
+
+    def _stage(self, name, be, which):
+        """``X -> proba`` of the forest ``which`` (``"forest_"``, ``"context_forest_"``) on backend ``name``."""
+        return lambda X: be.forest_predict_proba(self._forest_arrays(name, which), X)
+
+    def _matrix_fn(self, be, scratch=None):
+        """``(block, region, shape) -> X``: the feature-major matrix of a region of a block (in ``scratch`` if long enough)."""
+        params = self.feature_params
+
+        def matrix(block, region, shape):
+            size = (self.n_features_in_, int(np.prod(shape)))
+            fits = scratch is not None and scratch.size >= size[0] * size[1]
+            X = scratch[:size[0] * size[1]].reshape(size) if fits else be.empty(size)
+            for i, f in enumerate(iter_features(block, params, be)):
+                X[i].reshape(shape)[...] = f[region]  # one copy (reshape(-1) of the crop would make a second)
+            return X
+        return matrix
 
     def _labelled_features(self, image, labels, spatial, params, be, name, tile_shape):
         """Features and classes of the labelled pixels, computed only on tiles that hold some.
@@ -224,7 +295,7 @@ class Segmenter:
         Rows come in the image's C order whatever the tiles, so the forest (whose
         bootstrap draws rows by position) does not depend on the tile shape.
         """
-        halo = params.halo()
+        halo = self._halo()
         n_channels = 1 if self.channel_axis is None else image.shape[self.channel_axis]
         n_feat = params.n_features(len(spatial), n_channels)
         if tile_shape is None:
@@ -275,10 +346,14 @@ class Segmenter:
             )
         return spatial
 
-    def _forest_arrays(self, name):
-        if getattr(self, "_device_forest", None) is None or self._device_forest[0] != name:
-            self._device_forest = (name, self.forest_.arrays(name))
-        return self._device_forest[1]
+    def _forest_arrays(self, name, which="forest_"):
+        """The arrays of the forest ``which`` on backend ``name``, converted once."""
+        cache = getattr(self, "_device_forest", None)
+        if not isinstance(cache, dict):
+            cache = self._device_forest = {}
+        if (name, which) not in cache:
+            cache[(name, which)] = getattr(self, which).arrays(name)
+        return cache[(name, which)]
 
     def _feature_scratch(self, be, spatial, tile_shape):
         """A buffer for the feature matrix of any tile, to reuse from tile to tile.
@@ -298,14 +373,13 @@ class Segmenter:
 
         ``scratch`` (see :meth:`_feature_scratch`) holds the feature matrix when it is long enough.
         """
-        params = self.feature_params
         shape = tuple(c.stop - c.start for c in crop)
-        size = (self.n_features_in_, int(np.prod(shape)))
-        fits = scratch is not None and scratch.size >= size[0] * size[1]
-        X = scratch[:size[0] * size[1]].reshape(size) if fits else be.empty(size)
-        for i, f in enumerate(iter_features(block, params, be)):
-            X[i].reshape(shape)[...] = f[crop]  # one copy (reshape(-1) of the crop would make a second)
-        return be.forest_predict_proba(self._forest_arrays(name), X), shape
+        matrix = self._matrix_fn(be, scratch)
+        if getattr(self, "context_forest_", None) is not None:
+            return autocontext.two_stage_proba(block, crop, matrix, self._stage(name, be, "forest_"),
+                                               self._stage(name, be, "context_forest_"), len(self.classes_),
+                                               self.feature_params, be), shape
+        return be.forest_predict_proba(self._forest_arrays(name), matrix(block, crop, shape)), shape
 
     def _proba_of_crop(self, block, crop, be, name, scratch=None):
         """Class probabilities of the region ``crop`` of a prepared block, halving it when memory runs out.
@@ -345,7 +419,7 @@ class Segmenter:
             if sizes[axis] < 2:
                 raise
             log.warning("gpuseg: out of memory on a tile of shape %s; splitting it in two", tuple(sizes))
-        halo = self.feature_params.halo()
+        halo = self._halo()
         mid = crop[axis].start + sizes[axis] // 2
         halves = []
         for part in (slice(crop[axis].start, mid), slice(mid, crop[axis].stop)):
@@ -369,7 +443,7 @@ class Segmenter:
         spatial = self._check_image(image)
         name = self._backend_name()
         be = _backend.backend_module(name)
-        halo = self.feature_params.halo()
+        halo = self._halo()
         if tile_shape is None:
             tile_shape = default_tile_shape(spatial, self.n_features_in_, halo, memory_budget(name))
         out = be.empty(spatial + (len(self.classes_),)) if proba else be.empty(spatial, self.label_dtype)
@@ -444,6 +518,9 @@ class Segmenter:
         proba : float32 array of shape ``S + (n_classes,)``, same array type as the input.
         """
         self._check_fitted()
+        if self.context_forest_ is not None:
+            raise ValueError("An auto-context model classifies images (its second stage reads the first's "
+                             "probabilities around each pixel), not feature stacks: use predict_proba(image).")
         if features.shape[-1] != self.n_features_in_:
             raise ValueError(f"features have {features.shape[-1]} columns; the model expects {self.n_features_in_}.")
         name = "gpu" if _backend.is_device_array(features) else "cpu"
@@ -476,8 +553,9 @@ class Segmenter:
             "classes": [int(c) for c in self.classes_],
             "forest_params": {k: _jsonable(v) for k, v in self.forest_params.items()},
             "trained_on": self._backend_name(),
+            "auto_context": self.context_forest_ is not None,
         }
-        return save_model(path, meta, self.forest_)
+        return save_model(path, meta, self.forest_, self.context_forest_)
 
 
 def load(path, backend="auto") -> Segmenter:
@@ -499,10 +577,11 @@ def load(path, backend="auto") -> Segmenter:
         The file is not a gpuseg model (a pickle, another format, corrupt or
         truncated) or has an unknown format version. Nothing in it is executed.
     """
-    meta, forest = read_model(path)
+    meta, forest, context = read_model(path)
     try:
         features = FeatureParams.from_dict(meta["features"])
         seg = Segmenter(backend=backend, channel_axis=meta["channel_axis"], **features.to_dict(),
+                        auto_context=context is not None,
                         **{k: v for k, v in meta["forest_params"].items() if k in FOREST_DEFAULTS})
         if isinstance(seg.forest_params["class_weight"], dict):
             seg.forest_params["class_weight"] = {int(k): w for k, w in seg.forest_params["class_weight"].items()}
@@ -514,8 +593,13 @@ def load(path, backend="auto") -> Segmenter:
     seg.n_features_in_ = features.n_features(seg.ndim_, seg.n_channels_)
     if seg.n_features_in_ != forest.n_features or seg.classes_.size != forest.n_classes or seg.ndim_ not in (2, 3):
         raise ValueError(f"{path} is not a usable gpuseg model file: its metadata and its forest disagree.")
+    n_context = autocontext.n_context(seg.classes_.size)
+    if context is not None and (context.n_features != seg.n_features_in_ + n_context
+                                or context.n_classes != seg.classes_.size):
+        raise ValueError(f"{path} is not a usable gpuseg model file: its two forests disagree.")
     seg.forest_ = forest
-    seg._device_forest = None
+    seg.context_forest_ = context
+    seg._device_forest = {}
     return seg
 
 

@@ -222,7 +222,7 @@ def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None,
         tile_shape = _resumed_tile_shape(out, job, tile_shape)
     else:
         if tile_shape is None:
-            tile_shape = default_tile_shape(spatial, segmenter.n_features_in_, segmenter.feature_params.halo(),
+            tile_shape = default_tile_shape(spatial, segmenter.n_features_in_, segmenter._halo(),
                                             memory_budget(segmenter._backend_name()))
         _create(out, {**job, "tile_shape": [int(t) for t in tile_shape]}, segmenter, spatial, proba, ome)
     _fill(segmenter, image, spatial, out, tuple(tile_shape), proba, class_first=proba and ome is not None,
@@ -320,7 +320,7 @@ def _fill(segmenter, image, spatial: tuple, out: Path, tile_shape: tuple, proba:
     array, done = (node, out / DONE_DIR) if isinstance(node, zarr.Array) else (node["0"], out / "0" / DONE_DIR)
     name = segmenter._backend_name()
     be = _backend.backend_module(name)
-    tiles = iter_tiles(spatial, tile_shape, segmenter.feature_params.halo())
+    tiles = iter_tiles(spatial, tile_shape, segmenter._halo())
     todo = [(t, _marker(t, tile_shape)) for t in tiles]
     todo = [(t, m) for t, m in todo if not (done / m).exists()]
     scratch = segmenter._feature_scratch(be, spatial, tile_shape)
