@@ -164,6 +164,8 @@ class GpusegCPU(Runner):
 
     name = "gpuseg-cpu"
     backend = "cpu"
+    feature_args = {"preset": "skimage"}
+    """scikit-image's features, so that the labels can equal the reference's."""
 
     @classmethod
     def unavailable(cls):
@@ -181,12 +183,12 @@ class GpusegCPU(Runner):
     def _segmenter(self):
         import gpuseg
 
-        return gpuseg.Segmenter(backend=self.backend, **self.forest_params)
+        return gpuseg.Segmenter(backend=self.backend, **self.feature_args, **self.forest_params)
 
     def features(self, image):
         import gpuseg
 
-        return gpuseg.multiscale_features(image, backend=self.backend)
+        return gpuseg.multiscale_features(image, backend=self.backend, **self._segmenter().feature_params.to_dict())
 
     def fit(self, image, scribbles):
         self._model = self._segmenter().fit(image, scribbles)
@@ -202,6 +204,7 @@ class GpusegCPUDefaults(GpusegCPU):
     """gpuseg on the CPU with its own default forest parameters."""
 
     name = "gpuseg-cpu-defaults"
+    feature_args = {}
 
     def __init__(self, forest_params: dict):
         super().__init__({})

@@ -15,12 +15,12 @@ IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy", ".zarr"}
 def _feature_and_forest_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("features")
     g.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="a feature set by name (replaces the options below but --spacing and --channel-axis)")
+                   help="a feature set by name (not with the sigma and --no-* options; without any of them: compact)")
     g.add_argument("--spacing", type=float, nargs="+", default=None, metavar="SIZE",
                    help="physical pixel size per spatial axis, e.g. 4 1 1 for a z-step of 4 pixels "
                    "(default: from the first image's OME/ImageJ metadata, else isotropic)")
-    g.add_argument("--sigma-min", type=float, default=0.5)
-    g.add_argument("--sigma-max", type=float, default=16.0)
+    g.add_argument("--sigma-min", type=float, default=None, help="scikit-image's features from this sigma (0.5)")
+    g.add_argument("--sigma-max", type=float, default=None, help="scikit-image's features up to this sigma (16)")
     g.add_argument("--num-sigma", type=int, default=None)
     g.add_argument("--no-intensity", action="store_true", help="leave out smoothed intensity")
     g.add_argument("--no-edges", action="store_true", help="leave out Sobel edges")
@@ -115,10 +115,11 @@ def _cmd_train(args) -> int:
         spacing = read_spacing(args.pairs[0], len(labels[0].shape))
         if spacing is not None:
             print(f"spacing {spacing} from {args.pairs[0]}'s metadata")
-    seg = Segmenter(backend=args.backend, preset=args.preset, intensity=not args.no_intensity,
-                    edges=not args.no_edges, texture=not args.no_texture, sigma_min=args.sigma_min,
-                    sigma_max=args.sigma_max, num_sigma=args.num_sigma, spacing=spacing,
-                    channel_axis=args.channel_axis, **forest)
+    features = {k: v for k, v in (("intensity", not args.no_intensity), ("edges", not args.no_edges),
+                                  ("texture", not args.no_texture)) if not v}
+    features.update({k: getattr(args, k) for k in ("sigma_min", "sigma_max", "num_sigma") if getattr(args, k)})
+    seg = Segmenter(backend=args.backend, preset=args.preset, spacing=spacing, channel_axis=args.channel_axis,
+                    **features, **forest)
     seg.fit(images, labels)
     path = seg.save(args.output)
     n = sum(int(np.count_nonzero(np.asarray(lab))) for lab in labels)

@@ -22,7 +22,7 @@ import numpy as np
 from . import _backend
 from ._validation import prepare_image
 
-__all__ = ["FILTERS", "PRESETS", "FeatureParams", "multiscale_features"]
+__all__ = ["DEFAULT_PRESET", "FILTERS", "PRESETS", "FeatureParams", "multiscale_features"]
 
 FILTERS = ("gaussian", "laplacian", "gradient_magnitude", "dog", "structure_tensor", "hessian_of_gaussian")
 """ilastik's standard filters, in feature order: Gaussian smoothing, Laplacian of Gaussian,
@@ -191,14 +191,22 @@ def _filter_width(name: str, ndim: int) -> int:
     return ndim if name in ("structure_tensor", "hessian_of_gaussian") else 1
 
 
+COMPACT_SIGMAS = (0.7, 1.6, 3.5, 10.0)
+
 PRESETS = {
     "skimage": FeatureParams(),
     "ilastik": FeatureParams(intensity=False, edges=False, texture=False,
                              filters={"gaussian": ILASTIK_SIGMAS,
                                       **{name: ILASTIK_SIGMAS[1:] for name in FILTERS[1:]}}),
+    "compact": FeatureParams(intensity=False, edges=False, texture=False,
+                             filters={name: COMPACT_SIGMAS for name in FILTERS}),
 }
 """Feature sets by name: ``"skimage"`` is :func:`skimage.feature.multiscale_basic_features`'s
-default; ``"ilastik"`` is ilastik's full standard set at its default scales."""
+default (24 features in 2D); ``"ilastik"`` is ilastik's full standard set at its default
+scales (49); ``"compact"`` is ilastik's six filters at four of its scales (32), the
+:class:`~gpuseg.Segmenter`'s default, chosen on the validation set
+(``python -m benchmarks --scenario accuracy``)."""
+DEFAULT_PRESET = "compact"
 
 
 def iter_features(image, params: FeatureParams, be) -> Iterator:
@@ -255,15 +263,16 @@ def _filters_at(channel, sigmas: tuple, spacing: tuple, names: list, be) -> Iter
 
     first = [derivative(a) for a in range(ndim)] if {"gradient_magnitude", "structure_tensor"} & set(names) else []
     second = [derivative(a, b) for a, b in pairs] if {"laplacian", "hessian_of_gaussian"} & set(names) else []
+    smoothed = be.gaussian(channel, sigmas) if {"gaussian", "dog"} & set(names) else None
     for name in names:
         if name == "gaussian":
-            yield be.gaussian(channel, sigmas)
+            yield smoothed
         elif name == "laplacian":
             yield sum(second[pairs.index((a, a))] for a in range(ndim))
         elif name == "gradient_magnitude":
             yield be.xp.sqrt(sum(d * d for d in first))
         elif name == "dog":
-            yield be.gaussian(channel, sigmas) - be.gaussian(channel, tuple(DOG_RATIO * s for s in sigmas))
+            yield smoothed - be.gaussian(channel, tuple(DOG_RATIO * s for s in sigmas))
         elif name == "structure_tensor":
             outer = tuple(STRUCTURE_OUTER * s for s in sigmas)
             yield from be.symmetric_eigenvalues([be.gaussian(first[a] * first[b], outer) for a, b in pairs])

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from . import _backend, autocontext
 from ._validation import check_classes, check_dtype, check_labels, prepare_image, spatial_shape
-from .features import PRESETS, FeatureParams, iter_features
+from .features import DEFAULT_PRESET, PRESETS, FeatureParams, iter_features
 from .model_io import read_model, save_model
 from .tiling import channel_index, default_tile_shape, iter_tiles, labelled_points, memory_budget
 
@@ -31,6 +31,9 @@ FOREST_DEFAULTS = {
 }
 
 
+_FEATURE_ARGS = ("intensity", "edges", "texture", "sigma_min", "sigma_max", "num_sigma", "filters")
+
+
 class Segmenter:
     """Pixel classifier trained on scribbles: multiscale features + a random forest.
 
@@ -39,13 +42,16 @@ class Segmenter:
     backend : {"auto", "cpu", "gpu"}
         ``"auto"`` uses the GPU (CuPy, cuCIM, cuML) when one is usable, else the CPU.
     preset : str, optional
-        A feature set by name from :data:`gpuseg.features.PRESETS` (``"skimage"``,
-        ``"ilastik"``); it replaces ``intensity`` .. ``filters``.
-    intensity, edges, texture, sigma_min, sigma_max, num_sigma, filters, spacing
-        Features, as in :func:`gpuseg.multiscale_features`; ``spacing`` (the
-        physical pixel size per axis) is recorded in the model file.
-    channel_axis : int, optional
-        Axis of the images holding channels; ``None`` for grayscale.
+        A feature set by name from :data:`gpuseg.features.PRESETS`
+        (``"compact"``, ``"skimage"``, ``"ilastik"``). Without a preset and
+        without feature arguments the features are ``"compact"``'s (ilastik's
+        six filters at sigmas 0.7, 1.6, 3.5, 10), chosen on the validation set.
+    intensity, edges, texture, sigma_min, sigma_max, num_sigma, filters
+        Features, as in :func:`gpuseg.multiscale_features` (with its defaults
+        for those not given: scikit-image's features); not with ``preset``.
+    spacing : tuple of float, optional
+        Physical pixel size per spatial axis (see :class:`gpuseg.features.FeatureParams`),
+        with any feature set; recorded in the model file.
     auto_context : bool
         Train a second forest on the features plus the first forest's class
         probabilities smoothed around each pixel (ilastik's auto-context; see
@@ -87,8 +93,8 @@ class Segmenter:
         then :func:`gpuseg.autocontext.n_context` context features.
     """
 
-    def __init__(self, *, backend="auto", preset=None, intensity=True, edges=True, texture=True, sigma_min=0.5,
-                 sigma_max=16, num_sigma=None, filters=(), spacing=None, channel_axis=None, auto_context=False,
+    def __init__(self, *, backend="auto", preset=None, intensity=None, edges=None, texture=None, sigma_min=None,
+                 sigma_max=None, num_sigma=None, filters=None, spacing=None, channel_axis=None, auto_context=False,
                  **forest_params):
         unknown = set(forest_params) - set(FOREST_DEFAULTS)
         if unknown:
@@ -97,6 +103,10 @@ class Segmenter:
             )
         if preset is not None and preset not in PRESETS:
             raise ValueError(f"Unknown feature preset {preset!r}; choose from {sorted(PRESETS)}.")
+        given = [k for k, v in zip(_FEATURE_ARGS, (intensity, edges, texture, sigma_min, sigma_max, num_sigma,
+                                                  filters)) if v is not None]
+        if preset is not None and given:
+            raise ValueError(f"Pass a feature preset or feature arguments, not both (preset={preset!r}, {given}).")
         self.backend = backend
         self.preset = preset
         self.intensity = intensity
@@ -114,10 +124,11 @@ class Segmenter:
     # -- parameters -------------------------------------------------------
     @property
     def feature_params(self) -> FeatureParams:
-        if self.preset is not None:
-            return dataclasses.replace(PRESETS[self.preset], spacing=self.spacing)
-        return FeatureParams(self.intensity, self.edges, self.texture, self.sigma_min, self.sigma_max, self.num_sigma,
-                             self.filters, self.spacing)
+        """The features: the preset's, else those of the feature arguments given, else :data:`DEFAULT_PRESET`'s."""
+        given = {k: getattr(self, k) for k in _FEATURE_ARGS if getattr(self, k) is not None}
+        if self.preset is not None or not given:
+            return dataclasses.replace(PRESETS[self.preset or DEFAULT_PRESET], spacing=self.spacing)
+        return FeatureParams(**given, spacing=self.spacing)
 
     def _halo(self) -> int:
         """A tile's halo: the features', plus the context smoothing's with auto-context."""
