@@ -4,7 +4,8 @@ For every case of :mod:`benchmarks.validation` and every scribble density, it
 trains and predicts with scikit-image's recipe (``multiscale_basic_features``
 + ``fit_segmenter`` with :data:`benchmarks.runners.USER_FOREST`) and with
 gpuseg's :class:`~gpuseg.Segmenter` for each feature preset, with and without
-auto-context, and with its defaults; gpuseg gets the case's ``spacing`` as a
+auto-context (the defaults are :data:`gpuseg.features.DEFAULT_PRESET`'s
+features without auto-context); gpuseg gets the case's ``spacing`` as a
 file's metadata would give it (the recipe cannot use it). Then, on the
 standard benchmark's 4096x4096 image, it times end to end (features, fit,
 predict) the defaults before this feature set (:data:`PREVIOUS_DEFAULTS`)
@@ -19,6 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from gpuseg.features import DEFAULT_PRESET
 
 from . import data, validation
 from .runners import USER_FOREST
@@ -35,7 +38,6 @@ def configs() -> dict:
     for preset in PRESETS:
         out[preset] = {"preset": preset}
         out[f"{preset}+ac"] = {"preset": preset, "auto_context": True}
-    out["defaults"] = {}
     return out
 
 
@@ -112,7 +114,10 @@ def report(rows: list[dict], meta: dict) -> str:
     names = list(dict.fromkeys(r["config"] for r in acc_rows))
     lines = [f"# Accuracy on the validation set ({meta['machine']})", "",
              f"Command: `{meta['command']}`; commit {meta['commit']}; {meta['started']}.", "",
-             "mIoU (pixel accuracy in brackets); Δ = mIoU minus the recipe's. Seconds: fit + predict.", "",
+             "mIoU (pixel accuracy in brackets); Δ = mIoU minus the recipe's. Seconds: fit + predict. "
+             f"recipe: scikit-image's features and fit_segmenter with {USER_FOREST}; the presets: gpuseg's "
+             f"Segmenter with its default forest, `+ac` with auto-context; gpuseg's defaults: `{DEFAULT_PRESET}`.",
+             "",
              "| case | density | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     by = {(r["case"], r["density"], r["config"]): r for r in acc_rows}
     for case, density in dict.fromkeys((r["case"], r["density"]) for r in acc_rows):

@@ -124,14 +124,19 @@ def label_folds(labels, rows_per_read: int = 256) -> np.ndarray:
 
 
 def fit_fold_forests(X, y: np.ndarray, fold: np.ndarray, forest_params: dict, n_classes: int, be) -> list:
-    """The first-stage forest of each fold, trained without it: ``(forest, classes)`` or ``None`` (see :func:`fold_training`)."""
+    """The first-stage forest of each fold, trained without it: ``(forest, classes)`` or ``None`` (see :func:`fold_training`).
+
+    Each has ``1 / N_FOLDS`` of the trees (at least one), so the three together
+    cost one forest pass over the scribbled tiles; like an out-of-bag estimate,
+    a pixel's probabilities come from about a third of a forest's trees.
+    """
     out = []
     for plan in fold_training(y, fold):
         if plan is None:
             out.append(None)
             continue
         rows, classes = plan
-        params = dict(forest_params)
+        params = dict(forest_params, n_estimators=max(1, int(forest_params.get("n_estimators", 100)) // N_FOLDS))
         if isinstance(params.get("class_weight"), dict):  # keyed by class index: re-index to the fold's classes
             params["class_weight"] = {j: params["class_weight"].get(int(c), 1.0) for j, c in enumerate(classes)}
         keep = np.flatnonzero(rows)

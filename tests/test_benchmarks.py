@@ -100,3 +100,29 @@ def test_gpu_check_refuses_without_a_gpu(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "needs a GPU" in proc.stderr
     assert not (tmp_path / "gpu").exists()
+
+
+def test_validation_set_is_offline_and_scribbled_inside_the_truth():
+    from benchmarks import validation
+
+    cases = validation.cases(small=True)
+    assert len(cases) >= 5 and {c.image.ndim for c in cases} == {2, 3}
+    for case in cases:
+        assert case.image.dtype == np.float32 and case.truth.shape == case.image.shape
+        for density in validation.DENSITIES:
+            s = case.scribbles(density)
+            assert np.array_equal(s[s > 0], case.truth[s > 0])
+            assert set(np.unique(s[s > 0])) == set(np.unique(case.truth))
+
+
+def test_accuracy_scores_and_report():
+    from benchmarks import accuracy
+
+    truth = np.array([1, 1, 2, 2])
+    assert accuracy.scores(np.array([1, 2, 2, 2]), truth) == (0.75, (1 / 2 + 2 / 3) / 2)
+    rows = [{"case": "c", "density": "sparse", "config": name, "accuracy": 0.9, "miou": m, "fit_s": 1, "predict_s": 1}
+            for name, m in (("recipe", 0.5), ("compact", 0.6))]
+    rows += [{"timing": name, "edge": 64, "repeat": 0, "seconds": s} for name, s in
+             (("previous-defaults", 2.0), ("defaults", 3.0))]
+    text = accuracy.report(rows, {"machine": "m", "command": "x", "commit": "abc", "started": "now"})
+    assert "Δ +0.100" in text and "| defaults | 3.00 | 1.50x |" in text
