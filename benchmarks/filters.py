@@ -129,7 +129,7 @@ def _forest_times(n: int, repeats: int) -> tuple[float, float]:
     y = (X[:, 0] + X[:, 1] > 1).astype(int) + (X[:, 2] > 0.7)  # three classes that need many splits
     clf = RandomForestClassifier(n_estimators=50, max_depth=10, max_samples=20_000, random_state=0, n_jobs=-1)
     clf.fit(X[:200_000], y[:200_000])
-    arrays = Forest.from_sklearn(clf).arrays("cpu")
+    arrays = Forest.from_sklearn(clf).arrays(_cpu)
     Xt = np.ascontiguousarray(X.T)
     return _best(lambda: _cpu.forest_predict_proba(arrays, Xt), repeats), _best(lambda: clf.predict_proba(X), repeats)
 

@@ -14,7 +14,8 @@ A runner times four stages on one image with its scribbles:
     what a user runs, from a host image to host labels, on a fresh model.
 
 The runners of the ``large`` and ``app`` scenarios time one stage each:
-``predict`` of a Zarr-backed image, and the app's ``stroke_to_overlay``.
+``predict`` of a Zarr-backed image into a Zarr output, and the app's
+``stroke_to_overlay``.
 
 Every runner shares :class:`Runner`'s timing; subclasses say only what a
 stage does. GPU runners synchronise the device before the clock stops.
@@ -22,7 +23,7 @@ stage does. GPU runners synchronise the device before the clock stops.
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import os
 import platform
 import time
@@ -167,16 +168,6 @@ class GpusegCPU(Runner):
     feature_args = {"preset": "skimage"}
     """scikit-image's features, so that the labels can equal the reference's."""
 
-    @classmethod
-    def unavailable(cls):
-        try:
-            import gpuseg
-
-            gpuseg.Segmenter, gpuseg.multiscale_features  # noqa: B018 - the API the runner needs
-        except (ImportError, AttributeError) as exc:
-            return f"gpuseg cannot be used ({type(exc).__name__}: {exc})"
-        return None
-
     def reset(self):
         self._model = None
 
@@ -217,13 +208,8 @@ class _GPUMixin:
 
     @classmethod
     def unavailable(cls):
-        reason = super().unavailable()
-        if reason is not None:
-            return reason
-        try:
-            from gpuseg._backend import gpu_unavailable_reason
-        except ImportError as exc:
-            return f"gpuseg cannot be imported ({exc})"
+        from gpuseg._backend import gpu_unavailable_reason
+
         return gpu_unavailable_reason()
 
     def device(self):
@@ -316,10 +302,11 @@ class StockGPU(_GPUMixin, Runner):
 
 
 class GpusegCPUZarr(GpusegCPU):
-    """Tiled ``Segmenter.predict`` of a Zarr-backed image (scenario ``large``).
+    """Tiled prediction of a Zarr-backed image into a Zarr output, as ``gpuseg predict`` runs it (scenario ``large``).
 
-    The model is trained, untimed, on a corner of the image; only prediction
-    of the whole Zarr array, tile by tile, is timed.
+    The model is trained, untimed, on a corner of the image; only
+    :func:`gpuseg.stream.predict_to_zarr` of the whole image, tile by tile, is
+    timed. The labels are read back for scoring afterwards, untimed.
     """
 
     name = "gpuseg-cpu-zarr"
@@ -330,22 +317,36 @@ class GpusegCPUZarr(GpusegCPU):
     def load_image(self, directory):
         import zarr
 
+        self._out = directory / "labels.zarr"
         return zarr.open_array(store=str(directory / "image.zarr"), mode="r")
 
     def setup(self, image, scribbles):
         corner = tuple(slice(0, self.TRAIN_EDGE) for _ in range(image.ndim))
         self.fit(np.asarray(image[corner]), np.asarray(scribbles[corner]))
 
+    def run_stage(self, stage, image, scribbles):
+        import shutil
+
+        import zarr
+
+        shutil.rmtree(self._out, ignore_errors=True)  # a fresh output: nothing to resume
+        seconds, out = super().run_stage(stage, image, scribbles)
+        return seconds, zarr.open_array(str(out), mode="r")[:]
+
     def predict(self, image):
-        return self._model.predict(image, tile_shape=(self.TILE_EDGE,) * image.ndim, progress=False)
+        from gpuseg.stream import predict_to_zarr
+
+        return predict_to_zarr(self._model, image, self._out, tile_shape=(self.TILE_EDGE,) * image.ndim,
+                               progress=False)
 
 
 class AppCPU(GpusegCPU):
     """The app's stroke-to-overlay latency on 2D images (scenario ``app``), measured by the app itself.
 
-    ``gpuseg.app.engine.measure_stroke_to_overlay`` computes the feature
+    ``gpuseg.app.latency.measure_stroke_to_overlay`` computes the feature
     stack and two strokes untimed, then returns the median seconds from a
-    new stroke to its overlay.
+    new stroke to its overlay, each timed by ``Session.refresh``, which the
+    app's callback runs.
     """
 
     name = "app-cpu"
@@ -353,16 +354,10 @@ class AppCPU(GpusegCPU):
 
     @classmethod
     def unavailable(cls):
-        try:
-            engine = importlib.import_module("gpuseg.app.engine")
-        except ImportError as exc:
-            return f"gpuseg.app.engine cannot be imported ({exc})"
-        if not hasattr(engine, "measure_stroke_to_overlay"):
-            return "gpuseg.app.engine has no measure_stroke_to_overlay yet"
-        return None
+        return None if importlib.util.find_spec("dash") else "the app extra is not installed (pip install 'gpuseg[app]')"
 
     def run_stage(self, stage, image, scribbles):
-        from gpuseg.app.engine import measure_stroke_to_overlay
+        from gpuseg.app.latency import measure_stroke_to_overlay
 
         return float(measure_stroke_to_overlay(image, backend=self.backend)), None
 

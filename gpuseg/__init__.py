@@ -8,7 +8,8 @@ API and the same model files on the GPU (CuPy, cuCIM, cuML) and the CPU
 
 __version__ = "0.1.0"
 
-from .features import FeatureParams, multiscale_features
-from .segmenter import Segmenter, load
+from .features import FeatureParams, multiscale_basic_features, multiscale_features
+from .model_io import load
+from .segmenter import Segmenter
 
-__all__ = ["FeatureParams", "Segmenter", "load", "multiscale_features", "__version__"]
+__all__ = ["FeatureParams", "Segmenter", "load", "multiscale_basic_features", "multiscale_features", "__version__"]

@@ -1,8 +1,9 @@
 """Which backend runs, and moving arrays between host and device.
 
-This is the one module that knows about both NumPy and CuPy. Everything else
-asks it for a backend module (``gpuseg._cpu`` or ``gpuseg._gpu``, which expose
-the same primitives with the same signatures) and for host/device copies.
+Everything else asks this module for a backend module (``gpuseg._cpu`` or
+``gpuseg._gpu``, which expose the same primitives with the same signatures,
+host/device copies ``asarray`` and ``to_host`` among them) and passes that
+module on; only the two backend modules import their array libraries.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import importlib
 import logging
 from types import ModuleType
 
-import numpy as np
 
 log = logging.getLogger("gpuseg")
 
@@ -155,38 +155,23 @@ def is_device_array(x) -> bool:
     return type(x).__module__.split(".")[0] == "cupy"
 
 
-def to_backend(x, name: str):
-    """Return ``x`` as an array of backend ``name`` (NumPy for cpu, CuPy for gpu).
-
-    The only place a host array is copied to the device or back.
-    """
-    if name == "gpu":
-        import cupy
-
-        return cupy.asarray(x)
-    return to_host(x)
+def is_dask_array(x) -> bool:
+    """True for a Dask array, without importing Dask."""
+    return type(x).__module__.split(".")[0] == "dask"
 
 
-def to_host(x) -> np.ndarray:
-    """Return ``x`` as a NumPy array (copies a CuPy array off the device)."""
-    if is_device_array(x):
-        return x.get()
-    return np.asarray(x)
+def module_of(x) -> ModuleType:
+    """The backend whose arrays ``x`` is of: ``gpuseg._gpu`` for a CuPy array, else ``gpuseg._cpu``."""
+    return backend_module("gpu" if is_device_array(x) else "cpu")
 
 
 def like_input(result, image):
     """Return ``result`` with the array type of ``image`` (output follows input)."""
-    if is_device_array(image):
-        return to_backend(result, "gpu")
-    return to_host(result)
+    return module_of(image).asarray(result)
 
 
 def gpu_name() -> str | None:
     """Name of the current CUDA device, or ``None`` without one."""
     if gpu_unavailable_reason() is not None:
         return None
-    import cupy
-
-    props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
-    name = props["name"]
-    return name.decode() if isinstance(name, bytes) else str(name)
+    return backend_module("gpu").device_info()["name"]

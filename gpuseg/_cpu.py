@@ -10,17 +10,56 @@ wherever it sits, so tiled prediction equals whole-image prediction exactly.
 
 from __future__ import annotations
 
+import os
+import platform
+
 import numpy as np
 from skimage.util import img_as_float32
 
 from ._cpu_filters import NEAREST, separable_symmetric, sobel_magnitude
 from ._cpu_hessian import hessian_eigenvalues as _hessian_eigenvalues
-from ._cpu_hessian import symmetric_eigenvalues  # noqa: F401  (a primitive of this backend)
+from ._cpu_hessian import symmetric_eigenvalues as _symmetric_eigenvalues
 from ._forest_kernels import predict_proba_cpu
+
+__all__ = ["xp", "name", "asarray", "to_host", "device_id", "memory_budget", "device_info", "ascontiguous",
+           "as_float32", "all_finite", "empty", "gaussian", "sobel", "hessian_eigenvalues", "symmetric_eigenvalues",
+           "forest_fit", "forest_predict_proba"]
 
 xp = np
 name = "cpu"
 
+
+def asarray(x) -> np.ndarray:
+    """``x`` as an array of this backend: NumPy (a CuPy array is copied to the host)."""
+    return to_host(x)
+
+
+def to_host(x) -> np.ndarray:
+    """``x`` as a NumPy array; a CuPy array is copied off its device (CuPy is never imported here)."""
+    if type(x).__module__.split(".")[0] == "cupy":
+        return x.get()
+    return np.asarray(x)
+
+
+def device_id() -> str:
+    """Which device this backend's arrays live on: the host."""
+    return "cpu"
+
+
+def memory_budget() -> float:
+    """Bytes a tile may use: a quarter of the available host memory, at most 1 GiB."""
+    import psutil
+
+    return min(2**30, 0.25 * psutil.virtual_memory().available)
+
+
+def device_info() -> dict:
+    """The host: ``name`` (processor, core count), ``total_bytes`` and ``free_bytes`` of memory."""
+    import psutil
+
+    memory = psutil.virtual_memory()
+    return {"name": f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)",
+            "total_bytes": int(memory.total), "free_bytes": int(memory.available)}
 
 
 def ascontiguous(x):
@@ -127,6 +166,20 @@ def hessian_eigenvalues(smoothed: np.ndarray) -> list:
     return _hessian_eigenvalues(smoothed)
 
 
+def symmetric_eigenvalues(elements: list) -> list:
+    """Eigenvalues of a field of symmetric matrices, largest first; see :func:`gpuseg._cpu_hessian.symmetric_eigenvalues`.
+
+    Parameters
+    ----------
+    elements : list of float32 ndarrays of one shape, the upper triangle in C order (3 in 2D, 6 in 3D)
+
+    Returns
+    -------
+    eigenvalues : list of ``ndim`` float32 ndarrays of that shape, decreasing.
+    """
+    return _symmetric_eigenvalues(elements)
+
+
 def forest_fit(X: np.ndarray, y: np.ndarray, forest_params: dict, n_classes: int):
     """Train scikit-learn's RandomForestClassifier.
 
@@ -158,7 +211,7 @@ def forest_predict_proba(arrays: dict, X: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     arrays : dict
-        ``Forest.arrays("cpu")``.
+        ``Forest.arrays(gpuseg._cpu)``.
     X : float32 ndarray of shape (n_features, n_samples)
 
     Returns

@@ -16,8 +16,42 @@ from cupyx.scipy import ndimage as cundi
 from cucim.skimage.feature import hessian_matrix_eigvals
 from cucim.skimage.util import img_as_float32
 
+__all__ = ["xp", "name", "asarray", "to_host", "device_id", "memory_budget", "device_info", "ascontiguous",
+           "as_float32", "all_finite", "empty", "gaussian", "sobel", "hessian_eigenvalues", "symmetric_eigenvalues",
+           "forest_fit", "forest_predict_proba"]
+
 xp = cp
 name = "gpu"
+
+
+def asarray(x):
+    """``x`` as an array of this backend: CuPy on the current device (a host array is copied there)."""
+    return cp.asarray(x)
+
+
+def to_host(x) -> np.ndarray:
+    """``x`` as a NumPy array; a CuPy array is copied off its device."""
+    return cp.asnumpy(x)
+
+
+def device_id() -> str:
+    """Which device this backend's arrays live on: the current CUDA device, e.g. ``"gpu:0"``."""
+    return f"gpu:{cp.cuda.Device().id}"
+
+
+def memory_budget() -> float:
+    """Bytes a tile may use: a quarter of the free device memory (CuPy's pool counted free), at most 4 GiB."""
+    free, _total = cp.cuda.runtime.memGetInfo()
+    return min(4 * 2**30, 0.25 * (free + cp.get_default_memory_pool().free_bytes()))
+
+
+def device_info() -> dict:
+    """The current CUDA device: ``name``, ``total_bytes`` and ``free_bytes`` of its memory."""
+    props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
+    name = props["name"]
+    free, total = cp.cuda.runtime.memGetInfo()
+    return {"name": name.decode() if isinstance(name, bytes) else str(name), "total_bytes": int(total),
+            "free_bytes": int(free)}
 
 
 def ascontiguous(x):
@@ -142,7 +176,7 @@ def forest_predict_proba(arrays: dict, X):
     Parameters
     ----------
     arrays : dict
-        ``Forest.arrays("gpu")``.
+        ``Forest.arrays(gpuseg._gpu)``.
     X : float32 cupy array (n_features, n_samples)
 
     Returns

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 MIN_SIDE = 3  # np.gradient of np.gradient needs a few pixels along every axis
@@ -23,11 +25,7 @@ def spatial_shape(shape: tuple, channel_axis: int | None) -> tuple:
     else:
         spatial = tuple(shape)
     if len(spatial) not in (2, 3):
-        hint = (
-            " If one axis holds channels (e.g. RGB), pass channel_axis."
-            if channel_axis is None and len(spatial) == 4 or (channel_axis is None and len(spatial) == 3 and shape[-1] in (3, 4))
-            else ""
-        )
+        hint = " If one axis holds channels (e.g. RGB), pass channel_axis." if channel_axis is None else ""
         raise ValueError(
             f"Expected a 2D or 3D image (plus a channel axis if channel_axis is given), got spatial shape "
             f"{spatial} from shape {tuple(shape)}.{hint}"
@@ -38,6 +36,15 @@ def spatial_shape(shape: tuple, channel_axis: int | None) -> tuple:
             f"{MIN_SIDE} pixels. If an axis of length {min(spatial)} holds channels, pass channel_axis."
         )
     return spatial
+
+
+def warn_if_rgb(shape: tuple, channel_axis: int | None) -> None:
+    """Warn that an ``(H, W, 3)`` or ``(H, W, 4)`` image without ``channel_axis`` is taken as a volume."""
+    if channel_axis is None and len(shape) == 3 and shape[-1] in (3, 4) and min(shape[:2]) >= 16:
+        warnings.warn(
+            f"The image of shape {tuple(shape)} looks like RGB(A) but is taken as a 3D volume of {shape[0]} "
+            f"planes of {shape[1]}x{shape[2]}, because channel_axis is None; pass channel_axis=-1 if its "
+            "last axis holds colour channels.", UserWarning, stacklevel=3)
 
 
 def check_dtype(dtype) -> None:
@@ -118,3 +125,14 @@ def check_classes(classes: np.ndarray) -> None:
             f"Only one class ({int(classes[0])}) is scribbled; a classifier needs at least two. "
             "Scribble another class (another positive value) too."
         )
+
+
+def image_series(image, labels) -> tuple:
+    """``(images, labels)`` as two lists of equal length: one image and its labels, or a series of them."""
+    if isinstance(image, (list, tuple)):
+        if not isinstance(labels, (list, tuple)) or len(labels) != len(image):
+            raise ValueError("Pass one labels array per image: fit([img1, img2], [lab1, lab2]).")
+        if not image:
+            raise ValueError("fit needs at least one image.")
+        return list(image), list(labels)
+    return [image], [labels]

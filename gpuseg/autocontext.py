@@ -22,7 +22,6 @@ from typing import Iterator
 
 import numpy as np
 
-from . import _backend
 from .features import FeatureParams, gaussian_radius
 
 CONTEXT_SIGMAS = (1.0, 4.0, 16.0)
@@ -123,49 +122,62 @@ def label_folds(labels, rows_per_read: int = 256) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
 
-def fit_fold_forests(X, y: np.ndarray, fold: np.ndarray, forest_params: dict, n_classes: int, be) -> list:
-    """The first-stage forest of each fold, trained without it: ``(forest, classes)`` or ``None`` (see :func:`fold_training`).
-
-    Each has ``1 / N_FOLDS`` of the trees (at least one), so the three together
-    cost one forest pass over the scribbled tiles; like an out-of-bag estimate,
-    a pixel's probabilities come from about a third of a forest's trees.
-    """
-    out = []
-    for plan in fold_training(y, fold):
-        if plan is None:
-            out.append(None)
-            continue
-        rows, classes = plan
-        params = dict(forest_params, n_estimators=max(1, int(forest_params.get("n_estimators", 100)) // N_FOLDS))
-        if isinstance(params.get("class_weight"), dict):  # keyed by class index: re-index to the fold's classes
-            params["class_weight"] = {j: params["class_weight"].get(int(c), 1.0) for j, c in enumerate(classes)}
-        keep = np.flatnonzero(rows)
-        out.append((be.forest_fit(X[keep], np.searchsorted(classes, y[rows]), params, len(classes)), classes))
-    return out
-
-
-def fold_stages(fold_forests: list, full, n_classes: int, be) -> list:
-    """One callable ``X -> proba (n, n_classes)`` per fold: its forest (classes it lacks get 0), else ``full``.
+def fit_context(model, rows, images: list, labels: list, X, y: np.ndarray, tile_shape=None):
+    """Train the second stage of a model whose first (``model.forest_``) is trained on ``X, y``.
 
     Parameters
     ----------
-    fold_forests : list
-        From :func:`fit_fold_forests`.
-    full : callable
-        The first stage trained on every scribble.
+    model : gpuseg.Segmenter
+        Fitted on ``X, y`` (``classes_``, ``forest_``, ``forest_params``, ``feature_params``).
+    rows : gpuseg.predictor.TileFeatures
+        Its tile features, with the context's halo.
+    images, labels : lists of arrays
+        The training images and scribbles, in the order of ``X``'s rows.
+    X : float32 array of the backend, (n_labelled, n_features); y : int ndarray (n_labelled,)
+        The labelled rows (classes as label values), in the images' C order.
+    tile_shape : tuple of int, optional
+
+    Returns
+    -------
+    forest : gpuseg.forest.Forest
+        Reading the ``n_features`` features, then :func:`n_context` context features.
     """
-    def stage(forest, classes):
-        arrays = forest.arrays(be.name)
-        columns = _backend.to_backend(classes, be.name)
+    from .training import fit_forest
 
-        def proba(X):
-            p = be.forest_predict_proba(arrays, X)
-            out = be.xp.zeros((p.shape[0], n_classes), np.float32)
-            out[:, columns] = p
-            return out
-        return proba
+    be = rows.be
+    classes = model.classes_
+    fold = np.concatenate([label_folds(lab) for lab in labels])
+    firsts = []
+    fewer = dict(model.forest_params, n_estimators=max(1, int(model.forest_params["n_estimators"]) // N_FOLDS))
+    for plan in fold_training(np.searchsorted(classes, y), fold):
+        if plan is None:
+            firsts.append(_stage(model.forest_, np.arange(classes.size), classes.size, be))
+            continue
+        keep = be.asarray(np.flatnonzero(plan[0]))
+        fold_classes, forest = fit_forest(be, be.ascontiguous(X[keep]), y[plan[0]], fewer)
+        firsts.append(_stage(forest, np.searchsorted(classes, fold_classes), classes.size, be))
 
-    return [full if f is None else stage(*f) for f in fold_forests]
+    def context_rows(block, tile, points):
+        where = tuple(p + w.start for p, w in zip(points, tile.write))
+        return labelled_context(block, tile.crop, points, folds(where), rows.feature_matrix, firsts, classes.size,
+                                model.feature_params, be)
+
+    parts = [rows.labelled_rows(img, lab, tile_shape, rows_of=context_rows)[0] for img, lab in zip(images, labels)]
+    X2 = be.xp.concatenate([X] + parts, axis=1)
+    return fit_forest(be, be.ascontiguous(X2), y, model.forest_params)[1]
+
+
+def _stage(forest, columns: np.ndarray, n_classes: int, be):
+    """``X -> proba (n, n_classes)`` of a forest whose classes are ``columns`` of the model's (others get 0)."""
+    arrays = forest.arrays(be)
+    columns = be.asarray(columns)
+
+    def proba(X):
+        p = be.forest_predict_proba(arrays, X)
+        out = be.xp.zeros((p.shape[0], n_classes), np.float32)
+        out[:, columns] = p
+        return out
+    return proba
 
 
 def two_stage_proba(block, crop: tuple, matrix, first, second, n_classes: int, params: FeatureParams, be):
@@ -199,8 +211,8 @@ def two_stage_proba(block, crop: tuple, matrix, first, second, n_classes: int, p
 
 
 def labelled_context(block, crop: tuple, points: tuple, fold: np.ndarray, matrix, firsts: list, n_classes: int,
-                     params: FeatureParams, be) -> np.ndarray:
-    """Cross-fitted context features of some labelled pixels of a tile: ``(n_points, n_context)`` on the host.
+                     params: FeatureParams, be):
+    """Cross-fitted context features of some labelled pixels of a tile: ``(n_context, n_points)`` of the backend.
 
     Parameters
     ----------
@@ -216,11 +228,11 @@ def labelled_context(block, crop: tuple, points: tuple, fold: np.ndarray, matrix
     outer, inner = grown(crop, block.shape[:-1], context_radius())
     oshape = tuple(s.stop - s.start for s in outer)
     X1 = matrix(block, outer, oshape)
-    at = tuple(_backend.to_backend(p + i.start, be.name) for p, i in zip(points, inner))
-    out = np.empty((fold.size, n_context(n_classes)), np.float32)
+    out = be.empty((n_context(n_classes), fold.size))
     for f in np.unique(fold):
+        mine = np.flatnonzero(fold == f)
+        at = tuple(be.asarray(p[mine] + i.start) for p, i in zip(points, inner))
         proba = firsts[f](X1).reshape(oshape + (n_classes,))
-        mine = fold == f
         for i, c in enumerate(context_features(proba, params, be)):
-            out[mine, i] = _backend.to_host(c[at])[mine]
+            out[i, be.asarray(mine)] = c[at]
     return out

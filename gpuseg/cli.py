@@ -9,8 +9,6 @@ from pathlib import Path
 
 from .features import PRESETS
 
-IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy", ".zarr"}
-
 
 def _feature_and_forest_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("features")
@@ -19,6 +17,8 @@ def _feature_and_forest_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--spacing", type=float, nargs="+", default=None, metavar="SIZE",
                    help="physical pixel size per spatial axis, e.g. 4 1 1 for a z-step of 4 pixels "
                    "(default: from the first image's OME/ImageJ metadata, else isotropic)")
+    g.add_argument("--auto-context", action="store_true",
+                   help="a second forest on the features and the first's smoothed class probabilities")
     g.add_argument("--sigma-min", type=float, default=None, help="scikit-image's features from this sigma (0.5)")
     g.add_argument("--sigma-max", type=float, default=None, help="scikit-image's features up to this sigma (16)")
     g.add_argument("--num-sigma", type=int, default=None)
@@ -101,8 +101,8 @@ def _cmd_train(args) -> int:
     import numpy as np
 
     from . import Segmenter
+    from .image_io import open_image
     from .metadata import read_spacing
-    from .stream import open_image
 
     if len(args.pairs) % 2:
         raise ValueError("train takes IMAGE LABELS pairs: an even number of files.")
@@ -119,7 +119,7 @@ def _cmd_train(args) -> int:
                                   ("texture", not args.no_texture)) if not v}
     features.update({k: getattr(args, k) for k in ("sigma_min", "sigma_max", "num_sigma") if getattr(args, k)})
     seg = Segmenter(backend=args.backend, preset=args.preset, spacing=spacing, channel_axis=args.channel_axis,
-                    **features, **forest)
+                    auto_context=args.auto_context, **features, **forest)
     seg.fit(images, labels)
     path = seg.save(args.output)
     n = sum(int(np.count_nonzero(np.asarray(lab))) for lab in labels)
@@ -127,10 +127,12 @@ def _cmd_train(args) -> int:
 
 
 def _expand_inputs(inputs) -> list:
+    from .image_io import INPUT_SUFFIXES
+
     files = []
     for p in inputs:
         if p.is_dir() and p.suffix != ".zarr":
-            files += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+            files += sorted(q for q in p.iterdir() if q.suffix.lower() in INPUT_SUFFIXES)
         elif p.exists():
             files.append(p)
         else:
@@ -144,6 +146,7 @@ def _cmd_predict(args) -> int:
     from tqdm.auto import tqdm
 
     from . import load
+    from .image_io import INPUT_SUFFIXES
     from .stream import predict_to_file, predict_to_zarr
 
     seg = load(args.model, backend=args.backend)
@@ -151,7 +154,7 @@ def _cmd_predict(args) -> int:
     tile = None
     if args.tile:
         tile = tuple(args.tile) * seg.ndim_ if len(args.tile) == 1 else tuple(args.tile)
-    single = len(files) == 1 and args.output.suffix.lower() in IMAGE_SUFFIXES
+    single = len(files) == 1 and args.output.suffix.lower() in INPUT_SUFFIXES
     if single:
         targets = [(files[0], args.output)]
     else:

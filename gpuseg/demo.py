@@ -9,7 +9,7 @@ import numpy as np
 
 from . import Segmenter
 from ._backend import resolve_backend
-from .model_io import atomic_write
+from .image_io import atomic_write
 from .samples import overlay, texture_mosaic
 
 

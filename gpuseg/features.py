@@ -13,16 +13,17 @@ module decides what to compute and in which order, once for both backends.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations_with_replacement
 from typing import Iterator
 
 import numpy as np
 
 from . import _backend
-from ._validation import prepare_image
+from ._validation import prepare_image, warn_if_rgb
 
-__all__ = ["DEFAULT_PRESET", "FILTERS", "PRESETS", "FeatureParams", "multiscale_features"]
+__all__ = ["DEFAULT_PRESET", "FILTERS", "PRESETS", "FeatureParams", "feature_set", "multiscale_basic_features",
+           "multiscale_features"]
 
 FILTERS = ("gaussian", "laplacian", "gradient_magnitude", "dog", "structure_tensor", "hessian_of_gaussian")
 """ilastik's standard filters, in feature order: Gaussian smoothing, Laplacian of Gaussian,
@@ -82,6 +83,12 @@ class FeatureParams:
     spacing: tuple | None = None
 
     def __post_init__(self):
+        """Store canonical types (``bool``, ``float``, ``int`` or ``None``): equal parameters are equal dicts."""
+        for name, kind in (("intensity", bool), ("edges", bool), ("texture", bool), ("sigma_min", float),
+                           ("sigma_max", float)):
+            object.__setattr__(self, name, kind(getattr(self, name)))
+        if self.num_sigma is not None:
+            object.__setattr__(self, "num_sigma", int(self.num_sigma))
         filters = self.filters.items() if isinstance(self.filters, dict) else self.filters
         by_name = {}
         for name, sigmas in filters:
@@ -135,6 +142,35 @@ class FeatureParams:
         per_filter = sum(len(sigmas) * _filter_width(name, ndim) for name, sigmas in self.filters)
         return n_channels * (len(self.sigmas()) * self.per_sigma(ndim) + per_filter)
 
+    def names(self, ndim: int, n_channels: int = 1) -> list:
+        """Names of the features, in the order of the feature axis.
+
+        Parameters
+        ----------
+        ndim : int
+            Spatial dimensions of the image (2 or 3).
+        n_channels : int
+            Channels of the image.
+
+        Returns
+        -------
+        names : list of str, ``n_features(ndim, n_channels)`` long
+            ``"ch{c} σ={sigma} {kind}"`` with kind ``intensity``, ``edges`` or
+            ``hessian-eig-{k}`` (k = 1 the largest eigenvalue), e.g.
+            ``"ch0 σ=2.0 hessian-eig-1"``, then the filters' kinds: ``gaussian``,
+            ``laplacian``, ``gradient-magnitude``, ``dog``, ``structure-eig-{k}``,
+            ``hessian-of-gaussian-eig-{k}``; sigmas written with as few digits as
+            keep them apart (at least 3 significant).
+        """
+        kinds = (["intensity"] * self.intensity + ["edges"] * self.edges
+                 + [f"hessian-eig-{k}" for k in range(1, ndim + 1)] * self.texture)
+        sigmas = _sigma_labels(self.sigmas()) if kinds else []
+        at = self.filter_sigmas()
+        labels = dict(zip([s for s, _ in at], _sigma_labels(np.array([s for s, _ in at]))))
+        filters = [(labels[s], kind) for s, names in at for name in names for kind in _filter_kinds(name, ndim)]
+        return [name for c in range(n_channels) for name in
+                [f"ch{c} σ={s} {kind}" for s in sigmas for kind in kinds] + [f"ch{c} σ={s} {k}" for s, k in filters]]
+
     def halo(self) -> int:
         """Pixels of context a tile needs on each side to give exact features.
 
@@ -174,21 +210,34 @@ class FeatureParams:
     @classmethod
     def from_dict(cls, d: dict) -> "FeatureParams":
         """Inverse of :meth:`to_dict`; ``filters`` and ``spacing`` may be missing (older model files)."""
-        return cls(
-            intensity=bool(d["intensity"]),
-            edges=bool(d["edges"]),
-            texture=bool(d["texture"]),
-            sigma_min=float(d["sigma_min"]),
-            sigma_max=float(d["sigma_max"]),
-            num_sigma=None if d["num_sigma"] is None else int(d["num_sigma"]),
-            filters=dict(d.get("filters") or {}),
-            spacing=d.get("spacing"),
-        )
+        return cls(**{name: d[name] for name in cls.__dataclass_fields__ if name in d or name not in _ADDED})
+
+
+_ADDED = ("filters", "spacing")
+"""Fields that model files written before them lack."""
+
+
+def _sigma_labels(sigmas: np.ndarray) -> list:
+    """Sigmas as short decimal strings (``2.0``, ``0.794``), with enough digits to be distinct."""
+    for digits in range(3, 18):
+        labels = [np.format_float_positional(s, precision=digits, fractional=False, trim="0") for s in sigmas]
+        if len(set(labels)) == len(labels):
+            break
+    return labels
 
 
 def _filter_width(name: str, ndim: int) -> int:
     """Features a filter gives per sigma: ``ndim`` eigenvalues or one image."""
     return ndim if name in ("structure_tensor", "hessian_of_gaussian") else 1
+
+
+def _filter_kinds(name: str, ndim: int) -> list:
+    """The names of a filter's features at one sigma (see :meth:`FeatureParams.names`)."""
+    if name == "structure_tensor":
+        return [f"structure-eig-{k}" for k in range(1, ndim + 1)]
+    if name == "hessian_of_gaussian":
+        return [f"hessian-of-gaussian-eig-{k}" for k in range(1, ndim + 1)]
+    return [name.replace("_", "-")]
 
 
 COMPACT_SIGMAS = (0.7, 1.6, 3.5, 10.0)
@@ -207,6 +256,34 @@ scales (49); ``"compact"`` is ilastik's six filters at four of its scales (32), 
 :class:`~gpuseg.Segmenter`'s default, chosen on the validation set
 (``python -m benchmarks --scenario accuracy``)."""
 DEFAULT_PRESET = "compact"
+
+
+def feature_set(preset: str | None = None, spacing=None, **arguments) -> FeatureParams:
+    """The features of a preset, or of the feature arguments not ``None``, else :data:`DEFAULT_PRESET`'s.
+
+    Parameters
+    ----------
+    preset : str, optional
+        A key of :data:`PRESETS`.
+    spacing : tuple of float, optional
+        Added to any of them.
+    **arguments
+        ``FeatureParams`` fields (``None``: not given); missing ones take
+        ``FeatureParams``'s defaults (scikit-image's features).
+
+    Raises
+    ------
+    ValueError
+        An unknown preset, or a preset with feature arguments.
+    """
+    given = {k: v for k, v in arguments.items() if v is not None}
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"Unknown feature preset {preset!r}; choose from {sorted(PRESETS)}.")
+    if preset is not None and given:
+        raise ValueError(f"Pass a feature preset or feature arguments, not both (preset={preset!r}, {sorted(given)}).")
+    if given:
+        return FeatureParams(**given, spacing=spacing)
+    return replace(PRESETS[preset or DEFAULT_PRESET], spacing=spacing)
 
 
 def iter_features(image, params: FeatureParams, be) -> Iterator:
@@ -282,22 +359,25 @@ def _filters_at(channel, sigmas: tuple, spacing: tuple, names: list, be) -> Iter
 
 def multiscale_features(
     image,
-    *,
     intensity: bool = True,
     edges: bool = True,
     texture: bool = True,
     sigma_min: float = 0.5,
     sigma_max: float = 16,
     num_sigma: int | None = None,
+    workers: int | None = None,
+    *,
     channel_axis: int | None = None,
     filters=(),
     spacing=None,
+    num_workers: int | None = None,
     backend: str = "auto",
 ):
     """Local multiscale features of a 2D or 3D, grayscale or multichannel image.
 
-    On the CPU backend the values equal those of
-    :func:`skimage.feature.multiscale_basic_features` with the same arguments
+    Also available as ``gpuseg.multiscale_basic_features``: the signature is
+    :func:`skimage.feature.multiscale_basic_features`'s (cuCIM's on the GPU).
+    On the CPU backend the values equal scikit-image's with the same arguments
     bit for bit (3D Hessian eigenvalues: within float32 rounding), computed
     faster; on the GPU backend (cuCIM) they agree within float32 rounding and
     are computed on the device.
@@ -316,6 +396,9 @@ def multiscale_features(
         Range of Gaussian sigmas in pixels.
     num_sigma : int, optional
         Number of sigmas, log2-spaced; default one per octave.
+    workers : int, optional
+        Accepted for scikit-image compatibility and ignored: the CPU backend
+        uses every core through Numba, the GPU backend the device.
     channel_axis : int, optional
         Axis of ``image`` holding channels; ``None`` for a grayscale image.
     filters : dict or tuple of (str, sigmas), optional
@@ -325,6 +408,8 @@ def multiscale_features(
         ``**PRESETS["ilastik"].to_dict()`` for ilastik's set.
     spacing : tuple of float, optional
         Physical pixel size per spatial axis (see :class:`FeatureParams`).
+    num_workers : int, optional
+        cuCIM's (and older scikit-image's) name of ``workers``; ignored too.
     backend : {"auto", "cpu", "gpu"}
         Where to compute. See :func:`gpuseg._backend.resolve_backend`.
 
@@ -334,7 +419,8 @@ def multiscale_features(
         Shape ``spatial_shape + (n_features,)`` with
         ``n_features = n_channels * (n_sigmas * (intensity + edges + ndim * texture) + n_filter_features)``.
         For each channel, for each sigma: intensity, edges, eigenvalues; then
-        the filters (see :func:`iter_features`). The filters equal SciPy's
+        the filters (see :func:`iter_features`); named by
+        :meth:`FeatureParams.names`. The filters equal SciPy's
         ``gaussian_filter`` derivatives bit for bit on the CPU.
 
     Raises
@@ -344,13 +430,24 @@ def multiscale_features(
         or no feature type selected.
     TypeError
         An image that is not numeric.
+
+    Warns
+    -----
+    UserWarning
+        An ``(H, W, 3)`` or ``(H, W, 4)`` image with ``channel_axis=None``: it
+        is taken as a volume; pass ``channel_axis=-1`` for RGB.
     """
+    del workers, num_workers  # accepted for compatibility only (see above)
     params = FeatureParams(intensity, edges, texture, sigma_min, sigma_max, num_sigma, filters, spacing)
-    name = _backend.resolve_backend(backend)
-    be = _backend.backend_module(name)
-    img = prepare_image(_backend.to_backend(image, name), channel_axis, be)
+    be = _backend.backend_module(_backend.resolve_backend(backend))
+    warn_if_rgb(image.shape, channel_axis)
+    img = prepare_image(be.asarray(image), channel_axis, be)
     spatial = img.shape[:-1]
     out = be.empty(spatial + (params.n_features(len(spatial), img.shape[-1]),))
     for i, feature in enumerate(iter_features(img, params, be)):
         out[..., i] = feature
     return out
+
+
+multiscale_basic_features = multiscale_features
+"""scikit-image's (and cuCIM's) name of :func:`multiscale_features`: the same function."""

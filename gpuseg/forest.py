@@ -60,6 +60,11 @@ class Forest:
         Steps from the root to the deepest leaf of each tree.
     n_features : int
         Length of the feature vector the trees read.
+    impurity_decrease : float64 (n_nodes,) or None
+        Weighted impurity decrease of the split at each node: the node's weighted
+        samples times its impurity, less its children's (0 at leaves). What
+        :meth:`feature_importances` sums; ``None`` for a forest converted without
+        it (a model file written before gpuseg stored it, or a cuML forest).
     """
 
     child: np.ndarray
@@ -69,8 +74,10 @@ class Forest:
     roots: np.ndarray
     depth: np.ndarray
     n_features: int
+    impurity_decrease: np.ndarray | None = None
 
     ARRAYS = ("child", "feature", "threshold", "value", "roots", "depth")
+    OPTIONAL_ARRAYS = ("impurity_decrease",)
 
     @property
     def n_classes(self) -> int:
@@ -78,15 +85,17 @@ class Forest:
 
     @classmethod
     def from_trees(cls, trees, n_features: int, n_classes: int) -> "Forest":
-        """Build from per-tree ``(left, right, feature, threshold64, value)`` arrays.
+        """Build from per-tree ``(left, right, feature, threshold64, value[, impurity_decrease])`` arrays.
 
         ``left``/``right`` are child indices within the tree (-1 at leaves), the
         comparison is ``x <= threshold`` goes left, and ``value`` (n_nodes, n_classes)
-        holds class counts or fractions.
+        holds class counts or fractions. ``impurity_decrease`` (n_nodes,), when every
+        tree has it, becomes the forest's (see the class attributes).
         """
         parts = {name: [] for name in cls.ARRAYS}
+        decreases = []
         offset = 0
-        for left, right, feat, thr, val in trees:
+        for left, right, feat, thr, val, *decrease in trees:
             left = np.asarray(left, np.int64)
             right = np.asarray(right, np.int64)
             n = left.size
@@ -106,6 +115,9 @@ class Forest:
             v = np.asarray(val, np.float64).reshape(n, n_classes)
             sums = v.sum(axis=1, keepdims=True)
             value[new_id] = (v / np.where(sums > 0, sums, 1)).astype(np.float32)
+            if decrease:
+                decreases.append(np.empty(n, np.float64))
+                decreases[-1][new_id] = np.asarray(decrease[0], np.float64)
             parts["child"].append(child + offset)
             parts["feature"].append(feature)
             parts["threshold"].append(threshold)
@@ -114,6 +126,7 @@ class Forest:
             parts["depth"].append([_tree_depth(left, right)])
             offset += n
         arrays = {k: np.concatenate(v) for k, v in parts.items()}
+        every_tree = decreases and len(decreases) == len(parts["roots"])
         forest = cls(
             child=arrays["child"].astype(np.int32),
             feature=arrays["feature"].astype(np.int32),
@@ -122,6 +135,7 @@ class Forest:
             roots=arrays["roots"].astype(np.int32),
             depth=arrays["depth"].astype(np.int32),
             n_features=int(n_features),
+            impurity_decrease=np.concatenate(decreases) if every_tree else None,
         )
         forest.validate()
         return forest
@@ -130,10 +144,46 @@ class Forest:
     def from_sklearn(cls, clf) -> "Forest":
         """Convert a fitted ``sklearn.ensemble.RandomForestClassifier``."""
         trees = [
-            (t.children_left, t.children_right, t.feature, t.threshold, t.value[:, 0, :])
+            (t.children_left, t.children_right, t.feature, t.threshold, t.value[:, 0, :], _sklearn_decrease(t))
             for t in (e.tree_ for e in clf.estimators_)
         ]
         return cls.from_trees(trees, clf.n_features_in_, len(clf.classes_))
+
+    def feature_importances(self) -> np.ndarray:
+        """Mean decrease in impurity of each feature, as scikit-learn's ``feature_importances_``.
+
+        Each tree's decreases are summed per feature and normalised to sum 1 (a
+        tree without a split counts 0), then averaged over the trees and
+        normalised again. For a forest from :meth:`from_sklearn` this equals the
+        classifier's ``feature_importances_`` up to float64 rounding. Trees are
+        the consecutive node ranges that start at ``roots`` (the layout
+        :meth:`from_trees` writes).
+
+        Returns
+        -------
+        importances : float64 ndarray of shape (n_features,)
+            Non-negative, summing to 1 (all 0 when no tree splits).
+
+        Raises
+        ------
+        AttributeError
+            The forest carries no ``impurity_decrease``.
+        """
+        if self.impurity_decrease is None:
+            raise AttributeError(
+                "This forest has no per-node impurity decrease, so no feature importances: it comes from a "
+                "model file written before gpuseg stored them, or from a library that does not report them "
+                "(cuML). Re-train the model to get them."
+            )
+        n_trees, n_feat = self.roots.size, self.n_features
+        tree = np.searchsorted(self.roots, np.arange(self.child.size), side="right") - 1
+        per_tree = np.bincount(tree * n_feat + self.feature, weights=self.impurity_decrease,
+                               minlength=n_trees * n_feat).reshape(n_trees, n_feat)
+        totals = per_tree.sum(axis=1, keepdims=True)
+        per_tree = np.divide(per_tree, totals, out=np.zeros_like(per_tree), where=totals > 0)
+        mean = per_tree.mean(axis=0)
+        total = mean.sum()
+        return mean / total if total > 0 else mean
 
     @classmethod
     def from_treelite(cls, model) -> "Forest":
@@ -190,11 +240,9 @@ class Forest:
         trees = [_treelite_tree(model.get_tree_accessor(i), n_classes) for i in range(model.num_tree)]
         return cls.from_trees(trees, n_features, n_classes)
 
-    def arrays(self, backend: str = "cpu") -> dict:
-        """The arrays on the given backend (CuPy for ``"gpu"``), for the kernels."""
-        from ._backend import to_backend
-
-        return {name: to_backend(getattr(self, name), backend) for name in self.ARRAYS}
+    def arrays(self, be) -> dict:
+        """The arrays on the device of backend ``be`` (``gpuseg._cpu`` or ``gpuseg._gpu``), for its kernel."""
+        return {name: be.asarray(getattr(self, name)) for name in self.ARRAYS}
 
     def validate(self) -> None:
         """Check the arrays are consistent and every index is in range.
@@ -231,6 +279,22 @@ class Forest:
             raise ValueError(f"Invalid forest: tree depths must lie in [0, {MAX_DEPTH}].")
         if not np.all(np.isfinite(self.value)) or np.any(self.value < 0):
             raise ValueError("Invalid forest: leaf values must be finite and non-negative.")
+        dec = self.impurity_decrease
+        if dec is not None and not (dec.shape == (n,) and dec.dtype == np.float64 and np.all(np.isfinite(dec))):
+            raise ValueError("Invalid forest: impurity_decrease must be finite float64 of one entry per node.")
+        if dec is not None and not (self.roots[0] == 0 and np.all(np.diff(self.roots) > 0)):
+            raise ValueError("Invalid forest: with impurity_decrease, trees must be consecutive node ranges from 0.")
+
+
+def _sklearn_decrease(tree) -> np.ndarray:
+    """Weighted impurity decrease of each node of a fitted scikit-learn ``tree_`` (0 at leaves)."""
+    left, right = tree.children_left, tree.children_right
+    w, impurity = tree.weighted_n_node_samples, tree.impurity
+    split = np.flatnonzero(left >= 0)
+    decrease = np.zeros(tree.node_count, np.float64)
+    l, r = left[split], right[split]
+    decrease[split] = w[split] * impurity[split] - w[l] * impurity[l] - w[r] * impurity[r]
+    return decrease
 
 
 def _treelite_tree(tree, n_classes: int) -> tuple:

@@ -6,7 +6,7 @@ import importlib.metadata as md
 import platform
 
 from . import __version__
-from ._backend import gpu_name, gpu_trainer, gpu_unavailable_reason
+from ._backend import backend_module, gpu_trainer, gpu_unavailable_reason
 
 PACKAGES = ("numpy", "scipy", "scikit-image", "scikit-learn", "numba", "opencv-python-headless",
             "tifffile", "zarr", "dask", "treelite", "cupy-cuda13x", "cupy-cuda12x", "cucim-cu13", "cucim-cu12",
@@ -24,10 +24,9 @@ def describe() -> str:
     reason = gpu_unavailable_reason()
     lines.append("backends: cpu" + (", gpu" if reason is None else ""))
     if reason is None:
-        import cupy
-
-        free, total = cupy.cuda.runtime.memGetInfo()
-        lines.append(f"GPU: {gpu_name()}, {total / 2**30:.1f} GiB ({free / 2**30:.1f} GiB free)")
+        gpu = backend_module("gpu").device_info()
+        lines.append(f"GPU: {gpu['name']}, {gpu['total_bytes'] / 2**30:.1f} GiB "
+                     f"({gpu['free_bytes'] / 2**30:.1f} GiB free)")
         trainer, detail, _ = gpu_trainer()
         lines.append(f"GPU forests trained by: {detail if trainer == 'cuml' else 'scikit-learn on the host (' + detail + ')'}")
     else:

@@ -2,25 +2,27 @@
 
 A model file is a ZIP archive holding ``gpuseg.json`` (format marker, format
 version, library versions, feature parameters, channel count, classes, forest
-parameters) and one ``.npy`` file per forest array, read with
+parameters) and one ``.npy`` file per forest array (the optional ones, such as
+``impurity_decrease``, only where the forest has them), read with
 ``allow_pickle=False``. Loading parses JSON and numeric arrays only and checks
 every index of the forest, so nothing in a file is ever executed, and a
 pickle, a foreign or a truncated file is refused with a ``ValueError``.
+:func:`load` makes the :class:`~gpuseg.Segmenter` a file describes (see
+:meth:`~gpuseg.Segmenter.model_meta`).
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import platform
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .forest import Forest
+from .image_io import atomic_write
 
 FORMAT = "gpuseg-model"
 FORMAT_VERSION = 1
@@ -29,24 +31,13 @@ _META = "gpuseg.json"
 _MAX_META_BYTES = 1 << 20
 
 
-def atomic_write(path, write) -> None:
-    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it over ``path``.
-
-    A crash leaves either the old file or the new one, never a half-written one.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        os.close(fd)
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def json_value(v):
+    """``v`` with NumPy scalars as Python numbers and dict keys as strings, for the JSON header."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, dict):
+        return {str(k): json_value(x) for k, x in v.items()}
+    return v
 
 
 def save_model(path, meta: dict, forest: Forest, context: Forest | None = None) -> Path:
@@ -78,7 +69,9 @@ def save_model(path, meta: dict, forest: Forest, context: Forest | None = None) 
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr(_META, json.dumps(header, indent=1))
             for prefix, trees in (("", forest), ("context_", context)):
-                for name in Forest.ARRAYS if trees is not None else ():
+                for name in Forest.ARRAYS + Forest.OPTIONAL_ARRAYS if trees is not None else ():
+                    if getattr(trees, name) is None:
+                        continue
                     buf = io.BytesIO()
                     np.save(buf, getattr(trees, name), allow_pickle=False)
                     zf.writestr(f"{prefix}{name}.npy", buf.getvalue())
@@ -137,8 +130,10 @@ def read_model(path) -> tuple:
                 )
             arrays = {"": {}, "context_": {}}
             for prefix in ("", "context_") if "context_n_features" in meta else ("",):
-                for name in Forest.ARRAYS:
+                for name in Forest.ARRAYS + Forest.OPTIONAL_ARRAYS:
                     member = f"{prefix}{name}.npy"
+                    if member not in names and name in Forest.OPTIONAL_ARRAYS:
+                        continue  # a file written before gpuseg stored it
                     if member not in names:
                         raise _refuse(path, f"the forest array {member} is missing.")
                     with zf.open(member) as f:
@@ -159,3 +154,31 @@ def read_model(path) -> tuple:
     except (KeyError, TypeError) as exc:
         raise _refuse(path, f"its metadata is incomplete ({exc}).") from None
     return meta, forest, context
+
+
+def load(path, backend="auto"):
+    """Load a model file written by :meth:`Segmenter.save`, on any backend.
+
+    Parameters
+    ----------
+    path : str or path-like
+    backend : {"auto", "cpu", "gpu"}
+
+    Returns
+    -------
+    segmenter : Segmenter
+        Trained, ready to ``predict``.
+
+    Raises
+    ------
+    ValueError
+        The file is not a gpuseg model (a pickle, another format, corrupt or
+        truncated) or has an unknown format version. Nothing in it is executed.
+    """
+    from .segmenter import Segmenter
+
+    meta, forest, context = read_model(path)
+    try:
+        return Segmenter.from_model_meta(meta, forest, backend, context)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path} is not a usable gpuseg model file: its metadata is invalid ({exc}).") from None

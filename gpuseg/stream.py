@@ -1,4 +1,4 @@
-"""Images of any size: open them without loading them, stream predictions to Zarr.
+"""Predicting into storage: a resumable Zarr array streamed tile by tile, or a whole file.
 
 :func:`predict_to_zarr` classifies an image tile by tile into a chunked,
 compressed Zarr v3 array whose chunks are the tiles. It is resumable: the
@@ -22,106 +22,13 @@ import numpy as np
 import zarr
 from tqdm.auto import tqdm
 
-from . import _backend
-from .features import FeatureParams
-from .model_io import atomic_write
-from .tiling import default_tile_shape, iter_tiles, memory_budget
+from .image_io import OUTPUT_SUFFIXES, open_image, open_image_and_multiscale, write_image
+from .segmenter import PREDICTS_WITH
+
+__all__ = ["model_fingerprint", "open_image", "predict_to_file", "predict_to_zarr"]
 
 FORMAT = "gpuseg-prediction"
 DONE_DIR = ".gpuseg-done"
-TIFF_IN_MEMORY_BYTES = 256 * 2**20  # untiled TIFFs up to this size are read whole
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-# -- reading -----------------------------------------------------------------
-def open_image(path):
-    """Open an image file as an array, without reading large ones into memory.
-
-    Parameters
-    ----------
-    path : str or path-like
-        ``.npy`` (memory-mapped); ``.tif``/``.tiff`` (read whole when small and
-        untiled, else through Zarr, level 0 of a pyramid); a Zarr v2/v3 array,
-        a group holding one array, or an OME-Zarr image (level 0 of its
-        ``multiscales``); ``.png``/``.jpg``/``.jpeg`` (read whole).
-
-    Returns
-    -------
-    image : array-like
-        NumPy array, ``numpy.memmap`` or ``zarr.Array``; supports ``shape``,
-        ``dtype`` and slicing.
-
-    Raises
-    ------
-    FileNotFoundError
-        No such file or directory.
-    ValueError
-        An unsupported format, or a Zarr group without a single image in it.
-    """
-    return _open(path)[0]
-
-
-def _open(path) -> tuple:
-    """The image at ``path`` and its OME ``multiscales`` entry (``None`` unless OME-Zarr)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No image at {path}.")
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        return np.load(path, mmap_mode="r"), None
-    if suffix in (".tif", ".tiff"):
-        return _open_tiff(path), None
-    if suffix in IMAGE_SUFFIXES:
-        import imageio.v3 as iio
-
-        return iio.imread(path), None
-    if path.is_dir():
-        return _open_zarr(path)
-    raise ValueError(
-        f"Cannot read {path}: gpuseg reads .npy, .tif/.tiff, .png/.jpg and Zarr / OME-Zarr directories."
-    )
-
-
-def _open_tiff(path: Path):
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        if not series.is_pyramidal and not series.keyframe.is_tiled and series.nbytes <= TIFF_IN_MEMORY_BYTES:
-            return series.asarray()
-    node = zarr.open(tifffile.imread(path, aszarr=True), mode="r")
-    return node if isinstance(node, zarr.Array) else node[_multiscale_paths(node.attrs)[0] or "0"]
-
-
-def _open_zarr(path: Path) -> tuple:
-    try:
-        node = zarr.open(str(path), mode="r")
-    except FileNotFoundError:  # zarr's "no array or group here"
-        raise ValueError(f"{path} is a directory but not a Zarr array or group.") from None
-    if isinstance(node, zarr.Array):
-        return node, None
-    multiscales = _multiscales(node.attrs)
-    if multiscales:
-        return node[multiscales[0]["datasets"][0]["path"]], multiscales[0]
-    arrays = sorted(name for name, _ in node.arrays())
-    if len(arrays) != 1:
-        raise ValueError(
-            f"{path} is a Zarr group holding {len(arrays)} arrays ({arrays}) and no OME multiscales; "
-            "give the path of the array to segment, e.g. {path}/<name>."
-        )
-    return node[arrays[0]], None
-
-
-def _multiscales(attrs) -> list:
-    """The ``multiscales`` list of OME-Zarr attributes (0.5 nests it under ``ome``), or ``[]``."""
-    attrs = dict(attrs)
-    return attrs.get("ome", {}).get("multiscales") or attrs.get("multiscales") or []
-
-
-def _multiscale_paths(attrs) -> list:
-    """Dataset paths of the first multiscale of ``attrs``, finest first; ``[None]`` without one."""
-    multiscales = _multiscales(attrs)
-    return [d["path"] for d in multiscales[0]["datasets"]] if multiscales else [None]
 
 
 # -- fingerprints --------------------------------------------------------------
@@ -133,20 +40,14 @@ def model_fingerprint(segmenter) -> str:
     digest : str
         64 hex digits; equal for a model and the same model saved and loaded.
     """
-    segmenter._check_fitted()
-    meta = {
-        "features": FeatureParams.from_dict(segmenter.feature_params.to_dict()).to_dict(),  # 4 and 4.0 alike
-        "channel_axis": segmenter.channel_axis,
-        "n_channels": int(segmenter.n_channels_),
-        "ndim": int(segmenter.ndim_),
-        "classes": [int(c) for c in segmenter.classes_],
-    }
+    meta = segmenter.model_meta()
+    meta = {k: meta[k] for k in PREDICTS_WITH}
     h = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
-    forest = segmenter.forest_
-    for name in forest.ARRAYS:
-        a = np.ascontiguousarray(getattr(forest, name))
-        h.update(f"{name}{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
+    for forest in (segmenter.forest_, segmenter.context_forest_):
+        for name in forest.ARRAYS if forest is not None else ():
+            a = np.ascontiguousarray(getattr(forest, name))
+            h.update(f"{name}{a.dtype.str}{a.shape}".encode())
+            h.update(a.tobytes())
     return h.hexdigest()
 
 
@@ -211,22 +112,29 @@ def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None,
     :func:`model_fingerprint`.
     """
     path = image if isinstance(image, (str, os.PathLike)) else None
-    image, ome = _open(path) if path is not None else (image, None)
-    segmenter._check_fitted()
-    spatial = segmenter._check_image(image)
+    image, ome = open_image_and_multiscale(path) if path is not None else (image, None)
+    predictor = segmenter.predictor()
     out = Path(out_path)
     job = _job(segmenter, image, path, proba)
-    if out.exists() and overwrite:
-        _remove(out)
-    if out.exists():
+    resume = out.exists() and not overwrite
+    if resume:
         tile_shape = _resumed_tile_shape(out, job, tile_shape)
-    else:
-        if tile_shape is None:
-            tile_shape = default_tile_shape(spatial, segmenter.n_features_in_, segmenter._halo(),
-                                            memory_budget(segmenter._backend_name()))
-        _create(out, {**job, "tile_shape": [int(t) for t in tile_shape]}, segmenter, spatial, proba, ome)
-    _fill(segmenter, image, spatial, out, tuple(tile_shape), proba, class_first=proba and ome is not None,
-          progress=progress)
+    plan = predictor.plan(image, tile_shape)
+    if not resume:
+        if out.exists():
+            _remove(out)
+        _create(out, {**job, "tile_shape": list(plan.tile_shape)}, segmenter, plan.spatial, proba, ome)
+    node = zarr.open(str(out), mode="r+")
+    array, done = (node, out / DONE_DIR) if isinstance(node, zarr.Array) else (node["0"], out / "0" / DONE_DIR)
+    todo = [t for t in plan.tiles if not (done / _marker(t, plan.tile_shape)).exists()]
+    results = predictor.classify_tiles(image, todo, "proba" if proba else "labels")
+    for tile, result in tqdm(results, total=len(plan.tiles), initial=len(plan.tiles) - len(todo),
+                             desc="gpuseg predict", unit="tile", disable=not progress):
+        if proba and ome is not None:  # OME orders axes class first
+            array[(slice(None),) + tile.write] = np.moveaxis(result, -1, 0)
+        else:
+            array[tile.write] = result
+        (done / _marker(tile, plan.tile_shape)).touch()
     return out
 
 
@@ -313,29 +221,6 @@ def _ome_multiscale(ome: dict, channel_axis, proba: bool) -> dict:
     return {"version": "0.5", "multiscales": [multiscale]}
 
 
-def _fill(segmenter, image, spatial: tuple, out: Path, tile_shape: tuple, proba: bool, *, class_first: bool,
-          progress: bool) -> None:
-    """Compute and write every tile of ``out`` that has no marker yet, then mark it."""
-    node = zarr.open(str(out), mode="r+")
-    array, done = (node, out / DONE_DIR) if isinstance(node, zarr.Array) else (node["0"], out / "0" / DONE_DIR)
-    name = segmenter._backend_name()
-    be = _backend.backend_module(name)
-    tiles = iter_tiles(spatial, tile_shape, segmenter._halo())
-    todo = [(t, _marker(t, tile_shape)) for t in tiles]
-    todo = [(t, m) for t, m in todo if not (done / m).exists()]
-    scratch = segmenter._feature_scratch(be, spatial, tile_shape)
-    bar = tqdm(todo, total=len(tiles), initial=len(tiles) - len(todo), desc="gpuseg predict", unit="tile",
-               disable=not progress)
-    for tile, marker in bar:
-        block = segmenter._read_block(image, tile, be, name)
-        result = _backend.to_host(segmenter._predict_crop(block, tile.crop, proba, be, name, scratch))
-        if class_first:
-            array[(slice(None),) + tile.write] = np.moveaxis(result, -1, 0)
-        else:
-            array[tile.write] = result
-        (done / marker).touch()
-
-
 def _marker(tile, tile_shape: tuple) -> str:
     """Marker file name of a tile: its chunk index, e.g. ``"0.3"``."""
     return ".".join(str(s.start // t) for s, t in zip(tile.write, tile_shape))
@@ -368,27 +253,11 @@ def predict_to_file(segmenter, image, out_path, *, proba=False):
     """
     out = Path(out_path)
     suffix = out.suffix.lower()
-    if suffix not in (".npy", ".tif", ".tiff", ".png"):
+    if suffix not in OUTPUT_SUFFIXES:
         raise ValueError(f"Cannot write {out}: predict_to_file writes .npy, .tif/.tiff or .png "
                          "(use predict_to_zarr for a .zarr output).")
     if suffix == ".png" and (proba or segmenter.ndim_ != 2):
         raise ValueError(f"PNG holds 2D labels only; write {out.with_suffix('.tif').name} or a .npy instead.")
     if isinstance(image, (str, os.PathLike)):
         image = open_image(image)
-    result = segmenter.predict_proba(image) if proba else segmenter.predict(image)
-    result = _backend.to_host(result)
-    atomic_write(out, lambda f: _write(f, result, suffix))
-    return out
-
-
-def _write(f, result: np.ndarray, suffix: str) -> None:
-    if suffix == ".npy":
-        np.save(f, result, allow_pickle=False)
-    elif suffix == ".png":
-        import imageio.v3 as iio
-
-        f.write(iio.imwrite("<bytes>", result, extension=".png"))
-    else:
-        import tifffile
-
-        tifffile.imwrite(f, result, photometric="minisblack", compression="zlib", bigtiff=result.nbytes > 2**31)
+    return write_image(out, segmenter.predict_proba(image) if proba else segmenter.predict(image))

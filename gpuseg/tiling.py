@@ -59,10 +59,7 @@ def iter_tiles(shape: tuple, tile_shape: tuple, halo: int) -> list:
     -------
     tiles : list of Tile, in C order of their positions.
     """
-    if len(tile_shape) != len(shape):
-        raise ValueError(f"tile_shape {tuple(tile_shape)} must have one entry per spatial axis of {tuple(shape)}.")
-    if any(int(t) < 1 for t in tile_shape):
-        raise ValueError(f"tile_shape entries must be >= 1, got {tuple(tile_shape)}.")
+    check_tile_shape(tile_shape, shape)
     per_axis = []
     for size, t in zip(shape, tile_shape):
         starts = range(0, size, int(t))
@@ -78,6 +75,19 @@ def iter_tiles(shape: tuple, tile_shape: tuple, halo: int) -> list:
             write.append(slice(start, stop))
         tiles.append(Tile(tuple(read), tuple(crop), tuple(write)))
     return tiles
+
+
+def check_tile_shape(tile_shape: tuple, shape: tuple) -> tuple:
+    """``tile_shape`` as a tuple of int, after checking it holds one size >= 1 per axis of ``shape``.
+
+    Raises
+    ------
+    ValueError
+    """
+    if len(tile_shape) != len(shape) or any(int(t) < 1 for t in tile_shape):
+        raise ValueError(f"tile_shape {tuple(tile_shape)} must hold one size >= 1 per spatial axis of "
+                         f"{tuple(shape)}.")
+    return tuple(int(t) for t in tile_shape)
 
 
 def default_tile_shape(shape: tuple, n_features: int, halo: int, budget_bytes: float) -> tuple:
@@ -115,19 +125,6 @@ def default_tile_shape(shape: tuple, n_features: int, halo: int, budget_bytes: f
     edge = lo
     counts = [math.ceil(s / min(s, edge)) for s in shape]
     return tuple(math.ceil(s / c) for s, c in zip(shape, counts)) if ndim else ()
-
-
-def memory_budget(backend: str) -> float:
-    """Bytes a tile may use: a quarter of the free memory, at most 1 GiB on the host, 4 GiB on a GPU."""
-    if backend == "gpu":
-        import cupy
-
-        free, _total = cupy.cuda.runtime.memGetInfo()
-        pool = cupy.get_default_memory_pool()
-        return min(4 * 2**30, 0.25 * (free + pool.free_bytes()))
-    import psutil
-
-    return min(2**30, 0.25 * psutil.virtual_memory().available)
 
 
 def channel_index(spatial_slices: tuple, ndim: int, channel_axis: int | None) -> tuple:

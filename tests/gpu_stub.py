@@ -89,7 +89,7 @@ def fake_cupy(build: Path, allocator_log: list) -> types.ModuleType:
     """A ``cupy`` module of NumPy arrays with the few CUDA calls gpuseg makes."""
     cp = types.ModuleType("cupy")
     for name in ("asarray", "ascontiguousarray", "empty", "float32", "int32", "gradient", "isfinite",
-                 "concatenate", "zeros", "sqrt"):
+                 "concatenate", "zeros", "moveaxis", "sqrt"):
         setattr(cp, name, getattr(np, name))
     cp.asnumpy = np.asarray
     cp.ndarray = np.ndarray

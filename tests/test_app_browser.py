@@ -24,7 +24,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 
 import gpuseg  # noqa: E402
 from gpuseg.app import create_app, sample_image  # noqa: E402
-from gpuseg.app.engine import measure_stroke_to_overlay  # noqa: E402
+from gpuseg.app.latency import measure_stroke_to_overlay  # noqa: E402
 from gpuseg.app.files import encode_tiff  # noqa: E402
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -13,7 +13,9 @@ import pytest
 pytest.importorskip("dash")
 
 import gpuseg  # noqa: E402
-from gpuseg.app import create_app, engine  # noqa: E402
+from gpuseg.app import create_app, display, latency, strokes  # noqa: E402
+from gpuseg.app import store as stores  # noqa: E402
+from gpuseg.app import session as sessions  # noqa: E402
 from gpuseg.app.callbacks import Controller  # noqa: E402
 from gpuseg.app.files import UnreadableImage, encode_png, encode_tiff, read_image  # noqa: E402
 
@@ -35,7 +37,7 @@ def hline(row, c0, c1):
 def scribbled(image=None, **kw):
     """A CPU session on ``image`` with a stroke of class 1 on the left half and class 2 on the right."""
     image = two_region_image() if image is None else image
-    session = engine.Session(image[..., None], "test", engine.FeatureCache(), "cpu", **kw)
+    session = sessions.Session(image[..., None], "test", stores.FeatureCache(), "cpu", **kw)
     cols = image.shape[-1]
     session.add_stroke(hline(10, 2, cols // 2 - 6), 1, 2)
     session.add_stroke(hline(30, cols // 2 + 6, cols - 3), 2, 2)
@@ -48,22 +50,22 @@ def data_uri(data: bytes) -> str:
 
 # -- strokes ------------------------------------------------------------------
 def test_parse_path_reads_plotly_paths():
-    points = engine.parse_path("M10.5,20L11,21.25L1e1,-3")
+    points = strokes.parse_path("M10.5,20L11,21.25L1e1,-3")
     np.testing.assert_array_equal(points, [[10.5, 20], [11, 21.25], [10, -3]])
 
 
 @pytest.mark.parametrize("path", ["", "M10", "garbage"])
 def test_parse_path_refuses_non_paths(path):
     with pytest.raises(ValueError, match="Not a drawn path"):
-        engine.parse_path(path)
+        strokes.parse_path(path)
 
 
 @pytest.mark.parametrize("scale", [1, 3])
 @pytest.mark.parametrize("width", [1, 4])
 def test_rasterise_draws_thick_lines_later_strokes_on_top(scale, width):
-    first = engine.Stroke(0, 0, 1, engine.parse_path(hline(20, 5, 50)), "", width)
-    second = engine.Stroke(1, 0, 2, engine.parse_path("M30,5L30,40"), "", width)
-    labels = engine.rasterise([first, second], (40, 60), scale)
+    first = strokes.Stroke(0, 0, 1, strokes.parse_path(hline(20, 5, 50)), "", width)
+    second = strokes.Stroke(1, 0, 2, strokes.parse_path("M30,5L30,40"), "", width)
+    labels = strokes.rasterise([first, second], (40, 60), scale)
     thickness = max(1, round(width * scale))
     assert labels.dtype == np.uint8
     assert labels[20, 10] == 1 and labels[10, 30] == 2 and labels[20, 30] == 2
@@ -72,8 +74,8 @@ def test_rasterise_draws_thick_lines_later_strokes_on_top(scale, width):
 
 
 def test_rasterise_puts_strokes_on_their_plane():
-    stroke = engine.Stroke(0, 2, 1, engine.parse_path(hline(5, 1, 8)), "", 1)
-    labels = engine.rasterise([stroke], (3, 10, 10), 1)
+    stroke = strokes.Stroke(0, 2, 1, strokes.parse_path(hline(5, 1, 8)), "", 1)
+    labels = strokes.rasterise([stroke], (3, 10, 10), 1)
     assert labels[2, 5, 4] == 1 and labels[:2].sum() == 0
 
 
@@ -103,7 +105,7 @@ def test_edit_path_undo_and_clear():
 
 # -- caches and sessions ----------------------------------------------------------
 def test_feature_cache_computes_once_and_keeps_to_its_budget():
-    cache = engine.FeatureCache(max_bytes=250)
+    cache = stores.FeatureCache(max_bytes=250)
     calls = []
 
     def compute(n):
@@ -120,8 +122,8 @@ def test_feature_cache_computes_once_and_keeps_to_its_budget():
 
 def test_sessions_are_separate_and_bounded():
     made = []
-    store = engine.SessionStore(lambda: made.append(1) or engine.Session(
-        two_region_image()[..., None], "x", engine.FeatureCache(), "cpu"), max_sessions=2)
+    store = stores.SessionStore(lambda: made.append(1) or sessions.Session(
+        two_region_image()[..., None], "x", stores.FeatureCache(), "cpu"), max_sessions=2)
     a, b = store.get("a"), store.get("b")
     a.add_stroke(hline(5, 1, 9), 1, 2)
     assert b.strokes == [] and store.get("a") is a
@@ -130,17 +132,17 @@ def test_sessions_are_separate_and_bounded():
 
 
 def test_sessions_share_cached_features_of_the_same_image():
-    cache, image = engine.FeatureCache(), two_region_image()[..., None]
-    a = engine.Session(image, "a", cache, "cpu")
-    b = engine.Session(image.copy(), "b", cache, "cpu")
+    cache, image = stores.FeatureCache(), two_region_image()[..., None]
+    a = sessions.Session(image, "a", cache, "cpu")
+    b = sessions.Session(image.copy(), "b", cache, "cpu")
     assert a.features() is b.features() and len(cache) == 1
 
 
 @pytest.mark.parametrize("shape, scale", [((300, 200), 1), ((2048, 1000), 4), ((5, 800, 769), 2)])
 def test_display_is_downsampled_to_fit(shape, scale):
-    assert engine.display_scale(shape, display_max=640) == scale
+    assert display.display_scale(shape, display_max=640) == scale
     plane = np.zeros(shape[-2:] + (1,), np.uint8)
-    assert engine.downsample(plane, scale).shape == tuple(-(-n // scale) for n in shape[-2:]) + (1,)
+    assert display.downsample(plane, scale).shape == tuple(-(-n // scale) for n in shape[-2:]) + (1,)
 
 
 # -- training and prediction ----------------------------------------------------------
@@ -166,7 +168,7 @@ def test_training_and_views():
 
 
 def test_training_gathers_at_most_the_cap_per_class(monkeypatch):
-    monkeypatch.setattr(engine, "MAX_TRAIN_PER_CLASS", 10)
+    monkeypatch.setattr(sessions, "MAX_TRAIN_PER_CLASS", 10)
     session = scribbled()
     session.train()
     assert session.timings["train_pixels"] == 20
@@ -174,7 +176,7 @@ def test_training_gathers_at_most_the_cap_per_class(monkeypatch):
 
 def test_volume_trains_on_all_planes_and_predicts_the_shown_one():
     volume = np.stack([two_region_image(seed=i) for i in range(4)])
-    session = engine.Session(volume[..., None], "stack", engine.FeatureCache(), "cpu")
+    session = sessions.Session(volume[..., None], "stack", stores.FeatureCache(), "cpu")
     session.add_stroke(hline(10, 2, 25), 1, 2, plane=0)
     session.add_stroke(hline(30, 40, 60), 2, 2, plane=3)
     assert session.train() and session.model.ndim_ == 3
@@ -183,7 +185,7 @@ def test_volume_trains_on_all_planes_and_predicts_the_shown_one():
 
 
 def test_measure_stroke_to_overlay_returns_seconds():
-    seconds = engine.measure_stroke_to_overlay(two_region_image((96, 128)), backend="cpu", repeats=2)
+    seconds = latency.measure_stroke_to_overlay(two_region_image((96, 128)), backend="cpu", repeats=2)
     assert 0 < seconds < 30
 
 
@@ -222,8 +224,8 @@ def test_unreadable_uploads_get_a_message(data, match):
 @pytest.fixture
 def controller():
     image = two_region_image()[..., None]
-    cache = engine.FeatureCache()
-    return Controller(engine.SessionStore(lambda: engine.Session(image, "two.png", cache, "cpu")), "cpu")
+    cache = stores.FeatureCache()
+    return Controller(stores.SessionStore(lambda: sessions.Session(image, "two.png", cache, "cpu")), "cpu")
 
 
 def draw(controller, label, path, sid=SID, plane=0):
@@ -257,7 +259,7 @@ def test_strokes_train_and_patch_the_overlay(controller):
 
 def test_stack_shows_one_plane_and_trains_on_all():
     volume = np.stack([two_region_image(seed=i) for i in range(4)])[..., None]
-    controller = Controller(engine.SessionStore(lambda: engine.Session(volume, "s.tif", engine.FeatureCache(), "cpu")))
+    controller = Controller(stores.SessionStore(lambda: sessions.Session(volume, "s.tif", stores.FeatureCache(), "cpu")))
     out = controller.update(SID, None)
     assert out["plane_style"] == {"display": "block"} and out["planes"] == 3
     draw(controller, 1, hline(10, 2, 26), plane=1)
@@ -285,7 +287,7 @@ def test_classes_can_be_added_renamed_recoloured(controller):
     controller.update(SID, "rename-class", label=3, class_name="nuclei")
     out = controller.update(SID, "class-color", label=3, class_color="#4363d8")
     session = controller.sessions.get(SID)
-    assert session.classes[2] == engine.ImageClass("nuclei", "#4363d8") and out["color"] == "#4363d8"
+    assert session.classes[2] == sessions.ImageClass("nuclei", "#4363d8") and out["color"] == "#4363d8"
 
 
 def test_feature_parameters(controller):
@@ -408,3 +410,48 @@ def test_png_encoding_round_trips():
     from PIL import Image
 
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(encode_png(rgb)))), rgb)
+
+
+def session_with_model(value):
+    """A scribbled session given a model trained on its strokes, class 2 relabelled ``value``."""
+    image = two_region_image()
+    session = scribbled(image)
+    labels = session.labels().astype(np.int64)
+    model = gpuseg.Segmenter(backend="cpu", sigma_max=16, n_estimators=5, random_state=0).fit(
+        image, np.where(labels == 2, value, labels))
+    session.apply_model(model, f"class-{value}.gpuseg")
+    return session
+
+
+def test_full_resolution_labels_keep_large_class_values():
+    """A model whose classes reach 300 gives uint16 labels of 300, not 300 % 256."""
+    session = session_with_model(300)
+    full = session.predict_full()
+    assert full.dtype == np.uint16 and set(np.unique(full)) == {1, 300}
+    assert session.class_values() == [1, 2, 300]
+    assert full[5, -5] == 300
+
+
+def test_uploaded_model_adds_only_its_classes():
+    session = session_with_model(5)
+    assert session.class_values() == [1, 2, 5] and session.class_of(5).name == "class 5"
+    session.refresh(full=True, retrain=False)
+    rgb = session.overlay()
+    assert tuple(rgb[5, -5]) == tuple(int(session.class_of(5).color[i:i + 2], 16) for i in (1, 3, 5))
+    session.add_stroke(hline(20, 40, 60), 5, 2)  # strokes of class 5 rasterise as 5
+    assert 5 in np.unique(session.labels())
+
+
+def test_top_features_of_the_current_model_are_shown():
+    from gpuseg.app.callbacks import status_lines
+
+    session = scribbled()
+    assert session.top_features() == []
+    assert session.train()
+    top = session.top_features(3)
+    names = session.model.feature_names_
+    importances = session.model.feature_importances_
+    assert [name for name, _ in top] == [names[i] for i in np.argsort(-importances, kind="stable")[:3]]
+    assert top[0][1] >= top[1][1] >= top[2][1] > 0
+    text = str(status_lines(session))
+    assert "top features: " + top[0][0] in text

@@ -54,7 +54,7 @@ def test_context_features_smooth_each_class(rng):
 def test_second_stage_reads_features_and_context(ac_model):
     K = ac_model.classes_.size
     assert ac_model.context_forest_.n_features == ac_model.n_features_in_ + autocontext.n_context(K)
-    assert ac_model._halo() == ac_model.feature_params.halo() + autocontext.context_radius()
+    assert ac_model.predictor().halo == ac_model.feature_params.halo() + autocontext.context_radius()
 
 
 @pytest.mark.parametrize("tile_shape", [(50, 70), (192, 40)])

@@ -97,3 +97,35 @@ def test_non_numeric_image_is_refused():
 def test_unknown_backend():
     with pytest.raises(ValueError, match="backend must be one of"):
         gpuseg.multiscale_features(np.zeros((10, 10)), backend="tpu")
+
+
+def test_multiscale_basic_features_is_multiscale_features_with_skimages_signature():
+    import inspect
+
+    assert gpuseg.multiscale_basic_features is gpuseg.multiscale_features
+    ours = inspect.signature(gpuseg.multiscale_basic_features).parameters
+    ref = inspect.signature(multiscale_basic_features).parameters
+    assert list(ours)[:len(ref)] == list(ref)  # same order; gpuseg's extras come after, keyword-only
+    for name, p in ref.items():
+        assert (ours[name].kind, ours[name].default) == (p.kind, p.default), name
+    assert all(ours[name].kind is inspect.Parameter.KEYWORD_ONLY for name in list(ours)[len(ref):])
+
+
+def test_positional_call_and_ignored_workers_as_skimage():
+    image = data.camera()[:64, :80]
+    ref = multiscale_basic_features(image, True, False, True, 1, 4, 2, 1)
+    ours = gpuseg.multiscale_basic_features(image, True, False, True, 1, 4, 2, 1, backend="cpu")
+    np.testing.assert_array_equal(ours, ref)
+    np.testing.assert_array_equal(gpuseg.multiscale_basic_features(image, sigma_max=4, num_workers=3, backend="cpu"),
+                                  multiscale_basic_features(image, sigma_max=4))
+
+
+@pytest.mark.parametrize("channel_axis", [0, 1, 2, -1, -2])
+def test_any_channel_axis_vs_skimage(channel_axis, rng):
+    """scikit-image's channel-axis test, with values: five channels anywhere, or the axis taken as spatial."""
+    shape = list((10, 12))
+    shape.insert(channel_axis % 3, 5)
+    image = rng.random(shape)
+    out = _compare(image, channel_axis=channel_axis, sigma_min=1, sigma_max=2)
+    assert out.shape == np.moveaxis(image, channel_axis, -1).shape[:-1] + (5 * 2 * (1 + 1 + 2),)
+    assert _compare(image, sigma_min=1, sigma_max=2).shape == image.shape + (2 * (1 + 1 + 3),)

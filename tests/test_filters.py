@@ -154,3 +154,16 @@ def test_spacing_smooths_isotropically_in_space(rng):
     out = gpuseg.multiscale_features(image, sigma_min=2, sigma_max=2, edges=False, texture=False,
                                      spacing=(4, 1, 1), backend="cpu")
     np.testing.assert_array_equal(out[..., 0], _scipy(image, (0.5, 2, 2)))
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_feature_names_cover_the_filters(preset, ndim):
+    params = PRESETS[preset]
+    names = params.names(ndim, n_channels=2)
+    assert len(names) == len(set(names)) == params.n_features(ndim, 2)
+    if preset == "compact":
+        assert names[:2 + ndim] == ["ch0 σ=0.7 gaussian", "ch0 σ=0.7 laplacian", "ch0 σ=0.7 gradient-magnitude",
+                                    "ch0 σ=0.7 dog", "ch0 σ=0.7 structure-eig-1", "ch0 σ=0.7 structure-eig-2",
+                                    "ch0 σ=0.7 structure-eig-3"][:2 + ndim]
+        assert names[-1] == f"ch1 σ=10.0 hessian-of-gaussian-eig-{ndim}"

@@ -24,7 +24,7 @@ def _data(n_classes, n=600, n_features=6, seed=0):
 
 
 def _proba(forest, X):
-    return _cpu.forest_predict_proba(forest.arrays("cpu"), np.ascontiguousarray(X.T))
+    return _cpu.forest_predict_proba(forest.arrays(_cpu), np.ascontiguousarray(X.T))
 
 
 @pytest.mark.parametrize("n_classes", [2, 3, 5])

@@ -80,7 +80,23 @@ def test_dask_on_several_gpus_equals_in_memory(cp, mosaic):
 
 def test_app_engine_on_gpu(cp, mosaic):
     """The app's stroke-to-overlay path (cached features, training, display prediction) on the device."""
-    from gpuseg.app.engine import measure_stroke_to_overlay
+    from gpuseg.app.latency import measure_stroke_to_overlay
 
     image, _, _ = mosaic
     assert 0 < measure_stroke_to_overlay(image, backend="gpu", repeats=1) < 60
+
+
+def test_future_on_device_features(cp, mosaic):
+    """gpuseg.future with CuPy features: a Segmenter answers in CuPy, a scikit-learn forest in NumPy."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from gpuseg.future import fit_segmenter, predict_segmenter
+
+    image, truth, scribbles = mosaic
+    features = gpuseg.multiscale_basic_features(cp.asarray(image), sigma_max=4, backend="gpu")
+    seg = fit_segmenter(scribbles, features, Segmenter(backend="gpu", n_estimators=10, random_state=0))
+    labels = predict_segmenter(features, seg)
+    assert isinstance(labels, cp.ndarray) and labels.dtype == scribbles.dtype
+    rf = fit_segmenter(scribbles, features, RandomForestClassifier(n_estimators=10, random_state=0))
+    host = predict_segmenter(features, rf)
+    assert isinstance(host, np.ndarray) and np.mean(host == cp.asnumpy(labels)) > 0.9

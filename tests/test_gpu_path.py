@@ -147,9 +147,9 @@ def test_cuda_predict_kernel_equals_cpu_kernel(stub_gpu, n_classes):
     X, y = _data(n_classes)
     forest = _cpu.forest_fit(X, y, {**BASE, "n_estimators": 9, "max_samples": None, "random_state": 1}, n_classes)
     test = np.ascontiguousarray(_data(n_classes, n=1000, seed=3)[0].T)  # 1000 samples: a partial last block
-    got = _gpu.forest_predict_proba(forest.arrays("gpu"), test)
-    np.testing.assert_allclose(got, _cpu.forest_predict_proba(forest.arrays("cpu"), test), rtol=0, atol=1e-6)
-    empty = _gpu.forest_predict_proba(forest.arrays("gpu"), test[:, :0])  # no launch on an empty grid
+    got = _gpu.forest_predict_proba(forest.arrays(_gpu), test)
+    np.testing.assert_allclose(got, _cpu.forest_predict_proba(forest.arrays(_cpu), test), rtol=0, atol=1e-6)
+    empty = _gpu.forest_predict_proba(forest.arrays(_gpu), test[:, :0])  # no launch on an empty grid
     assert empty.shape == (0, n_classes)
 
 
@@ -252,7 +252,7 @@ def test_cuml_training_path_and_allocator(monkeypatch, kernels):
         reference = RandomForestClassifier(n_estimators=50, max_depth=6, min_samples_leaf=2, max_samples=0.5,
                                            class_weight={0: 2.0, 1: 1.0, 2: 1.0}, random_state=0).fit(X, y)
         test = _data(3, n=500, seed=9)[0]
-        np.testing.assert_allclose(_cpu.forest_predict_proba(forest.arrays("cpu"), np.ascontiguousarray(test.T)),
+        np.testing.assert_allclose(_cpu.forest_predict_proba(forest.arrays(_cpu), np.ascontiguousarray(test.T)),
                                    reference.predict_proba(test), atol=2e-6)
     finally:
         _forget_gpu_module()
@@ -294,3 +294,17 @@ def test_info_says_who_trains_on_the_gpu(stub_gpu):
     text = describe()
     assert "backends: cpu, gpu" in text and "Stub GPU" in text
     assert "GPU forests trained by: scikit-learn on the host (cuml cannot be imported" in text
+
+
+def test_future_on_the_gpu_backend(stub_gpu, mosaic):
+    """gpuseg.future's default Segmenter on the GPU driver path: the tiled path, labels in the scribbles' dtype,
+    and importances (scikit-learn trains where cuML is missing)."""
+    from gpuseg.future import TrainableSegmenter
+
+    image, _, scribbles = mosaic
+    params = dict(sigma_max=4, n_estimators=10, max_depth=8, random_state=0)
+    gpu = TrainableSegmenter(gpuseg.Segmenter(backend="gpu", **params)).fit(image, scribbles.astype(np.int32))
+    cpu = TrainableSegmenter(gpuseg.Segmenter(backend="cpu", **params)).fit(image, scribbles.astype(np.int32))
+    labels = gpu.predict(image)
+    assert labels.dtype == np.int32 and np.mean(labels == cpu.predict(image)) > 0.99
+    assert gpu.clf.feature_importances_.shape == (len(gpu.clf.feature_names_),)

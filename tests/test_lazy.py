@@ -7,7 +7,11 @@ import dask.array as da
 import numpy as np
 import pytest
 
+from types import SimpleNamespace
+
 from gpuseg import Segmenter
+from gpuseg.predictor import Predictor
+from gpuseg.tiling import Tile, iter_tiles
 
 SIGMA_MAX = 4  # halo 18
 
@@ -102,39 +106,50 @@ def test_dask_distributed_processes(scene):
     np.testing.assert_allclose(got_proba, proba, rtol=0, atol=1e-6)
 
 
+def _tight_backend(max_pixels, computed):
+    """The CPU backend, but whose forest kernel runs out of memory on more than ``max_pixels`` pixels."""
+    from gpuseg import _cpu
+
+    def forest_predict_proba(arrays, X):
+        if X.shape[1] > max_pixels:
+            raise MemoryError("fake out of memory")
+        computed.append(X.shape[1])
+        return _cpu.forest_predict_proba(arrays, X)
+
+    return SimpleNamespace(**{**{name: getattr(_cpu, name) for name in _cpu.__all__},
+                              "forest_predict_proba": forest_predict_proba})
+
+
 @pytest.mark.parametrize("max_pixels", [500, 40])
-def test_out_of_memory_splits_the_tile(scene, monkeypatch, max_pixels):
+def test_out_of_memory_splits_the_tile(scene, max_pixels):
     """A MemoryError (CuPy's OutOfMemoryError is one) halves the tile until it fits; same result."""
     seg, image, proba, _ = scene
-    from gpuseg import _cpu
-    from gpuseg._validation import prepare_image
-
-    real = type(seg)._proba_of_block
     computed = []
-
-    def tight(self, block, crop, be, name, scratch=None):
-        n = int(np.prod([c.stop - c.start for c in crop]))
-        if n > max_pixels:
-            raise MemoryError("fake out of memory")
-        computed.append(n)
-        return real(self, block, crop, be, name, scratch)
-
-    monkeypatch.setattr(type(seg), "_proba_of_block", tight)
-    block = prepare_image(image[10:80, 5:70], None, _cpu)
+    predictor = Predictor(seg, _tight_backend(max_pixels, computed))
+    block = predictor.read_block(image, Tile((slice(10, 80), slice(5, 70)), (), ()))
     crop = (slice(18, 52), slice(18, 47))  # 34 x 29 = 986 pixels, with the halo (18) around them
-    got = seg._proba_of_crop(block, crop, _cpu, "cpu")
+    got = predictor.classify(block, crop, "proba")
     np.testing.assert_allclose(got, proba[28:62, 23:52], rtol=0, atol=1e-6)
     assert sum(computed) == 986 and len(computed) > 1
+    computed.clear()
+    np.testing.assert_array_equal(seg.predict(image, tile_shape=(30, 30)),
+                                  next(predictor.classify_tiles(image, iter_tiles(image.shape, image.shape, 18),
+                                                                "labels"))[1])
 
 
-def test_out_of_memory_on_one_pixel_raises(scene, monkeypatch):
+def test_out_of_memory_on_one_pixel_raises(scene):
     seg, image, _, _ = scene
-    from gpuseg import _cpu
-    from gpuseg._validation import prepare_image
-
-    def never(self, block, crop, be, name, scratch=None):
-        raise MemoryError("fake out of memory")
-
-    monkeypatch.setattr(type(seg), "_proba_of_block", never)
+    predictor = Predictor(seg, _tight_backend(0, []))
+    block = predictor.read_block(image, Tile((slice(0, 20), slice(0, 20)), (), ()))
     with pytest.raises(MemoryError, match="fake"):
-        seg._proba_of_crop(prepare_image(image[:20, :20], None, _cpu), (slice(0, 20), slice(0, 20)), _cpu, "cpu")
+        predictor.classify(block, (slice(0, 20), slice(0, 20)), "labels")
+
+
+def test_predictor_pickles_without_device_arrays(scene):
+    seg, image, proba, _ = scene
+    predictor = seg.predictor()
+    next(predictor.classify_tiles(image, predictor.plan(image).tiles, "proba"))  # puts the forest "on the device"
+    again = pickle.loads(pickle.dumps(predictor))
+    assert again.be is predictor.be and not again._on_device
+    (_, got), = again.classify_tiles(image, predictor.plan(image, image.shape).tiles, "proba")
+    np.testing.assert_allclose(got, proba, rtol=0, atol=1e-6)

@@ -1,3 +1,4 @@
+import io
 import json
 import pickle
 import zipfile
@@ -25,7 +26,7 @@ def test_file_holds_only_json_and_numeric_arrays(small_model, tmp_path):
         names = sorted(zf.namelist())
         meta = json.loads(zf.read("gpuseg.json"))
     assert names == sorted(["gpuseg.json", "child.npy", "feature.npy", "threshold.npy", "value.npy",
-                            "roots.npy", "depth.npy"])
+                            "roots.npy", "depth.npy", "impurity_decrease.npy"])
     assert meta["format_version"] == FORMAT_VERSION and meta["classes"] == [1, 2, 3]
     assert meta["features"]["sigma_max"] == 4 and "gpuseg_version" in meta
 
@@ -83,6 +84,9 @@ def test_foreign_truncated_and_tampered_files(small_model, tmp_path):
         np.save(buf, arr)
         return buf.getvalue()
 
+    _rewrite(good, tmp_path / "nan.gpuseg",
+             lambda n, d: _npy(np.full(np.load(io.BytesIO(d)).shape, np.nan)) if n == "impurity_decrease.npy" else d)
+    cases["nan.gpuseg"] = "impurity_decrease must be finite"
     _rewrite(good, tmp_path / "oob.gpuseg", bad_child)
     cases["oob.gpuseg"] = "child index is out of range"
 
@@ -100,6 +104,24 @@ def test_foreign_truncated_and_tampered_files(small_model, tmp_path):
     for name, match in cases.items():
         with pytest.raises(ValueError, match=match):
             gpuseg.load(tmp_path / name)
+
+
+def test_file_without_impurity_data_loads_without_importances(small_model, tmp_path):
+    """A model file from before gpuseg stored impurity decreases: it predicts; importances say why not."""
+    _rewrite(small_model.save(tmp_path / "new"), tmp_path / "old.gpuseg",
+             lambda n, d: None if n == "impurity_decrease.npy" else d)
+    seg = gpuseg.load(tmp_path / "old.gpuseg", backend="cpu")
+    image = np.zeros((20, 20), np.uint8)
+    np.testing.assert_array_equal(seg.predict(image), small_model.predict(image))
+    assert seg.feature_names_ == small_model.feature_names_
+    with pytest.raises(AttributeError, match="Re-train the model"):
+        seg.feature_importances_
+
+
+def _npy(array) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
 
 
 def test_missing_file():

@@ -140,7 +140,7 @@ def test_features_api_matches_segmenter(small_model, mosaic):
 @pytest.mark.parametrize("cap, expected", [(50, "fraction"), (10**9, 1.0)])
 def test_auto_max_samples_caps_the_draws_per_tree(mosaic, monkeypatch, cap, expected):
     """The default ``max_samples="auto"`` gives each tree at most TREE_SAMPLES draws, all of them below it."""
-    from gpuseg import _cpu, segmenter
+    from gpuseg import _cpu, training
 
     seen = {}
     fit = _cpu.forest_fit
@@ -149,7 +149,7 @@ def test_auto_max_samples_caps_the_draws_per_tree(mosaic, monkeypatch, cap, expe
         seen.update(params, n=y.size)
         return fit(X, y, params, n_classes)
 
-    monkeypatch.setattr(segmenter, "TREE_SAMPLES", cap)
+    monkeypatch.setattr(training, "TREE_SAMPLES", cap)
     monkeypatch.setattr(_cpu, "forest_fit", spy)
     image, _, scribbles = mosaic
     Segmenter(backend="cpu", sigma_max=2, n_estimators=3, random_state=0).fit(image, scribbles)

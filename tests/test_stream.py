@@ -15,6 +15,7 @@ import zarr
 
 import gpuseg
 from gpuseg import Segmenter
+from gpuseg.predictor import Predictor
 from gpuseg.stream import DONE_DIR, model_fingerprint, open_image, predict_to_file, predict_to_zarr
 
 SHAPE = (128, 144)
@@ -198,13 +199,14 @@ def test_overwrite_guard(scene, tmp_path):
 KILLED_RUN = """
 import sys, time
 import gpuseg, gpuseg.stream as stream
-real = gpuseg.Segmenter._predict_crop
+from gpuseg.predictor import Predictor
+real = Predictor.classify
 
 def slow(*args, **kwargs):
     time.sleep(0.05)
     return real(*args, **kwargs)
 
-gpuseg.Segmenter._predict_crop = slow
+Predictor.classify = slow
 seg = gpuseg.load(sys.argv[1], backend="cpu")
 stream.predict_to_zarr(seg, sys.argv[2], sys.argv[3], tile_shape=(16, 16), progress=False)
 """
@@ -237,8 +239,8 @@ def test_resume_after_sigkill(scene, model_file, tmp_path, monkeypatch):
     torn.write_bytes(b"\x00garbage")
 
     calls = []
-    real = gpuseg.Segmenter._predict_crop
-    monkeypatch.setattr(gpuseg.Segmenter, "_predict_crop", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = Predictor.classify
+    monkeypatch.setattr(Predictor, "classify", lambda *a, **k: calls.append(1) or real(*a, **k))
     predict_to_zarr(gpuseg.load(model_file, backend="cpu"), tmp_path / "in.npy", out, progress=False)
     assert len(calls) == n_tiles - len(markers)  # finished tiles are not recomputed
     assert {m: (out / DONE_DIR / m).stat().st_mtime_ns for m in markers} == markers

@@ -65,7 +65,10 @@ def create_app(image_path=None, model=None, *, backend="auto", max_upload_mb=64.
     import dash
 
     from .. import load
-    from . import callbacks, engine, layout
+    from . import callbacks, layout
+    from .display import COLORS
+    from .session import Session
+    from .store import FeatureCache, SessionStore
     from .files import read_image
 
     if image_path is None:
@@ -73,10 +76,10 @@ def create_app(image_path=None, model=None, *, backend="auto", max_upload_mb=64.
     else:
         image, name = read_image(Path(image_path).read_bytes(), str(image_path)), Path(image_path).name
     start_model = None if model is None else load(model, backend=backend)
-    cache = engine.FeatureCache(int(cache_gb * 2**30))
+    cache = FeatureCache(int(cache_gb * 2**30))
 
     def new_session():
-        session = engine.Session(image, name, cache, backend)
+        session = Session(image, name, cache, backend)
         if start_model is not None:
             try:
                 session.apply_model(start_model, Path(model).name)
@@ -88,11 +91,11 @@ def create_app(image_path=None, model=None, *, backend="auto", max_upload_mb=64.
     app = dash.Dash(__name__, title="gpuseg", update_title=None)
     # Base64 makes an upload 4/3 larger; anything far beyond the limit is refused by the server too.
     app.server.config["MAX_CONTENT_LENGTH"] = max_bytes * 3 // 2 + (1 << 20)
-    controller = callbacks.Controller(engine.SessionStore(new_session, max_sessions), backend)
+    controller = callbacks.Controller(SessionStore(new_session, max_sessions), backend)
 
     def page():  # a new session for every page load: one per browser tab
         session_id = uuid.uuid4().hex
-        return layout.serve_layout(engine.COLORS, max_upload_mb, session_id, controller.update(session_id, None))
+        return layout.serve_layout(COLORS, max_upload_mb, session_id, controller.update(session_id, None))
 
     app.layout = page
     callbacks.register(app, controller, max_bytes)

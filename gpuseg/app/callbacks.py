@@ -20,11 +20,10 @@ from dash import Input, Output, Patch, State, ctx, dcc, html, no_update
 
 from .. import load
 from ..features import FeatureParams
-from .engine import SessionStore
+from .store import SessionStore
 from .files import UnreadableImage, encode_png, encode_tiff, read_image
-from .layout import FEATURES, class_options, figure, newshape, overlay_source, shapes
+from .layout import FEATURES, class_options, figure, newshape, shapes
 
-_EDIT = re.compile(r"^shapes\[(\d+)\]\.path$")
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 _KEEP_MESSAGE = {None, "image-token", "model-token", "opacity", "view", "width", "active-class"}
 
@@ -128,19 +127,13 @@ class Controller:
         session = self.session(session_id)
         with session.lock:
             plane = min(int(plane or 0), session.n_planes - 1)
-            label = min(max(int(label or 1), 1), len(session.classes))
+            label = int(label or 0) if int(label or 0) in session.class_values() else session.class_values()[0]
             previous, session.message = session.message, ""
             tokens = tuple(int(t or 0) for t in tokens)
             stale = tokens != session.shown_tokens
             retrain, full = False, stale or trigger in (None, "image-token", "model-token", "plane")
             if trigger == "graph":
-                relayout = relayout or {}
-                if "shapes" in relayout:
-                    retrain = session.sync_shapes(relayout["shapes"], plane, label, width)
-                for key, value in relayout.items():
-                    match = _EDIT.match(key)
-                    if match:
-                        retrain |= session.edit_path(plane, int(match.group(1)), value)
+                retrain = session.apply_figure_edits(relayout or {}, plane, label, width)
                 if not (retrain or stale):  # a zoom, a pan, a resize: nothing to redraw
                     session.message = previous
                     raise dash.exceptions.PreventUpdate
@@ -151,49 +144,30 @@ class Controller:
                 retrain = True
             elif trigger in ("features", "sigma"):
                 try:
-                    session.params = FeatureParams(*(k in (features or ()) for k in FEATURES),
-                                                   2.0 ** sigma[0], 2.0 ** sigma[1])
-                    retrain = True
+                    retrain = session.use_features(FeatureParams(*(k in (features or ()) for k in FEATURES),
+                                                                 2.0 ** sigma[0], 2.0 ** sigma[1]))
                 except ValueError as exc:
                     session.message = str(exc)
-                if retrain and session.model_source not in ("", "scribbles"):
-                    session.forget_model()
-                    session.message = "The uploaded model uses other features; it is no longer applied."
             elif trigger == "add-class":
                 label = session.add_class()
             elif trigger == "rename-class" and class_name:
-                session.classes[label - 1].name = str(class_name)[:40]
+                session.class_of(label).name = str(class_name)[:40]
             elif trigger == "class-color" and class_color:
-                session.classes[label - 1].color = class_color
-            if full:
-                session.features()  # computed once, here, so that the first stroke is quick
-            start = time.perf_counter()
-            if retrain and session.strokes:
-                session.train()
-            elif retrain:
-                session.clear()
-            if session.model is not None and (retrain or full or session.proba is None):
-                session.predict_display(plane)
-            elif session.model is None:
-                session.proba = None
+                session.class_of(label).color = class_color
+            overlay = session.refresh(plane, retrain=retrain, full=full, view=view, label=label)
             if not session.message and (stale or trigger in _KEEP_MESSAGE):
                 session.message = previous  # e.g. an upload's error, still true after a change of view
             session.shown_tokens = tokens
-            outputs = self._outputs(session, full, plane=plane, label=label, width=width, view=view,
-                                    opacity=opacity, revision=str(tokens[0]))
-            if retrain:  # the overlay is encoded: what is left is sending it
-                session.timings["stroke_to_overlay"] = time.perf_counter() - start
-                outputs["status"] = status_lines(session)
-        return outputs
+            return self._outputs(session, full, overlay, plane=plane, label=label, width=width,
+                                 opacity=opacity, revision=str(tokens[0]))
 
-    def _outputs(self, session, full, *, plane, label, width, view, opacity, revision) -> dict:
+    def _outputs(self, session, full, overlay, *, plane, label, width, opacity, revision) -> dict:
         if full:
-            fig = figure(session, plane, view=view, label=label, width=width, opacity=opacity, revision=revision)
+            fig = figure(session, plane, overlay, label=label, width=width, opacity=opacity, revision=revision)
         else:
             fig = Patch()
             fig["layout"]["shapes"] = shapes(session, plane)
             fig["layout"]["newshape"] = newshape(session, label, width)
-            overlay = overlay_source(session, view, label)
             fig["data"][1]["visible"] = overlay is not None
             if overlay is not None:
                 fig["data"][1]["source"] = overlay
@@ -205,7 +179,7 @@ class Controller:
             "message": session.message,
             "classes": class_options(session),
             "label": label,
-            "color": session.classes[label - 1].color,
+            "color": session.class_of(label).color,
             "planes": session.n_planes - 1,
             "plane": plane,
             "plane_style": {"display": "block" if session.n_planes > 1 else "none"},
@@ -274,7 +248,11 @@ def status_lines(session) -> list:
             else f"model: {session.model_source} (loaded from a file)"
     else:
         model = "model: none yet (scribble at least two classes)"
-    return [html.Div(" | ".join(parts)), html.Div(model)]
+    lines = [html.Div(" | ".join(parts)), html.Div(model)]
+    top = session.top_features()
+    if top:
+        lines.append(html.Div("top features: " + ", ".join(f"{name} ({share:.0%})" for name, share in top)))
+    return lines
 
 
 def register(app: dash.Dash, controller: Controller, max_upload_bytes: int) -> None:

@@ -1,20 +1,18 @@
 """The page: controls on the left, the image with its scribbles and overlay on the right.
 
 Also the figure itself (:func:`figure`) and the pieces of it that callbacks
-patch (:func:`shapes`, :func:`overlay_source`), so the page and its updates
+patch (:func:`shapes`, :func:`newshape`), so the page and its updates
 are drawn by the same code.
 """
 
 from __future__ import annotations
 
-import base64
-
 import numpy as np
 import plotly.graph_objects as go
 from dash import dcc, html
 
-from .engine import Session
-from .files import encode_png
+from .display import png_source
+from .session import Session
 
 SIGMA_LOG2 = (-1, 5)  # sigma slider range: 0.5 to 32 pixels, log2 scale
 VIEWS = {"segmentation": "Segmentation", "probability": "Probability of the selected class",
@@ -26,7 +24,7 @@ GRAPH_CONFIG = {
     "scrollZoom": True,
     "toImageButtonOptions": {"format": "png"},
 }
-_BLANK = "data:image/png;base64," + base64.b64encode(encode_png(np.zeros((1, 1, 4), np.uint8))).decode()
+_BLANK = png_source(np.zeros((1, 1, 4), np.uint8))
 
 _PANEL = {"width": "320px", "flex": "0 0 320px", "padding": "10px 14px", "overflowY": "auto",
           "borderRight": "1px solid #ddd", "fontSize": "14px"}
@@ -35,38 +33,29 @@ _UPLOAD = {"border": "1px dashed #888", "borderRadius": "6px", "padding": "8px",
            "cursor": "pointer", "marginBottom": "6px", "fontSize": "13px"}
 
 
-def png_source(rgb: np.ndarray) -> str:
-    """``data:`` URI of a PNG of an RGB(A) uint8 image."""
-    return "data:image/png;base64," + base64.b64encode(encode_png(rgb)).decode()
-
-
-def overlay_source(session: Session, view: str, label: int) -> str | None:
-    """The overlay's image for the figure, or None when there is no prediction."""
-    rgb = session.overlay(view, label)
-    return None if rgb is None else png_source(rgb)
-
-
 def shapes(session: Session, plane: int) -> list:
     """The figure's shapes: the strokes of ``plane``, named ``s<id>``, in their class colours."""
     return [
         {"type": "path", "path": s.path, "name": f"s{s.id}", "editable": True, "opacity": 0.9,
-         "line": {"color": session.classes[s.label - 1].color, "width": s.width}}
+         "line": {"color": session.class_of(s.label).color, "width": s.width}}
         for s in session.strokes if s.plane == plane
     ]
 
 
 def newshape(session: Session, label: int, width: float) -> dict:
     """How the next drawn stroke looks; its name ``c<label>`` tells the server its class."""
-    return {"line": {"color": session.classes[label - 1].color, "width": width}, "opacity": 0.9,
+    return {"line": {"color": session.class_of(label).color, "width": width}, "opacity": 0.9,
             "name": f"c{label}"}
 
 
-def figure(session: Session, plane: int, *, view: str, label: int, width: float, opacity: float,
+def figure(session: Session, plane: int, overlay: str | None, *, label: int, width: float, opacity: float,
            revision: str) -> go.Figure:
-    """The image (downsampled for display) in full-resolution pixel coordinates, overlay and strokes."""
+    """The image (downsampled for display) in full-resolution pixel coordinates, overlay and strokes.
+
+    ``overlay`` is the ``data:`` URI :meth:`Session.refresh` returns, or None.
+    """
     scale = session.scale
     at = {"x0": (scale - 1) / 2, "y0": (scale - 1) / 2, "dx": scale, "dy": scale, "hoverinfo": "skip"}
-    overlay = overlay_source(session, view, label)
     fig = go.Figure([
         go.Image(source=png_source(session.display_image(plane)), name="image", **at),
         go.Image(source=overlay or _BLANK, name="overlay", opacity=opacity, visible=overlay is not None, **at),
@@ -90,8 +79,8 @@ def class_options(session: Session) -> list:
         {"label": html.Span([
             html.Span(style={"display": "inline-block", "width": "14px", "height": "14px", "marginRight": "6px",
                              "verticalAlign": "middle", "background": c.color, "borderRadius": "3px"}),
-            c.name]), "value": i + 1}
-        for i, c in enumerate(session.classes)
+            c.name]), "value": c.value}
+        for c in session.classes
     ]
 
 

@@ -1,0 +1,93 @@
+"""What the page shows: the image scaled for display, and the prediction coloured over it."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+
+from .files import encode_png
+
+COLORS = {"red": "#e6194b", "green": "#3cb44b", "blue": "#4363d8", "orange": "#f58231", "purple": "#911eb4",
+          "cyan": "#42d4f4", "magenta": "#f032e6", "lime": "#bfef45", "pink": "#fabed4", "teal": "#469990",
+          "brown": "#9a6324", "maroon": "#800000"}
+PALETTE = tuple(COLORS.values())
+DISPLAY_MAX = 640  # longest side of the displayed image, in its pixels
+
+
+def display_scale(spatial_shape: tuple, display_max: int = DISPLAY_MAX) -> int:
+    """Integer downsampling factor that fits an image's rows and columns in ``display_max``."""
+    return max(1, -(-max(spatial_shape[-2:]) // display_max))
+
+
+def to_display_uint8(image: np.ndarray) -> np.ndarray:
+    """Scale a channels-last image to uint8 for display (min to max, per image)."""
+    if image.dtype == np.uint8:
+        return image
+    lo, hi = float(image.min()), float(image.max())
+    out = (image.astype(np.float32) - lo) * (255.0 / (hi - lo) if hi > lo else 0.0)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def downsample(plane: np.ndarray, scale: int) -> np.ndarray:
+    """Block means of a ``(rows, cols, channels)`` uint8 plane; edge blocks padded by replication."""
+    if scale == 1:
+        return plane
+    rows, cols = (-(-n // scale) for n in plane.shape[:2])
+    padded = np.pad(plane, ((0, rows * scale - plane.shape[0]), (0, cols * scale - plane.shape[1]), (0, 0)),
+                    mode="edge")
+    blocks = padded.reshape(rows, scale, cols, scale, -1).mean(axis=(1, 3))
+    return (blocks + 0.5).astype(np.uint8)
+
+
+def png_source(rgb: np.ndarray) -> str:
+    """``data:`` URI of a PNG of an RGB(A) uint8 image."""
+    return "data:image/png;base64," + base64.b64encode(encode_png(rgb)).decode()
+
+
+def colour_prediction(proba: np.ndarray, classes: np.ndarray, colors: dict, view: str = "segmentation",
+                      label: int = 1) -> np.ndarray:
+    """RGB uint8 image of class probabilities.
+
+    Parameters
+    ----------
+    proba : float32 ndarray of shape ``(rows, cols, n_classes)``
+    classes : int ndarray of shape ``(n_classes,)``
+        The class value of each column.
+    colors : dict
+        ``#rrggbb`` colour of class values; a class without one is drawn in grey.
+    view : {"segmentation", "probability", "uncertainty"}
+        Class colours; the probability of class ``label`` (viridis); or the
+        forest's uncertainty ``(1 - p_max) * K / (K - 1)`` (magma).
+    label : int
+        The class whose probability is shown.
+    """
+    if view == "probability":
+        k = np.searchsorted(classes, label)
+        p = proba[..., k] if k < classes.size and classes[k] == label else np.zeros(proba.shape[:-1], np.float32)
+        return _colormap(p, "viridis")
+    if view == "uncertainty":
+        n = proba.shape[-1]
+        return _colormap((1.0 - proba.max(axis=-1)) * n / (n - 1), "magma")
+    lut = np.array([_rgb(colors.get(int(c), "#808080")) for c in classes], np.uint8)
+    return lut[np.argmax(proba, axis=-1)]
+
+
+def _rgb(color: str) -> tuple:
+    color = color.lstrip("#")
+    return tuple(int(color[i:i + 2], 16) for i in (0, 2, 4))
+
+
+_LUTS: dict = {}
+
+
+def _colormap(values: np.ndarray, name: str) -> np.ndarray:
+    """RGB uint8 of values in [0, 1] through a plotly sequential colour scale."""
+    if name not in _LUTS:
+        from plotly.colors import sample_colorscale, sequential
+
+        scale = {"viridis": sequential.Viridis, "magma": sequential.Magma}[name]
+        colors = sample_colorscale(scale, np.linspace(0, 1, 256), colortype="tuple")
+        _LUTS[name] = np.round(np.asarray(colors) * 255).astype(np.uint8)
+    index = np.clip(np.asarray(values) * 255 + 0.5, 0, 255).astype(np.uint8)
+    return _LUTS[name][index]

@@ -1,0 +1,181 @@
+"""Image files: reading them without loading large ones, writing whole ones atomically.
+
+Reading: ``.npy`` (memory-mapped), TIFF (small untiled ones whole, tiled ones
+and pyramids through Zarr), PNG/JPEG, Zarr and OME-Zarr. Writing: ``.npy``,
+TIFF and PNG, through :func:`atomic_write`. Streaming predictions into a Zarr
+array is :mod:`gpuseg.stream`'s.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ._backend import module_of
+
+TIFF_IN_MEMORY_BYTES = 256 * 2**20  # untiled TIFFs up to this size are read whole
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
+"""Read whole, with imageio."""
+INPUT_SUFFIXES = (".tif", ".tiff", ".npy", ".zarr") + PICTURE_SUFFIXES
+"""What :func:`open_image` reads (``.zarr``: any Zarr directory is read too)."""
+OUTPUT_SUFFIXES = (".npy", ".tif", ".tiff", ".png")
+"""What :func:`write_image` writes."""
+
+
+# -- reading -----------------------------------------------------------------
+def open_image(path):
+    """Open an image file as an array, without reading large ones into memory.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.npy`` (memory-mapped); ``.tif``/``.tiff`` (read whole when small and
+        untiled, else through Zarr, level 0 of a pyramid); a Zarr v2/v3 array,
+        a group holding one array, or an OME-Zarr image (level 0 of its
+        ``multiscales``); ``.png``/``.jpg``/``.jpeg`` (read whole).
+
+    Returns
+    -------
+    image : array-like
+        NumPy array, ``numpy.memmap`` or ``zarr.Array``; supports ``shape``,
+        ``dtype`` and slicing.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file or directory.
+    ValueError
+        An unsupported format, or a Zarr group without a single image in it.
+    """
+    return open_image_and_multiscale(path)[0]
+
+
+def open_image_and_multiscale(path) -> tuple:
+    """The image at ``path`` (as :func:`open_image` opens it) and its OME ``multiscales`` entry.
+
+    Returns
+    -------
+    image : array-like
+    multiscale : dict or None
+        The first entry of an OME-Zarr image's ``multiscales``; ``None`` for any other input.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No image at {path}.")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return np.load(path, mmap_mode="r"), None
+    if suffix in (".tif", ".tiff"):
+        return _open_tiff(path), None
+    if suffix in PICTURE_SUFFIXES:
+        import imageio.v3 as iio
+
+        return iio.imread(path), None
+    if path.is_dir():
+        return _open_zarr(path)
+    raise ValueError(
+        f"Cannot read {path}: gpuseg reads .npy, .tif/.tiff, .png/.jpg and Zarr / OME-Zarr directories."
+    )
+
+
+def _open_tiff(path: Path):
+    import tifffile
+    import zarr
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        if not series.is_pyramidal and not series.keyframe.is_tiled and series.nbytes <= TIFF_IN_MEMORY_BYTES:
+            return series.asarray()
+    node = zarr.open(tifffile.imread(path, aszarr=True), mode="r")
+    return node if isinstance(node, zarr.Array) else node[_multiscale_paths(node.attrs)[0] or "0"]
+
+
+def _open_zarr(path: Path) -> tuple:
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except FileNotFoundError:  # zarr's "no array or group here"
+        raise ValueError(f"{path} is a directory but not a Zarr array or group.") from None
+    if isinstance(node, zarr.Array):
+        return node, None
+    multiscales = _multiscales(node.attrs)
+    if multiscales:
+        return node[multiscales[0]["datasets"][0]["path"]], multiscales[0]
+    arrays = sorted(name for name, _ in node.arrays())
+    if len(arrays) != 1:
+        raise ValueError(
+            f"{path} is a Zarr group holding {len(arrays)} arrays ({arrays}) and no OME multiscales; "
+            "give the path of the array to segment, e.g. {path}/<name>."
+        )
+    return node[arrays[0]], None
+
+
+def _multiscales(attrs) -> list:
+    """The ``multiscales`` list of OME-Zarr attributes (0.5 nests it under ``ome``), or ``[]``."""
+    attrs = dict(attrs)
+    return attrs.get("ome", {}).get("multiscales") or attrs.get("multiscales") or []
+
+
+def _multiscale_paths(attrs) -> list:
+    """Dataset paths of the first multiscale of ``attrs``, finest first; ``[None]`` without one."""
+    multiscales = _multiscales(attrs)
+    return [d["path"] for d in multiscales[0]["datasets"]] if multiscales else [None]
+
+
+# -- writing -----------------------------------------------------------------
+def atomic_write(path, write) -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    A crash leaves either the old file or the new one, never a half-written one.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        os.close(fd)
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_image(path, array) -> Path:
+    """Write an array (copied to the host) atomically as ``.npy``, ``.tif``/``.tiff`` (zlib) or ``.png`` (8 or 16 bit, 2D).
+
+    Returns
+    -------
+    path : pathlib.Path
+
+    Raises
+    ------
+    ValueError
+        Another suffix.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise ValueError(f"Cannot write {path}: gpuseg writes {', '.join(OUTPUT_SUFFIXES)} files.")
+    host = module_of(array).to_host(array)
+    atomic_write(path, lambda f: _write(f, host, suffix))
+    return path
+
+
+def _write(f, result: np.ndarray, suffix: str) -> None:
+    if suffix == ".npy":
+        np.save(f, result, allow_pickle=False)
+    elif suffix == ".png":
+        import imageio.v3 as iio
+
+        f.write(iio.imwrite("<bytes>", result, extension=".png"))
+    else:
+        import tifffile
+
+        tifffile.imwrite(f, result, photometric="minisblack", compression="zlib", bigtiff=result.nbytes > 2**31)
