@@ -22,7 +22,8 @@ from typing import Iterator
 
 import numpy as np
 
-from .features import FeatureParams, gaussian_radius
+from .features import FeatureParams
+from .filters import gaussian_radius
 
 CONTEXT_SIGMAS = (1.0, 4.0, 16.0)
 """Scales (in pixels of the finest axis) at which the first stage's probabilities are smoothed."""

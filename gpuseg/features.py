@@ -14,38 +14,16 @@ module decides what to compute and in which order, once for both backends.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from itertools import combinations_with_replacement
 from typing import Iterator
 
 import numpy as np
 
 from . import _backend
 from ._validation import prepare_image, warn_if_rgb
+from .filters import FILTERS, ILASTIK_SIGMAS, filter_halo, filter_kinds, filter_width, filters_at, gaussian_radius
 
 __all__ = ["DEFAULT_PRESET", "FILTERS", "PRESETS", "FeatureParams", "feature_set", "multiscale_basic_features",
            "multiscale_features"]
-
-FILTERS = ("gaussian", "laplacian", "gradient_magnitude", "dog", "structure_tensor", "hessian_of_gaussian")
-"""ilastik's standard filters, in feature order: Gaussian smoothing, Laplacian of Gaussian,
-Gaussian gradient magnitude, difference of Gaussians ``G(sigma) - G(0.66 sigma)``,
-structure-tensor eigenvalues (gradient at ``sigma``, products smoothed at ``sigma / 2``)
-and Hessian-of-Gaussian eigenvalues; the last two give ``ndim`` features each, the others one.
-Derivatives are Gaussian derivative kernels (SciPy's ``gaussian_filter(order=...)``),
-in physical units where ``spacing`` is given."""
-
-DOG_RATIO = 0.66
-"""ilastik's (vigra's) second scale of the difference of Gaussians."""
-STRUCTURE_OUTER = 0.5
-"""ilastik's outer (integration) scale of the structure tensor, relative to its sigma."""
-
-ILASTIK_SIGMAS = (0.3, 0.7, 1.0, 1.6, 3.5, 5.0, 10.0)
-"""ilastik's default scales; its smoothing uses all, its other filters all but 0.3."""
-
-
-def gaussian_radius(sigma: float) -> int:
-    """Pixels a Gaussian (derivative) of ``sigma`` reads either side (truncate 4)."""
-    return int(4.0 * float(sigma) + 0.5)
-
 
 @dataclass(frozen=True)
 class FeatureParams:
@@ -139,7 +117,7 @@ class FeatureParams:
 
     def n_features(self, ndim: int, n_channels: int = 1) -> int:
         """Length of the feature axis for an image of ``ndim`` spatial axes."""
-        per_filter = sum(len(sigmas) * _filter_width(name, ndim) for name, sigmas in self.filters)
+        per_filter = sum(len(sigmas) * filter_width(name, ndim) for name, sigmas in self.filters)
         return n_channels * (len(self.sigmas()) * self.per_sigma(ndim) + per_filter)
 
     def names(self, ndim: int, n_channels: int = 1) -> list:
@@ -167,7 +145,7 @@ class FeatureParams:
         sigmas = _sigma_labels(self.sigmas()) if kinds else []
         at = self.filter_sigmas()
         labels = dict(zip([s for s, _ in at], _sigma_labels(np.array([s for s, _ in at]))))
-        filters = [(labels[s], kind) for s, names in at for name in names for kind in _filter_kinds(name, ndim)]
+        filters = [(labels[s], kind) for s, names in at for name in names for kind in filter_kinds(name, ndim)]
         return [name for c in range(n_channels) for name in
                 [f"ch{c} σ={s} {kind}" for s in sigmas for kind in kinds] + [f"ch{c} σ={s} {k}" for s, k in filters]]
 
@@ -182,10 +160,7 @@ class FeatureParams:
         (``spacing``) has smaller sigmas, so needs no more than this.
         """
         halo = gaussian_radius(self.sigmas()[-1]) + 2 if self.per_sigma(1) else 0
-        for name, sigmas in self.filters:
-            extra = gaussian_radius(STRUCTURE_OUTER * sigmas[-1]) if name == "structure_tensor" else 0
-            halo = max(halo, gaussian_radius(sigmas[-1]) + extra)
-        return halo
+        return max([halo] + [filter_halo(name, sigmas[-1]) for name, sigmas in self.filters])
 
     def axis_sigmas(self, sigma: float, ndim: int) -> tuple:
         """``sigma`` (in units of the finest axis) per axis of an ``ndim``-D image, from ``spacing``."""
@@ -224,20 +199,6 @@ def _sigma_labels(sigmas: np.ndarray) -> list:
         if len(set(labels)) == len(labels):
             break
     return labels
-
-
-def _filter_width(name: str, ndim: int) -> int:
-    """Features a filter gives per sigma: ``ndim`` eigenvalues or one image."""
-    return ndim if name in ("structure_tensor", "hessian_of_gaussian") else 1
-
-
-def _filter_kinds(name: str, ndim: int) -> list:
-    """The names of a filter's features at one sigma (see :meth:`FeatureParams.names`)."""
-    if name == "structure_tensor":
-        return [f"structure-eig-{k}" for k in range(1, ndim + 1)]
-    if name == "hessian_of_gaussian":
-        return [f"hessian-of-gaussian-eig-{k}" for k in range(1, ndim + 1)]
-    return [name.replace("_", "-")]
 
 
 COMPACT_SIGMAS = (0.7, 1.6, 3.5, 10.0)
@@ -318,43 +279,8 @@ def iter_features(image, params: FeatureParams, be) -> Iterator:
             if params.texture:
                 yield from be.hessian_eigenvalues(smoothed)
         for sigma, names in params.filter_sigmas():
-            yield from _filters_at(channel, params.axis_sigmas(sigma, ndim), params._relative_spacing(ndim),
+            yield from filters_at(channel, params.axis_sigmas(sigma, ndim), params._relative_spacing(ndim),
                                    names, be)
-
-
-def _filters_at(channel, sigmas: tuple, spacing: tuple, names: list, be) -> Iterator:
-    """The features of the filters ``names`` at one scale, in :data:`FILTERS` order.
-
-    ``sigmas`` is the scale per axis in pixels; a derivative along axis ``a`` is
-    divided by ``spacing[a]`` (the relative pixel size), making it physical.
-    Derivative images shared by two filters are computed once.
-    """
-    ndim = channel.ndim
-    pairs = list(combinations_with_replacement(range(ndim), 2))
-
-    def derivative(*axes):
-        order = tuple(axes.count(a) for a in range(ndim))
-        d = be.gaussian(channel, sigmas, order)
-        scale = float(np.prod([spacing[a] for a in axes]))
-        return d if scale == 1.0 else d * np.float32(1.0 / scale)
-
-    first = [derivative(a) for a in range(ndim)] if {"gradient_magnitude", "structure_tensor"} & set(names) else []
-    second = [derivative(a, b) for a, b in pairs] if {"laplacian", "hessian_of_gaussian"} & set(names) else []
-    smoothed = be.gaussian(channel, sigmas) if {"gaussian", "dog"} & set(names) else None
-    for name in names:
-        if name == "gaussian":
-            yield smoothed
-        elif name == "laplacian":
-            yield sum(second[pairs.index((a, a))] for a in range(ndim))
-        elif name == "gradient_magnitude":
-            yield be.xp.sqrt(sum(d * d for d in first))
-        elif name == "dog":
-            yield smoothed - be.gaussian(channel, tuple(DOG_RATIO * s for s in sigmas))
-        elif name == "structure_tensor":
-            outer = tuple(STRUCTURE_OUTER * s for s in sigmas)
-            yield from be.symmetric_eigenvalues([be.gaussian(first[a] * first[b], outer) for a, b in pairs])
-        else:  # hessian_of_gaussian
-            yield from be.symmetric_eigenvalues(second)
 
 
 def multiscale_features(

@@ -31,19 +31,13 @@ class Segmenter(BaseEstimator):
     backend : {"auto", "cpu", "gpu"}
         ``"auto"`` uses the GPU (CuPy, cuCIM, cuML) when one is usable, else the CPU.
     preset : str, optional
-        Features by name from :data:`gpuseg.features.PRESETS` (``"compact"``,
-        ``"skimage"``, ``"ilastik"``). Without a preset and without feature
-        arguments: ``"compact"``'s (ilastik's six filters at sigmas 0.7, 1.6,
-        3.5, 10), chosen on the validation set (``benchmarks/validation.py``).
-    intensity, edges, texture, sigma_min, sigma_max, num_sigma, filters
-        Features, as in :func:`gpuseg.multiscale_features` (with its defaults,
-        scikit-image's, for those not given); not with ``preset``.
-    spacing : tuple of float, optional
-        Physical pixel size per spatial axis (see :class:`gpuseg.FeatureParams`).
+        Features by name from :data:`gpuseg.features.PRESETS`; without it and without feature
+        arguments, ``"compact"``'s (chosen on ``benchmarks/validation.py``'s images).
+    intensity, edges, texture, sigma_min, sigma_max, num_sigma, filters, spacing
+        Features, as in :func:`gpuseg.multiscale_features` (its defaults for those not given).
     auto_context : bool
-        A second forest on the features and the first forest's class
-        probabilities smoothed around each pixel (ilastik's auto-context, see
-        :mod:`gpuseg.autocontext`): about twice the prediction time, three times the fitting's.
+        A second forest on the features and the first's smoothed class probabilities
+        (:mod:`gpuseg.autocontext`): about twice the time of fit + predict on the validation set.
     channel_axis : int, optional
         Axis of the images holding channels; ``None`` for grayscale.
     n_estimators, max_depth, max_samples, max_features, min_samples_leaf, class_weight, random_state
@@ -81,7 +75,7 @@ class Segmenter(BaseEstimator):
     forest_ : gpuseg.forest.Forest
         The trained trees (auto-context's first stage).
     context_forest_ : gpuseg.forest.Forest or None
-        Auto-context's second stage: ``n_features_in_`` features, then the context's.
+        Auto-context's second stage.
     feature_names_ : list of str, (n_features_in_,)
         Name of each feature (see :meth:`gpuseg.FeatureParams.names`).
     feature_importances_ : float64 ndarray, (n_features_in_,)
