@@ -16,13 +16,13 @@ import platform
 import numpy as np
 from skimage.util import img_as_float32
 
-from ._cpu_filters import NEAREST, separable_symmetric, sobel_magnitude
+from ._cpu_filters import NEAREST, correlate_symmetric, separable_symmetric, sobel_magnitude
 from ._cpu_hessian import hessian_eigenvalues as _hessian_eigenvalues
 from ._cpu_hessian import symmetric_eigenvalues as _symmetric_eigenvalues
 from ._forest_kernels import predict_proba_cpu
 
 __all__ = ["xp", "name", "asarray", "to_host", "device_id", "memory_budget", "device_info", "ascontiguous",
-           "as_float32", "all_finite", "empty", "gaussian", "sobel", "hessian_eigenvalues", "symmetric_eigenvalues",
+           "as_float32", "all_finite", "empty", "gaussian", "gaussian_1d", "sobel", "hessian_eigenvalues", "symmetric_eigenvalues",
            "forest_fit", "forest_predict_proba"]
 
 xp = np
@@ -128,6 +128,24 @@ def gaussian(image: np.ndarray, sigma, order=0) -> np.ndarray:
         k = gaussian_kernel(float(s), int(o))
         kernels.append((k[(k.shape[0] - 1) // 2:], bool(o % 2)))
     return separable_symmetric(image, kernels, NEAREST)
+
+
+def gaussian_1d(image: np.ndarray, sigma: float, order: int, axis: int) -> np.ndarray:
+    """One pass of :func:`gaussian`: ``scipy.ndimage.gaussian_filter1d`` (mode 'nearest', truncate 4) bit for bit.
+
+    Parameters
+    ----------
+    image : float32 ndarray, C-contiguous
+    sigma : float
+    order : int (0, 1 or 2)
+    axis : int
+
+    Returns
+    -------
+    filtered : float32 ndarray of the same shape
+    """
+    k = gaussian_kernel(float(sigma), int(order))
+    return correlate_symmetric(image, k[(k.shape[0] - 1) // 2:], axis, NEAREST, antisymmetric=bool(order % 2))
 
 
 def sobel(image: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from cucim.skimage.feature import hessian_matrix_eigvals
 from cucim.skimage.util import img_as_float32
 
 __all__ = ["xp", "name", "asarray", "to_host", "device_id", "memory_budget", "device_info", "ascontiguous",
-           "as_float32", "all_finite", "empty", "gaussian", "sobel", "hessian_eigenvalues", "symmetric_eigenvalues",
+           "as_float32", "all_finite", "empty", "gaussian", "gaussian_1d", "sobel", "hessian_eigenvalues", "symmetric_eigenvalues",
            "forest_fit", "forest_predict_proba"]
 
 xp = cp
@@ -77,6 +77,12 @@ def gaussian(image, sigma, order=0):
     float32 in, float32 out (also between the passes, as SciPy and the CPU do).
     """
     return cundi.gaussian_filter(image, sigma, order=order, mode="nearest", truncate=4.0, output=cp.float32)
+
+
+def gaussian_1d(image, sigma: float, order: int, axis: int):
+    """One pass of :func:`gaussian` along ``axis`` (``cupyx.scipy.ndimage.gaussian_filter1d``), as on the CPU."""
+    return cundi.gaussian_filter1d(image, sigma, axis=axis, order=order, mode="nearest", truncate=4.0,
+                                   output=cp.float32)
 
 
 def sobel(image):

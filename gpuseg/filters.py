@@ -61,20 +61,31 @@ def filters_at(channel, sigmas: tuple, spacing: tuple, names: list, be) -> Itera
 
     ``sigmas`` is the scale per axis in pixels; a derivative along axis ``a`` is
     divided by ``spacing[a]`` (the relative pixel size), making it physical.
-    Derivative images shared by two filters are computed once.
+    Derivative images shared by two filters are computed once, and so are the
+    passes they share: the separable passes run axis 0 first, as SciPy's do, and
+    a pass's result serves every derivative whose orders start alike (the
+    values are SciPy's ``gaussian_filter`` all the same).
     """
     ndim = channel.ndim
     pairs = list(combinations_with_replacement(range(ndim), 2))
+    passes = {}
+
+    def separable(orders):
+        for k in range(1, ndim + 1):
+            if orders[:k] not in passes:
+                source = channel if k == 1 else passes[orders[:k - 1]]
+                passes[orders[:k]] = be.gaussian_1d(source, sigmas[k - 1], orders[k - 1], k - 1)
+        return passes[orders]
 
     def derivative(*axes):
-        order = tuple(axes.count(a) for a in range(ndim))
-        d = be.gaussian(channel, sigmas, order)
+        d = separable(tuple(axes.count(a) for a in range(ndim)))
         scale = float(np.prod([spacing[a] for a in axes]))
         return d if scale == 1.0 else d * np.float32(1.0 / scale)
 
     first = [derivative(a) for a in range(ndim)] if {"gradient_magnitude", "structure_tensor"} & set(names) else []
     second = [derivative(a, b) for a, b in pairs] if {"laplacian", "hessian_of_gaussian"} & set(names) else []
-    smoothed = be.gaussian(channel, sigmas) if {"gaussian", "dog"} & set(names) else None
+    smoothed = separable((0,) * ndim) if {"gaussian", "dog"} & set(names) else None
+    passes.clear()
     for name in names:
         if name == "gaussian":
             yield smoothed
