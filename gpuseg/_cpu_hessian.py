@@ -54,6 +54,15 @@ def _grad_row(f, out, n):
     out[n - 1] = (f[n - 1] - f[n - 2]) * _ONE
 
 
+@numba.njit(inline="always")
+def _eig2(a, b, c):
+    """Eigenvalues of [[a, b], [b, c]] in float32, larger first: scikit-image's formula."""
+    mean = (a + c) * _H
+    t = (a - c) * _H
+    root = np.sqrt(b * b + t * t)
+    return mean + root, mean - root
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _hessian_eig_2d(g, e0, e1):
     m, n = g.shape
@@ -87,14 +96,7 @@ def _hessian_eig_2d(g, e0, e1):
             o0 = e0[i]
             o1 = e1[i]
             for j in range(n):
-                a = hxx[j]
-                b = hxy[j]
-                c = hyy[j]
-                mean = (a + c) * _H
-                t = (a - c) * _H
-                root = np.sqrt(b * b + t * t)
-                o0[j] = mean + root
-                o1[j] = mean - root
+                o0[j], o1[j] = _eig2(hxx[j], hxy[j], hyy[j])
 
 
 @numba.njit(inline="always")
@@ -258,14 +260,7 @@ def hessian_eigenvalues(g: np.ndarray) -> list:
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _eig_2d(a00, a01, a11, e0, e1):
     for i in numba.prange(a00.shape[0]):
-        a = a00[i]
-        b = a01[i]
-        c = a11[i]
-        mean = (a + c) * _H
-        t = (a - c) * _H
-        root = np.sqrt(b * b + t * t)
-        e0[i] = mean + root
-        e1[i] = mean - root
+        e0[i], e1[i] = _eig2(a00[i], a01[i], a11[i])
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
