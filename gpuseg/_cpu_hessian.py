@@ -30,6 +30,8 @@ import math
 import numba
 import numpy as np
 
+from ._threading import parallel_kernel
+
 _H = np.float32(0.5)
 _ONE = np.float32(1.0)
 _ROW_BLOCK = 8
@@ -63,7 +65,7 @@ def _eig2(a, b, c):
     return mean + root, mean - root
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@parallel_kernel(cache=True, nogil=True)
 def _hessian_eig_2d(g, e0, e1):
     m, n = g.shape
     n_blocks = (m + _ROW_BLOCK - 1) // _ROW_BLOCK
@@ -157,7 +159,7 @@ def _eig3(a00, a01, a02, a11, a12, a22):
     return l0, l1, l2
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@parallel_kernel(cache=True, nogil=True)
 def _hessian_eig_3d(g, e0, e1, e2):
     n_p, m, n = g.shape
     for p in numba.prange(n_p):
@@ -257,13 +259,13 @@ def hessian_eigenvalues(g: np.ndarray) -> list:
     return out
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@parallel_kernel(cache=True, nogil=True)
 def _eig_2d(a00, a01, a11, e0, e1):
     for i in numba.prange(a00.shape[0]):
         e0[i], e1[i] = _eig2(a00[i], a01[i], a11[i])
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@parallel_kernel(cache=True, nogil=True)
 def _eig_3d(a00, a01, a02, a11, a12, a22, e0, e1, e2):
     for i in numba.prange(a00.shape[0]):
         l0, l1, l2 = _eig3(np.float64(a00[i]), np.float64(a01[i]), np.float64(a02[i]),

@@ -86,9 +86,21 @@ def main(argv=None) -> int:
     logging.getLogger("gpuseg").setLevel(logging.INFO)
     try:
         return COMMANDS[args.command](args) or 0
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
-        print(f"gpuseg {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, TypeError, OSError, RuntimeError, MemoryError) as exc:
+        print(f"gpuseg {args.command}: error: {_message(exc)}", file=sys.stderr)
         return 2
+
+
+def _message(exc: BaseException) -> str:
+    """One line naming the problem and, where the exception does not, the fix."""
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {exc.filename}; check its permissions, or choose another path."
+    if isinstance(exc, MemoryError):
+        return (f"out of memory ({exc or 'an allocation failed'}); predict into a .zarr output, which is written "
+                "tile by tile, or use a smaller --tile.")
+    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) and exc.filename:
+        return f"{exc.strerror or exc}: {exc.filename}"
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _cmd_demo(args) -> int:
@@ -146,22 +158,27 @@ def _cmd_predict(args) -> int:
     from tqdm.auto import tqdm
 
     from . import load
+    from ._file_guards import check_outputs
     from .image_io import INPUT_SUFFIXES
     from .stream import predict_to_file, predict_to_zarr
+    from .tiling import check_tile_shape
 
     seg = load(args.model, backend=args.backend)
     files = _expand_inputs(args.inputs)
     tile = None
     if args.tile:
         tile = tuple(args.tile) * seg.ndim_ if len(args.tile) == 1 else tuple(args.tile)
+        check_tile_shape(tile, seg.ndim_)
     single = len(files) == 1 and args.output.suffix.lower() in INPUT_SUFFIXES
     if single:
         targets = [(files[0], args.output)]
     else:
-        args.output.mkdir(parents=True, exist_ok=True)
         suffix = ".zarr" if any(f.suffix == ".zarr" for f in files) else ".tif"
         kind = "proba" if args.proba else "labels"
         targets = [(f, args.output / f"{f.stem}_{kind}{suffix}") for f in files]
+    check_outputs(targets)  # before anything is written
+    if not single:
+        args.output.mkdir(parents=True, exist_ok=True)
     for src, dst in tqdm(targets, desc="gpuseg predict", unit="image", disable=len(targets) < 2):
         if dst.suffix == ".zarr":
             predict_to_zarr(seg, src, dst, proba=args.proba, tile_shape=tile, overwrite=args.overwrite)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 import zarr
 from tqdm.auto import tqdm
 
+from ._file_guards import check_outputs, content_identity
 from .image_io import OUTPUT_SUFFIXES, open_image, open_image_and_multiscale, write_image
 from .segmenter import PREDICTS_WITH
 
@@ -60,6 +62,7 @@ def _job(segmenter, image, path, proba: bool) -> dict:
             "path": None if path is None else str(Path(path).resolve()),
             "shape": [int(s) for s in image.shape],
             "dtype": str(np.dtype(image.dtype)),
+            "content": None if path is None else content_identity(path),
         },
         "output": "probabilities" if proba else "labels",
     }
@@ -101,20 +104,27 @@ def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None,
     Raises
     ------
     ValueError
-        ``out_path`` exists and is not this job's output (pass ``overwrite=True``,
-        ``--overwrite`` on the command line), or a ``tile_shape`` other than
-        that of the output being resumed; an image the model cannot classify.
+        ``out_path`` exists and is not this job's output, or its input changed
+        since (pass ``overwrite=True``, ``--overwrite`` on the command line); a
+        ``tile_shape`` other than that of the output being resumed, or not one
+        positive size per axis; an output over the input; an image the model
+        cannot classify.
 
     Notes
     -----
-    An input is recognised on resume by its path, shape and dtype (an array
-    passed directly: by shape and dtype only), and the model by
-    :func:`model_fingerprint`.
+    An input is recognised on resume by its path, shape, dtype and content
+    identity (size and modification time of each of its files, see
+    :func:`gpuseg._file_guards.content_identity`; an array passed directly: by
+    shape and dtype only), and the model by :func:`model_fingerprint`. Before
+    anything is created, an output that is, holds or lies inside the input is
+    refused and ``tile_shape`` is checked.
     """
     path = image if isinstance(image, (str, os.PathLike)) else None
+    out = Path(out_path)
+    if path is not None:
+        check_outputs([(path, out)])
     image, ome = open_image_and_multiscale(path) if path is not None else (image, None)
     predictor = segmenter.predictor()
-    out = Path(out_path)
     job = _job(segmenter, image, path, proba)
     resume = out.exists() and not overwrite
     if resume:
@@ -126,9 +136,9 @@ def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None,
         _create(out, {**job, "tile_shape": list(plan.tile_shape)}, segmenter, plan.spatial, proba, ome)
     node = zarr.open(str(out), mode="r+")
     array, done = (node, out / DONE_DIR) if isinstance(node, zarr.Array) else (node["0"], out / "0" / DONE_DIR)
-    todo = [t for t in plan.tiles if not (done / _marker(t, plan.tile_shape)).exists()]
+    todo = (t for t in plan.tiles if not (done / _marker(t, plan.tile_shape)).exists())  # lazily: any grid size
     results = predictor.classify_tiles(image, todo, "proba" if proba else "labels")
-    for tile, result in tqdm(results, total=len(plan.tiles), initial=len(plan.tiles) - len(todo),
+    for tile, result in tqdm(results, total=plan.tiles.count, initial=sum(1 for _ in done.iterdir()),
                              desc="gpuseg predict", unit="tile", disable=not progress):
         if proba and ome is not None:  # OME orders axes class first
             array[(slice(None),) + tile.write] = np.moveaxis(result, -1, 0)
@@ -151,6 +161,13 @@ def _resumed_tile_shape(out: Path, job: dict, tile_shape) -> tuple:
         stored = dict(zarr.open(str(out), mode="r").attrs).get("gpuseg")
     except Exception:  # not Zarr at all, or unreadable
         stored = None
+    if isinstance(stored, dict) and isinstance(stored.get("input"), dict) and job["input"]["content"] is not None:
+        same_but_content = {**stored, "input": {**stored["input"], "content": job["input"]["content"]}}
+        if {k: same_but_content.get(k) for k in job} == job and stored["input"].get("content") != job["input"]["content"]:
+            raise ValueError(
+                f"The input {job['input']['path']} changed since {out} was started (its files' sizes or times "
+                "differ): resuming would mix old and new pixels. Pass overwrite=True (--overwrite) to start again."
+            )
     if not isinstance(stored, dict) or {k: stored.get(k) for k in job} != job:
         raise ValueError(
             f"{out} already exists and is not the output of this model on this input "
@@ -178,14 +195,18 @@ def _create(out: Path, attrs: dict, segmenter, spatial: tuple, proba: bool, ome)
     else:
         shape, chunks, dtype = (n_classes,) + spatial, (n_classes,) + tile, np.float32
     array = {"shape": shape, "chunks": chunks, "dtype": dtype, "fill_value": 0}
-    if ome is None:
-        zarr.create_array(store=str(tmp), attributes={"gpuseg": attrs}, **array)
-    else:
-        meta = _ome_multiscale(ome, segmenter.channel_axis, proba)
-        group = zarr.create_group(store=str(tmp), attributes={"gpuseg": attrs, "ome": meta})
-        group.create_array("0", **array)
-    (tmp / ("" if ome is None else "0") / DONE_DIR).mkdir()
-    os.rename(tmp, out)
+    try:
+        if ome is None:
+            zarr.create_array(store=str(tmp), attributes={"gpuseg": attrs}, **array)
+        else:
+            meta = _ome_multiscale(ome, segmenter.channel_axis, proba)
+            group = zarr.create_group(store=str(tmp), attributes={"gpuseg": attrs, "ome": meta})
+            group.create_array("0", **array)
+        (tmp / ("" if ome is None else "0") / DONE_DIR).mkdir()
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _ome_multiscale(ome: dict, channel_axis, proba: bool) -> dict:
@@ -252,6 +273,8 @@ def predict_to_file(segmenter, image, out_path, *, proba=False):
         An unsupported output suffix, or probabilities / 3D labels to PNG.
     """
     out = Path(out_path)
+    if isinstance(image, (str, os.PathLike)):
+        check_outputs([(image, out)])
     suffix = out.suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:
         raise ValueError(f"Cannot write {out}: predict_to_file writes .npy, .tif/.tiff or .png "
@@ -260,4 +283,19 @@ def predict_to_file(segmenter, image, out_path, *, proba=False):
         raise ValueError(f"PNG holds 2D labels only; write {out.with_suffix('.tif').name} or a .npy instead.")
     if isinstance(image, (str, os.PathLike)):
         image = open_image(image)
+    _check_fits_in_memory(segmenter, image, out, proba)
     return write_image(out, segmenter.predict_proba(image) if proba else segmenter.predict(image))
+
+
+def _check_fits_in_memory(segmenter, image, out: Path, proba: bool) -> None:
+    """Refuse a whole-image prediction whose result alone would not fit in the available memory."""
+    import psutil
+
+    spatial = segmenter.predictor().check_image(image)
+    per_pixel = 4 * len(segmenter.classes_) if proba else np.dtype(segmenter.label_dtype).itemsize
+    need, available = math.prod(spatial) * per_pixel, psutil.virtual_memory().available
+    if need > available:
+        raise ValueError(
+            f"{out} would hold {need / 2**30:.1f} GiB, and it is made in memory (only {available / 2**30:.1f} GiB "
+            "are available); write a .zarr output instead, which is written tile by tile."
+        )
