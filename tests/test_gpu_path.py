@@ -177,6 +177,17 @@ def test_gpu_filters_equal_cpu(stub_gpu, rng):
     np.testing.assert_allclose(gpu, gpuseg.multiscale_features(volume, backend="cpu", **kw), rtol=1e-5, atol=1e-6)
 
 
+def test_auto_context_through_the_gpu_module(stub_gpu, mosaic):
+    """Auto-context's fit (fold forests, context rows) and two-stage tiles through the GPU module's stand-ins."""
+    image, _, scribbles = mosaic
+    kw = dict(sigma_max=2, n_estimators=6, random_state=0, auto_context=True)
+    gpu = gpuseg.Segmenter(backend="gpu", **kw).fit(image, scribbles)
+    whole = gpu.predict_proba(image)
+    np.testing.assert_array_equal(gpu.predict_proba(image, tile_shape=(70, 90)), whole)
+    cpu = gpuseg.Segmenter(backend="cpu", **kw).fit(image, scribbles)
+    assert np.mean(whole.argmax(-1) == cpu.predict_proba(image).argmax(-1)) > 0.97
+
+
 class _CumlFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Imports a ``cuml`` stand-in that does what cuML's ``__init__`` does to CuPy: sets RMM's allocator."""
 
