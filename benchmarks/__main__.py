@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(suite.SCENARIOS),
         default="standard",
         help="standard: every runner, every stage; large: tiled prediction of a Zarr-backed image "
-        "(gpuseg-cpu-zarr); app: the app's stroke-to-overlay time",
+        "(gpuseg-cpu-zarr); scale: the same on a Dask LocalCluster of 1 and 2 worker processes (tiles per second, "
+        "scaling efficiency, and a plan on paper for 100 workers); app: the app's stroke-to-overlay time",
     )
     parser.add_argument("--sizes", type=_ints, help="image edge lengths, e.g. 512,1024 (default: the scenario's)")
     parser.add_argument("--3d", dest="three_d", action="store_true", help="3D images (cubes of --sizes)")
