@@ -7,7 +7,9 @@ finished tile leaves an empty marker file, ``.gpuseg-done/<chunk index>`` in
 the array's directory, created only after its chunk is written. A run killed
 at any moment and started again with the same arguments computes only the
 tiles without a marker, rewriting whatever half-written chunk they may have,
-and ends with the output of an uninterrupted run.
+and ends with the output of an uninterrupted run. Every tile is classified and
+written by :meth:`TileWriter.write`, in this process or on the workers of a
+Dask cluster (:mod:`gpuseg.cluster`); outputs may be fsspec URLs.
 """
 
 from __future__ import annotations
@@ -175,7 +177,7 @@ def prepare_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None, ov
             out.fs.rm(out.path, recursive=True)
         _create(out, {**job, "tile_shape": list(plan.tile_shape)}, segmenter, plan.spatial, proba, ome)
     writer = TileWriter(image if path is None else os.fspath(path), out.store if ome is None else out.join("0"),
-                        "proba" if proba else "labels", ome is not None, plan.tile_shape)
+                        "proba" if proba else "labels", ome is not None, plan.tile_shape, opened=image)
     done = writer.done_markers()
     todo = [t for t in plan.tiles if writer.marker(t) not in done]
     return ZarrJob(Path(out.path) if out.local else out.store, job["model"], predictor, writer, todo, len(plan.tiles))
@@ -198,17 +200,19 @@ class TileWriter:
     classes_first : bool
         Probabilities are stored class axis first (OME-Zarr's axis order).
     tile_shape : tuple of int
+    opened : array, optional
+        The image already opened from ``source`` in this process (not pickled).
     """
 
-    def __init__(self, source, store: str, kind: str, classes_first: bool, tile_shape: tuple):
+    def __init__(self, source, store: str, kind: str, classes_first: bool, tile_shape: tuple, opened=None):
         self.source, self.store, self.kind = source, store, kind
         self.classes_first, self.tile_shape = classes_first and kind == "proba", tuple(tile_shape)
         where = locate(store)
         self.fs, self.done = where.fs, f"{where.path}/{DONE_DIR}"
-        self._opened = None
+        self._image, self._array = opened, None
 
     def __getstate__(self):
-        return {**self.__dict__, "_opened": None}
+        return {**self.__dict__, "_image": None, "_array": None}
 
     def marker(self, tile) -> str:
         """Marker file name of a tile: its chunk index, e.g. ``"0.3"``."""
@@ -238,19 +242,17 @@ class TileWriter:
         tile : Tile
             Each tile, once its marker is written.
         """
-        if self._opened is None:
-            import zarr
-
-            image = open_image(self.source) if isinstance(self.source, str) else self.source
-            self._opened = image, zarr.open_array(self.store, mode="r+")
-        image, array = self._opened
+        if self._image is None:
+            self._image = open_image(self.source) if isinstance(self.source, str) else self.source
+        if self._array is None:
+            self._array = zarr.open_array(self.store, mode="r+")
         if skip_done:
             tiles = [t for t in tiles if not self.fs.exists(f"{self.done}/{self.marker(t)}")]
-        for tile, result in predictor.classify_tiles(image, tiles, self.kind):
+        for tile, result in predictor.classify_tiles(self._image, tiles, self.kind):
             if self.classes_first:
-                array[(slice(None),) + tile.write] = np.moveaxis(result, -1, 0)
+                self._array[(slice(None),) + tile.write] = np.moveaxis(result, -1, 0)
             else:
-                array[tile.write] = result
+                self._array[tile.write] = result
             self.fs.touch(f"{self.done}/{self.marker(tile)}")
             yield tile
 

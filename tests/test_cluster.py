@@ -13,30 +13,21 @@ import pytest
 import zarr
 
 import gpuseg
-from gpuseg import Segmenter
 from gpuseg.cli import main
 from gpuseg.stream import DONE_DIR, predict_to_zarr
 
 distributed = pytest.importorskip("distributed")
 
-SHAPE = (192, 208)
 TILE = (16, 16)
-N_TILES = 12 * 13
+N_TILES = 12 * 12  # the 192x192 mosaic
 TREE = Path(gpuseg.__file__).parent.parent
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TREE), os.environ.get("PYTHONPATH", "")])}
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    image = rng.normal(0, 0.3, SHAPE).astype(np.float32)
-    image[:, 100:] += 1
-    image[40:90, 20:80] += 2
-    labels = np.zeros(SHAPE, np.uint8)
-    labels[2:5, 5:90] = 1
-    labels[-5:-2, 110:200] = 2
-    labels[50:80, 30:70] = 3
-    seg = Segmenter(backend="cpu", sigma_max=4, n_estimators=10, max_depth=8, random_state=0).fit(image, labels)
+def scene(mosaic, small_model, tmp_path_factory):
+    """The conftest's model and mosaic (and the mosaic upside down) as .npy files, and their one-process outputs."""
+    image, seg = mosaic[0], small_model
     folder = tmp_path_factory.mktemp("scene")
     np.save(folder / "a.npy", image)
     np.save(folder / "b.npy", image[::-1].copy())
@@ -142,16 +133,24 @@ def test_client_killed_mid_run_then_resumed(scene, client, tmp_path):
     _same_output(out, whole["a"])
 
 
-def test_cli_local_cluster_two_files_and_file_urls(scene, tmp_path):
+def test_cli_two_files_file_urls_equal_one_process(scene, client, tmp_path, capsys):
     _, model, folder, whole = scene
     inputs = [f"file://{folder / 'a.npy'}", str(folder / "b.npy")]
-    command = [sys.executable, "-m", "gpuseg.cli", "predict", str(model), *inputs, "-o", f"file://{tmp_path}/out",
-               "--tile", str(TILE[0]), "--scheduler", "local:2"]
-    done = subprocess.run(command, env=ENV, timeout=300, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    assert main(["predict", str(model), *inputs, "-o", f"file://{tmp_path}/out", "--tile", str(TILE[0]),
+                 "--scheduler", client.scheduler.address]) == 0, capsys.readouterr().err
     assert sorted(os.listdir(tmp_path / "out")) == ["a_labels.zarr", "b_labels.zarr"]
     for name in "ab":
-        got = zarr.open_array(str(tmp_path / "out" / f"{name}_labels.zarr"), mode="r")
-        np.testing.assert_array_equal(got[:], zarr.open_array(str(whole[name]), mode="r")[:])
-    assert main(["predict", str(model), str(folder / "a.npy"), "-o", str(tmp_path / "o.tif"),
-                 "--scheduler", "local:2"]) == 2  # Zarr outputs only; refused before a cluster starts
+        _same_output(tmp_path / "out" / f"{name}_labels.zarr", whole[name])
+
+
+def test_cli_local_cluster(scene, tmp_path, capsys):
+    _, model, folder, whole = scene
+    out = tmp_path / "b.zarr"
+    assert main(["predict", str(model), str(folder / "b.npy"), "-o", str(out), "--tile", str(TILE[0]),
+                 "--scheduler", "local:2"]) == 0, capsys.readouterr().err
+    _same_output(out, whole["b"])
+    for refused, match in [("o.tif", "outputs are Zarr"), ("o.zarr", "positive number")]:
+        scheduler = "local:0" if refused == "o.zarr" else "local:2"
+        assert main(["predict", str(model), str(folder / "a.npy"), "-o", str(tmp_path / refused),
+                     "--scheduler", scheduler]) == 2
+        assert match in capsys.readouterr().err
