@@ -286,7 +286,7 @@ def write_report(rows: list[dict], meta: dict, out: Path) -> Path:
         lines += [""] + ([f"![{name}]({name})" for name in plots] or
                          ["(No plots: matplotlib is not installed; `pip install '.[bench]'`.)"])
     if meta["scenario"] == "scale":
-        lines += ["", "## Scaling over worker processes", ""] + scale_section(summary)
+        lines += ["", "## Scaling over worker processes", ""] + scale_section(summary, meta)
     if meta["skipped"]:
         lines += ["", "## Not run", ""] + [f"- {s}" for s in meta["skipped"]]
     path = out / "report.md"

@@ -14,12 +14,15 @@ S3_PREFIX_RATES = (5500, 3500)
 """GET/HEAD and PUT requests per second per S3 prefix (AWS's documented minimum, before it partitions further)."""
 
 
-def scale_section(summary) -> list[str]:
+def scale_section(summary, meta) -> list[str]:
     """Markdown lines: the measured table, the efficiency, and the plan for :data:`PLAN_WORKERS` workers."""
     runs = {(shape, v["details"]["workers"]): v for (_, shape, _), v in summary.items() if v.get("details")}
     if not runs:
         return ["No cluster rows in this run."]
-    lines = ["| image | worker processes | tiles | seconds | tiles/s | s per tile per worker | scaling efficiency |",
+    lines = [f"Scaling efficiency = tiles/s of N workers / (N x tiles/s of 1 worker). The load average was "
+             f"{meta['load_before']:.1f} before the run and {meta['load_after']:.1f} after it on {meta['cpu']}: "
+             "where it exceeds the cores, other work competes with the workers and the figures measure it too.", "",
+             "| image | worker processes | tiles | seconds | tiles/s | s per tile per worker | scaling efficiency |",
              "|---|---|---|---|---|---|---|"]
     for (shape, workers), v in sorted(runs.items(), key=lambda kv: (kv[0][0][0], kv[0][1])):
         d = v["details"]

@@ -64,7 +64,8 @@ def test_scale_section_from_the_rows():
         return {**_row(f"gpuseg-cluster-{workers}", "predict", seconds, 0.5, None, shape=(2048, 2048)),
                 "details": details}
 
-    lines = scale_section(report.summarise([row(1, 16.0), row(2, 10.0)]))
+    meta = {"load_before": 1.0, "load_after": 1.5, "cpu": "a CPU (2 cores)"}
+    lines = scale_section(report.summarise([row(1, 16.0), row(2, 10.0)]), meta)
     text = "\n".join(lines)
     assert "| 2048x2048 | 2 | 16 | 10 | 1.6 | 1.25 | 80% |" in text  # 1.6 tiles/s against 2 x 1.0
     assert "a plan on paper, not a measurement" in text
