@@ -36,6 +36,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ._threading import parallel_kernel
+
 NEAREST = 0  # scikit-image's Gaussian border: edge pixel repeated
 REFLECT = 1  # scikit-image's Sobel border: half-sample symmetric
 
@@ -77,7 +79,7 @@ def _store(out, acc):
         out[i] = np.float32(acc[i])
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@parallel_kernel(cache=True, nogil=True)
 def _symmetric_last(src, w, mode, out):
     """SciPy's symmetric correlation along the last axis of a (A, N) float32 array."""
     a_len, n = src.shape
@@ -99,7 +101,7 @@ def _symmetric_last(src, w, mode, out):
                 _store(out[a, c0:c0 + m], a_)
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@parallel_kernel(cache=True, nogil=True)
 def _symmetric_inner(src, w, mode, out):
     """SciPy's symmetric correlation along axis 1 of a (A, N, B) float32 array."""
     a_len, n, b_len = src.shape
@@ -212,7 +214,7 @@ def _sobel_pixel_2d(a, b, c, jm, j, jp):
     return f0 * f0 + f1 * f1
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@parallel_kernel(cache=True, nogil=True)
 def _sobel_2d(x, out):
     m, n = x.shape
     scale = np.float32(np.sqrt(np.float32(2.0)))
@@ -259,7 +261,7 @@ def _sobel_pixel_3d(r, jm, j, jp):
     return (f0 * f0 + f1 * f1) + f2 * f2
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@parallel_kernel(cache=True, nogil=True)
 def _sobel_3d(x, out):
     n_p, m, n = x.shape
     scale = np.float32(np.sqrt(np.float32(3.0)))

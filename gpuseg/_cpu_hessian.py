@@ -30,6 +30,8 @@ import math
 import numba
 import numpy as np
 
+from ._threading import parallel_kernel
+
 _H = np.float32(0.5)
 _ONE = np.float32(1.0)
 _ROW_BLOCK = 8
@@ -54,7 +56,7 @@ def _grad_row(f, out, n):
     out[n - 1] = (f[n - 1] - f[n - 2]) * _ONE
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@parallel_kernel(cache=True, nogil=True)
 def _hessian_eig_2d(g, e0, e1):
     m, n = g.shape
     n_blocks = (m + _ROW_BLOCK - 1) // _ROW_BLOCK
@@ -155,7 +157,7 @@ def _eig3(a00, a01, a02, a11, a12, a22):
     return l0, l1, l2
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@parallel_kernel(cache=True, nogil=True)
 def _hessian_eig_3d(g, e0, e1, e2):
     n_p, m, n = g.shape
     for p in numba.prange(n_p):

@@ -20,11 +20,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ._threading import parallel_kernel
+
 _BLOCK = 256  # samples per parallel job
 _LANES = 8  # samples walked through a tree side by side
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@parallel_kernel(cache=True, nogil=True)
 def predict_proba_cpu(X, roots, depth, child, feature, threshold, value, out):
     """Write the mean leaf probabilities of all trees into ``out``.
 

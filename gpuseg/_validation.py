@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 
 MIN_SIDE = 3  # np.gradient of np.gradient needs a few pixels along every axis
+MAX_CLASS = 2**63 - 1  # classes are int64
 
 
 def spatial_shape(shape: tuple, channel_axis: int | None) -> tuple:
@@ -106,9 +107,14 @@ def check_labels(labels, spatial: tuple) -> np.ndarray:
                 "labels must be whole numbers (0 = unlabelled, 1..K = classes); "
                 "got non-integer values. Convert with labels.astype(int) after fixing them."
             )
-    if labels.dtype.kind in "if" and labels.min() < 0:
+    if labels.dtype.kind in "if" and labels.size and labels.min() < 0:
         raise ValueError(
             f"labels must be >= 0 (0 = unlabelled, positive = classes); found {labels.min()}."
+        )
+    if labels.dtype.kind in "uf" and labels.size and labels.max() >= MAX_CLASS + 1:
+        raise ValueError(
+            f"labels must be at most 2**63 - 1 (gpuseg stores classes as int64); found {labels.max()}. "
+            "Number the classes 1, 2, ... instead."
         )
     return labels.astype(np.int64, copy=False)
 

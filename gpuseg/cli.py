@@ -84,9 +84,21 @@ def main(argv=None) -> int:
     logging.getLogger("gpuseg").setLevel(logging.INFO)
     try:
         return COMMANDS[args.command](args) or 0
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
-        print(f"gpuseg {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, TypeError, OSError, RuntimeError, MemoryError) as exc:
+        print(f"gpuseg {args.command}: error: {_message(exc)}", file=sys.stderr)
         return 2
+
+
+def _message(exc: BaseException) -> str:
+    """One line naming the problem and, where the exception does not, the fix."""
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {exc.filename}; check its permissions, or choose another path."
+    if isinstance(exc, MemoryError):
+        return (f"out of memory ({exc or 'an allocation failed'}); predict into a .zarr output, which is written "
+                "tile by tile, or use a smaller --tile.")
+    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) and exc.filename:
+        return f"{exc.strerror or exc}: {exc.filename}"
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _cmd_demo(args) -> int:
@@ -134,8 +146,9 @@ def _expand_inputs(inputs) -> list:
     return files
 
 
-def _targets(files, output, proba: bool, zarr_only: bool) -> list:
-    """``(input, output)`` pairs: ``output`` itself for one input and a file name, else ``output/<stem>_<kind>.<suffix>``."""
+def _targets(files, output, proba: bool, zarr_only: bool) -> tuple:
+    """``(input, output)`` pairs, and whether the output is one file: ``output`` itself for one input and a
+    file name, else ``output/<stem>_<kind>.<suffix>`` in the folder ``output`` (not created here)."""
     from .image_io import INPUT_SUFFIXES
 
     name = PurePosixPath(output) if isinstance(output, str) else output
@@ -143,37 +156,41 @@ def _targets(files, output, proba: bool, zarr_only: bool) -> list:
         if zarr_only and name.suffix != ".zarr":
             raise ValueError(f"With --scheduler or a URL output, outputs are Zarr, not {name.suffix}: "
                              "name the output *.zarr, or a folder.")
-        return [(files[0], output)]
-    if isinstance(output, Path):
-        output.mkdir(parents=True, exist_ok=True)
+        return [(files[0], output)], True
     suffix = ".zarr" if zarr_only or any(PurePosixPath(str(f)).suffix == ".zarr" for f in files) else ".tif"
     kind = "proba" if proba else "labels"
     names = [f"{PurePosixPath(str(f).rstrip('/')).stem}_{kind}{suffix}" for f in files]
-    return [(f, f"{output.rstrip('/')}/{n}" if isinstance(output, str) else output / n) for f, n in zip(files, names)]
+    folder = [f"{output.rstrip('/')}/{n}" if isinstance(output, str) else output / n for n in names]
+    return list(zip(files, folder)), False
 
 
 def _cmd_predict(args) -> int:
     from tqdm.auto import tqdm
 
     from . import load
+    from ._file_guards import check_outputs
     from .stream import predict_to_file, predict_to_zarr, prepare_zarr
+    from .tiling import check_tile_shape
 
     seg = load(args.model, backend=args.backend)
     files = _expand_inputs(args.inputs)
     tile = None
     if args.tile:
         tile = tuple(args.tile) * seg.ndim_ if len(args.tile) == 1 else tuple(args.tile)
+        check_tile_shape(tile, seg.ndim_)
     zarr_only = args.scheduler is not None or isinstance(args.output, str)
-    targets = _targets(files, args.output, args.proba, zarr_only)
+    targets, single = _targets(files, args.output, args.proba, zarr_only)
+    check_outputs(targets)  # before anything is written
+    if not single and isinstance(args.output, Path):
+        args.output.mkdir(parents=True, exist_ok=True)
     if args.scheduler is not None:
         from .cluster import connect, write_tiles
 
         jobs = [prepare_zarr(seg, src, dst, proba=args.proba, tile_shape=tile, overwrite=args.overwrite)
                 for src, dst in targets]
-        total, todo = sum(j.n_tiles for j in jobs), sum(len(j.todo) for j in jobs)
+        total, done = sum(j.n_tiles for j in jobs), sum(j.n_done for j in jobs)
         with connect(args.scheduler) as client:
-            for _ in tqdm(write_tiles(client, jobs), total=total, initial=total - todo, desc="gpuseg predict",
-                          unit="tile"):
+            for _ in tqdm(write_tiles(client, jobs), total=total, initial=done, desc="gpuseg predict", unit="tile"):
                 pass
         for src, dst in targets:
             print(f"{src} -> {dst}")

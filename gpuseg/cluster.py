@@ -16,8 +16,10 @@ again: only tiles without a marker are computed.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
+import time
 
 from .image_io import protocols
 
@@ -85,6 +87,11 @@ def connect(scheduler: str):
 def write_tiles(client, jobs):
     """Classify and write the tiles left to do of prepared jobs on the cluster, all jobs at once.
 
+    Tasks are submitted as earlier ones finish, about two per worker thread
+    in flight (counted again every second, so workers that join later are
+    used), so neither the client nor the scheduler ever holds a task per tile
+    of a large grid.
+
     Parameters
     ----------
     client : distributed.Client
@@ -111,20 +118,36 @@ def write_tiles(client, jobs):
     if in_memory and set(client.run(os.getpid).values()) != {os.getpid()}:
         raise ValueError(f"{in_memory[0]} is in this process's memory, which the cluster's worker processes cannot "
                          "write into: give a path or URL they share (a shared filesystem, s3://, gs://).")
-    predictors = {}
-    futures = []
-    for job in jobs:
-        if job.model not in predictors:  # the model goes to every worker once
-            predictors[job.model] = client.scatter(job.predictor, broadcast=True, hash=False)
-        if not job.todo:
-            continue
-        writer = client.scatter(job.writer, hash=False)
-        futures += [client.submit(_write_tile, predictors[job.model], writer, tile, pure=False) for tile in job.todo]
+    predictors, writers, live = {}, {}, set()
+    pending = ((job, tile) for job in jobs for tile in job.todo)
+
+    def submit(n: int) -> None:
+        for job, tile in itertools.islice(pending, n):
+            if job.model not in predictors:  # the model goes to every worker once
+                predictors[job.model] = client.scatter(job.predictor, broadcast=True, hash=False)
+            if id(job) not in writers:  # on every worker too: one that dies takes no copy with it
+                writers[id(job)] = client.scatter(job.writer, broadcast=True, hash=False)
+            future = client.submit(_write_tile, predictors[job.model], writers[id(job)], tile, pure=False)
+            live.add(future)
+            finished.add(future)
+
+    finished = as_completed()
+    window, counted = _window(client), time.monotonic()
+    submit(window)
     try:
-        for future in as_completed(futures):
+        for future in finished:
+            live.discard(future)
             yield future.result()
+            if time.monotonic() - counted > 1:
+                window, counted = _window(client), time.monotonic()
+            submit(window - len(live))
     finally:
-        client.cancel(futures)
+        client.cancel(list(live))
+
+
+def _window(client) -> int:
+    """Tasks to keep in flight: two per worker thread, and a few while no worker has joined yet."""
+    return max(4, 2 * sum(client.nthreads().values()))
 
 
 def _write_tile(predictor, writer, tile) -> int:

@@ -20,6 +20,11 @@ from ._validation import prepare_image, warn_if_rgb
 
 __all__ = ["FeatureParams", "multiscale_basic_features", "multiscale_features"]
 
+MAX_SIGMA = 1024.0
+"""Largest sigma: its Gaussian reads 8193 pixels per axis, and a tile's halo is 4098 pixels."""
+MAX_SIGMAS = 64
+"""Most sigmas a feature set may use (one per octave from 0.5 to 1024 is 12)."""
+
 
 @dataclass(frozen=True)
 class FeatureParams:
@@ -30,10 +35,12 @@ class FeatureParams:
     intensity, edges, texture : bool
         Smoothed intensity; Sobel magnitude of it; Hessian eigenvalues of it.
     sigma_min, sigma_max : float
-        Smallest and largest Gaussian sigma, in pixels.
+        Smallest and largest Gaussian sigma, in pixels; ``sigma_max`` at most
+        :data:`MAX_SIGMA`.
     num_sigma : int or None
         Number of sigmas, log2-spaced between the two; ``None`` gives one per
-        octave, ``int(log2(sigma_max) - log2(sigma_min) + 1)``.
+        octave, ``int(log2(sigma_max) - log2(sigma_min) + 1)``. At most
+        :data:`MAX_SIGMAS` either way.
     """
 
     intensity: bool = True
@@ -62,6 +69,18 @@ class FeatureParams:
             )
         if self.num_sigma is not None and int(self.num_sigma) < 1:
             raise ValueError(f"num_sigma must be a positive integer or None, got {self.num_sigma}.")
+        if self.sigma_max > MAX_SIGMA:
+            raise ValueError(
+                f"sigma_max={self.sigma_max} is over {MAX_SIGMA} pixels: every pixel would read "
+                f"{2 * int(4 * self.sigma_max + 0.5) + 1} neighbours per axis. Choose sigma_max <= {MAX_SIGMA} "
+                "(structures that large are better segmented on a downsampled image)."
+            )
+        n = self.num_sigma if self.num_sigma is not None else np.log2(self.sigma_max) - np.log2(self.sigma_min) + 1
+        if n > MAX_SIGMAS:
+            raise ValueError(
+                f"These settings give {int(n)} sigmas (sigma_min={self.sigma_min}, sigma_max={self.sigma_max}, "
+                f"num_sigma={self.num_sigma}); at most {MAX_SIGMAS} are allowed. Raise sigma_min or lower num_sigma."
+            )
 
     def sigmas(self) -> np.ndarray:
         """The Gaussian sigmas, as scikit-image computes them (float64, increasing)."""

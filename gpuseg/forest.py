@@ -279,6 +279,9 @@ class Forest:
             raise ValueError(f"Invalid forest: tree depths must lie in [0, {MAX_DEPTH}].")
         if not np.all(np.isfinite(self.value)) or np.any(self.value < 0):
             raise ValueError("Invalid forest: leaf values must be finite and non-negative.")
+        sums = self.value.sum(axis=1, dtype=np.float64)
+        if np.any((np.abs(sums - 1) > 1e-4) & (sums != 0)):
+            raise ValueError("Invalid forest: a node's class probabilities do not sum to 1 (nor to 0, an empty tree's).")
         dec = self.impurity_decrease
         if dec is not None and not (dec.shape == (n,) and dec.dtype == np.float64 and np.all(np.isfinite(dec))):
             raise ValueError("Invalid forest: impurity_decrease must be finite float64 of one entry per node.")

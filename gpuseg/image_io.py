@@ -10,7 +10,6 @@ inputs are read from any fsspec filesystem, the other formats from local ones.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -18,8 +17,10 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from ._backend import module_of
+from ._file_guards import atomic_write
 
 TIFF_IN_MEMORY_BYTES = 256 * 2**20  # untiled TIFFs up to this size are read whole
+TIFF_STRIP_BYTES = 16 * 2**20  # larger untiled ones are read by strips of at most this size, or refused
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 """Read whole, with imageio."""
 INPUT_SUFFIXES = (".tif", ".tiff", ".npy", ".zarr") + PICTURE_SUFFIXES
@@ -128,6 +129,16 @@ def open_image_and_multiscale(path) -> tuple:
     if not where.local:
         return _open_zarr(where.store)
     path = Path(where.path)
+    try:
+        return _open_by_suffix(path)
+    except Exception as exc:  # a reader's failure on a damaged, hostile or unreadable file becomes one message
+        if isinstance(exc, ValueError) and str(path) in str(exc):
+            raise  # gpuseg's own message about this file
+        raise ValueError(f"Cannot read {path} as an image ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}). "
+                         "Check that it is complete, readable and of the format its suffix says.") from None
+
+
+def _open_by_suffix(path: Path) -> tuple:
     suffix = path.suffix.lower()
     if suffix == ".npy":
         return np.load(path, mmap_mode="r"), None
@@ -150,10 +161,25 @@ def _open_tiff(path: Path):
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
-        if not series.is_pyramidal and not series.keyframe.is_tiled and series.nbytes <= TIFF_IN_MEMORY_BYTES:
-            return series.asarray()
+        if not series.is_pyramidal and not series.keyframe.is_tiled:
+            if series.nbytes <= TIFF_IN_MEMORY_BYTES:
+                return series.asarray()
+            _check_strips(path, series)
     node = zarr.open(tifffile.imread(path, aszarr=True), mode="r")
     return node if isinstance(node, zarr.Array) else node[_multiscale_paths(node.attrs)[0] or "0"]
+
+
+def _check_strips(path: Path, series) -> None:
+    """Refuse a large untiled TIFF whose strips are so big that reading it tile by tile would decode them over and over."""
+    page = series.keyframe
+    rows = min(int(page.rowsperstrip or page.imagelength), int(page.imagelength))
+    strip = rows * int(page.imagewidth) * int(page.samplesperpixel) * np.dtype(page.dtype).itemsize
+    if strip > TIFF_STRIP_BYTES:
+        raise ValueError(
+            f"{path} is an untiled TIFF of {series.nbytes / 2**20:.0f} MiB stored in strips of {strip / 2**20:.0f} "
+            f"MiB: too large to read whole (over {TIFF_IN_MEMORY_BYTES // 2**20} MiB), and every tile would decode "
+            "a whole strip again. Re-save it tiled (tifffile.imwrite(path, image, tile=(512, 512))) or as Zarr."
+        )
 
 
 def _open_zarr(path) -> tuple:
@@ -190,26 +216,6 @@ def _multiscale_paths(attrs) -> list:
 
 
 # -- writing -----------------------------------------------------------------
-def atomic_write(path, write) -> None:
-    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it over ``path``.
-
-    A crash leaves either the old file or the new one, never a half-written one.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        os.close(fd)
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_image(path, array) -> Path:
     """Write an array (copied to the host) atomically as ``.npy``, ``.tif``/``.tiff`` (zlib) or ``.png`` (8 or 16 bit, 2D).
 

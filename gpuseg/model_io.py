@@ -15,20 +15,22 @@ from __future__ import annotations
 
 import io
 import json
+import lzma
 import platform
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+from ._file_guards import atomic_write
+from ._model_checks import check_meta, read_forest_arrays, read_json_member
 from .forest import Forest
-from .image_io import atomic_write
 
 FORMAT = "gpuseg-model"
 FORMAT_VERSION = 1
 SUFFIX = ".gpuseg"
 _META = "gpuseg.json"
-_MAX_META_BYTES = 1 << 20
 
 
 def json_value(v):
@@ -78,13 +80,18 @@ def _refuse(path, why: str):
     return ValueError(f"{path} is not a gpuseg model file: {why}")
 
 
+# What a hostile or damaged archive makes zipfile and its decompressors raise.
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, lzma.LZMAError, EOFError, OSError,
+                   NotImplementedError, RuntimeError, OverflowError)
+
+
 def read_model(path) -> tuple:
-    """Read and check a model file.
+    """Read and check a model file, with bounded memory whatever the file holds.
 
     Returns
     -------
     meta : dict
-        The JSON header.
+        The JSON header, checked by :func:`gpuseg._model_checks.check_meta`.
     forest : Forest
 
     Raises
@@ -92,7 +99,9 @@ def read_model(path) -> tuple:
     FileNotFoundError
         No such file.
     ValueError
-        A pickle, a foreign, corrupt or truncated file, or an unknown format version.
+        A pickle, a foreign, corrupt, truncated or inconsistent file, one whose
+        arrays would exceed the size limits (see :mod:`gpuseg._model_checks`),
+        or an unknown format version.
     """
     path = Path(path)
     if not path.is_file():
@@ -106,13 +115,10 @@ def read_model(path) -> tuple:
         raise _refuse(path, "it is not a ZIP archive. Model files are written by Segmenter.save().")
     try:
         with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-            if _META not in names:
+            if _META not in zf.namelist():
                 raise _refuse(path, f"the archive has no {_META}.")
-            if zf.getinfo(_META).file_size > _MAX_META_BYTES:
-                raise _refuse(path, f"{_META} is implausibly large.")
-            meta = json.loads(zf.read(_META).decode("utf-8"))
-            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            meta = read_json_member(zf, _META, path)
+            if meta.get("format") != FORMAT:
                 raise _refuse(path, f"{_META} does not declare format {FORMAT!r}.")
             version = meta.get("format_version")
             if version != FORMAT_VERSION:
@@ -120,26 +126,12 @@ def read_model(path) -> tuple:
                     f"{path} has model format version {version!r}, but this gpuseg "
                     f"reads version {FORMAT_VERSION}. Upgrade gpuseg, or re-train the model with this one."
                 )
-            arrays = {}
-            for name in Forest.ARRAYS + Forest.OPTIONAL_ARRAYS:
-                member = f"{name}.npy"
-                if member not in names and name in Forest.OPTIONAL_ARRAYS:
-                    continue  # a file written before gpuseg stored it
-                if member not in names:
-                    raise _refuse(path, f"the forest array {member} is missing.")
-                with zf.open(member) as f:
-                    arrays[name] = np.lib.format.read_array(f, allow_pickle=False)
-    except zipfile.BadZipFile as exc:
-        raise _refuse(path, f"the archive is corrupt or truncated ({exc}).") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _refuse(path, f"{_META} is not valid JSON ({exc}).") from None
-    except (EOFError, OSError) as exc:
-        raise _refuse(path, f"it is truncated or unreadable ({exc}).") from None
-    try:
-        forest = Forest(n_features=int(meta["n_features"]), **arrays)
-        forest.validate()
-    except (KeyError, TypeError) as exc:
-        raise _refuse(path, f"its metadata is incomplete ({exc}).") from None
+            check_meta(meta, path)
+            arrays = read_forest_arrays(zf, path, len(meta["classes"]))
+    except _ARCHIVE_ERRORS as exc:
+        raise _refuse(path, f"the archive is corrupt or truncated ({type(exc).__name__}: {str(exc)[:80]}).") from None
+    forest = Forest(n_features=meta["n_features"], **arrays)
+    forest.validate()
     return meta, forest
 
 
@@ -167,5 +159,5 @@ def load(path, backend="auto"):
     meta, forest = read_model(path)
     try:
         return Segmenter.from_model_meta(meta, forest, backend)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"{path} is not a usable gpuseg model file: its metadata is invalid ({exc}).") from None

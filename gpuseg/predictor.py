@@ -131,6 +131,7 @@ class TileFeatures:
         warn_if_rgb(image.shape, self.channel_axis)
         spatial = spatial_shape(image.shape, self.channel_axis)
         n_channels = 1 if self.channel_axis is None else image.shape[self.channel_axis]
+        labels = labels if hasattr(labels, "shape") else np.asarray(labels)  # nested lists too
         if tuple(labels.shape) != spatial:
             check_labels(np.empty(labels.shape, np.int8), spatial)  # raises the shape error
         n_features = self.params.n_features(len(spatial), n_channels)
@@ -240,7 +241,7 @@ class Predictor(TileFeatures):
         spatial = self.check_image(image)
         if tile_shape is None:
             tile_shape = self.default_tile_shape(spatial, self.n_features)
-        tile_shape = check_tile_shape(tile_shape, spatial)
+        tile_shape = check_tile_shape(tile_shape, len(spatial))
         return Plan(spatial, tile_shape, iter_tiles(spatial, tile_shape, self.halo))
 
     def classify_tiles(self, image, tiles, kind: str):

@@ -8,7 +8,7 @@ the array's directory, created only after its chunk is written. A run killed
 at any moment and started again with the same arguments computes only the
 tiles without a marker, rewriting whatever half-written chunk they may have,
 and ends with the output of an uninterrupted run. Every tile is classified and
-written by :meth:`TileWriter.write`, in this process or on the workers of a
+written by :meth:`gpuseg.tile_writer.TileWriter.write`, in this process or on the workers of a
 Dask cluster (:mod:`gpuseg.cluster`); outputs may be fsspec URLs.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import posixpath
 from pathlib import Path
@@ -25,13 +26,14 @@ import numpy as np
 import zarr
 from tqdm.auto import tqdm
 
+from ._file_guards import check_outputs, content_identity
 from .image_io import OUTPUT_SUFFIXES, locate, open_image, open_image_and_multiscale, write_image
 from .segmenter import PREDICTS_WITH
+from .tile_writer import DONE_DIR, TileWriter
 
 __all__ = ["model_fingerprint", "open_image", "predict_to_file", "predict_to_zarr", "prepare_zarr"]
 
 FORMAT = "gpuseg-prediction"
-DONE_DIR = ".gpuseg-done"
 
 
 # -- fingerprints --------------------------------------------------------------
@@ -55,22 +57,23 @@ def model_fingerprint(segmenter) -> str:
 
 
 def _job(segmenter, image, path, proba: bool) -> dict:
-    """What an output is the prediction of: compared on resume."""
+    """What an output is the prediction of: compared on resume.
+
+    A local input (a path or a ``file://`` URL) is named by its resolved path
+    and has a content identity; an input at another URL is named by the URL.
+    """
+    where = None if path is None else locate(path)
     return {
         "format": FORMAT,
         "model": model_fingerprint(segmenter),
         "input": {
-            "path": None if path is None else _input_name(locate(path)),
+            "path": None if where is None else (str(Path(where.path).resolve()) if where.local else where.store),
             "shape": [int(s) for s in image.shape],
             "dtype": str(np.dtype(image.dtype)),
+            "content": content_identity(where.path) if where is not None and where.local else None,
         },
         "output": "probabilities" if proba else "labels",
     }
-
-
-def _input_name(where) -> str:
-    """How an input is recorded: its resolved path if local (given as a path or a ``file://`` URL), else its URL."""
-    return str(Path(where.path).resolve()) if where.local else where.store
 
 
 # -- streaming to Zarr -----------------------------------------------------------
@@ -119,24 +122,30 @@ def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None,
     Raises
     ------
     ValueError
-        ``out_path`` exists and is not this job's output (pass ``overwrite=True``,
-        ``--overwrite`` on the command line), or a ``tile_shape`` other than
-        that of the output being resumed; an image the model cannot classify.
+        ``out_path`` exists and is not this job's output, or its input changed
+        since (pass ``overwrite=True``, ``--overwrite`` on the command line); a
+        ``tile_shape`` other than that of the output being resumed, or not one
+        positive size per axis; an output over the input; an image the model
+        cannot classify.
 
     Notes
     -----
-    An input is recognised on resume by its path, shape and dtype (an array
-    passed directly: by shape and dtype only), and the model by
-    :func:`model_fingerprint`. A ``memory://`` output lives in one process:
-    use it without a cluster of worker processes.
+    An input is recognised on resume by its path, shape, dtype and content
+    identity (size and modification time of each of its files, see
+    :func:`gpuseg._file_guards.content_identity`; an array passed directly, or
+    a URL other than ``file://``: by path, shape and dtype only), and the model
+    by :func:`model_fingerprint`. Before anything is created, an output that
+    is, holds or lies inside the input is refused and ``tile_shape`` is
+    checked. A ``memory://`` output lives in one process: use it without a
+    cluster of worker processes.
     """
     from . import cluster
 
     job = prepare_zarr(segmenter, image, out_path, proba=proba, tile_shape=tile_shape, overwrite=overwrite)
     client = cluster.active_client(client)
     finished = job.writer.write(job.predictor, job.todo) if client is None else cluster.write_tiles(client, [job])
-    for _ in tqdm(finished, total=job.n_tiles, initial=job.n_tiles - len(job.todo), desc="gpuseg predict",
-                  unit="tile", disable=not progress):
+    for _ in tqdm(finished, total=job.n_tiles, initial=job.n_done, desc="gpuseg predict", unit="tile",
+                  disable=not progress):
         pass
     return job.out
 
@@ -147,13 +156,14 @@ class ZarrJob(NamedTuple):
     out: object
     model: str
     predictor: object
-    writer: "TileWriter"
-    todo: list
+    writer: TileWriter
+    todo: object
     n_tiles: int
+    n_done: int
 
 
 def prepare_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None, overwrite=False) -> ZarrJob:
-    """Create (or check, to resume) the output of :func:`predict_to_zarr` and list the tiles without a marker.
+    """Create (or check, to resume) the output of :func:`predict_to_zarr` and find the tiles without a marker.
 
     Parameters and errors are :func:`predict_to_zarr`'s.
 
@@ -161,12 +171,16 @@ def prepare_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None, ov
     -------
     job : ZarrJob
         ``out`` (a path, or the URL), ``model`` (:func:`model_fingerprint`),
-        ``predictor``, ``writer``, the tiles ``todo`` and the number of tiles in all.
+        ``predictor``, ``writer``, ``todo`` (an iterator of the tiles without a
+        marker, made one by one: any grid size), ``n_tiles`` in all and
+        ``n_done`` with a marker.
     """
     path = image if isinstance(image, (str, os.PathLike)) else None
+    out = locate(out_path)
+    if path is not None:
+        check_outputs([(path, out_path)])
     image, ome = open_image_and_multiscale(path) if path is not None else (image, None)
     predictor = segmenter.predictor()
-    out = locate(out_path)
     job = _job(segmenter, image, path, proba)
     resume = out.fs.exists(out.path) and not overwrite
     if resume:
@@ -179,82 +193,9 @@ def prepare_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None, ov
     writer = TileWriter(image if path is None else os.fspath(path), out.store if ome is None else out.join("0"),
                         "proba" if proba else "labels", ome is not None, plan.tile_shape, opened=image)
     done = writer.done_markers()
-    todo = [t for t in plan.tiles if writer.marker(t) not in done]
-    return ZarrJob(Path(out.path) if out.local else out.store, job["model"], predictor, writer, todo, len(plan.tiles))
-
-
-class TileWriter:
-    """Writes classified tiles of one image into a prediction output: each tile's chunk, then its marker.
-
-    Every caller classifies and writes through :meth:`write`, in this process
-    or on a Dask worker. It pickles without the opened image and array; where
-    it is unpickled, it opens them the first time it writes.
-
-    Parameters
-    ----------
-    source : str or array
-        The image's path or URL (opened by :func:`open_image`), or the image.
-    store : str
-        Path or URL of the Zarr array the tiles go into (chunks are tiles).
-    kind : {"labels", "proba"}
-    classes_first : bool
-        Probabilities are stored class axis first (OME-Zarr's axis order).
-    tile_shape : tuple of int
-    opened : array, optional
-        The image already opened from ``source`` in this process (not pickled).
-    """
-
-    def __init__(self, source, store: str, kind: str, classes_first: bool, tile_shape: tuple, opened=None):
-        self.source, self.store, self.kind = source, store, kind
-        self.classes_first, self.tile_shape = classes_first and kind == "proba", tuple(tile_shape)
-        where = locate(store)
-        self.fs, self.done = where.fs, f"{where.path}/{DONE_DIR}"
-        self._image, self._array = opened, None
-
-    def __getstate__(self):
-        return {**self.__dict__, "_image": None, "_array": None}
-
-    def marker(self, tile) -> str:
-        """Marker file name of a tile: its chunk index, e.g. ``"0.3"``."""
-        return ".".join(str(s.start // t) for s, t in zip(tile.write, self.tile_shape))
-
-    def done_markers(self) -> set:
-        """Names of the markers written so far."""
-        try:
-            return {name.rsplit("/", 1)[-1] for name in self.fs.ls(self.done, detail=False)}
-        except FileNotFoundError:  # object stores have no empty directories
-            return set()
-
-    def write(self, predictor, tiles, *, skip_done=False):
-        """Classify ``tiles`` with ``predictor`` and write each one's chunk, then its marker.
-
-        Parameters
-        ----------
-        predictor : gpuseg.predictor.Predictor
-        tiles : list of Tile
-            Tiles of the output's grid; each is one whole chunk, so writing one
-            again (a retried task) rewrites the same bytes.
-        skip_done : bool
-            Leave out tiles whose marker exists (a task retried after its worker died).
-
-        Yields
-        ------
-        tile : Tile
-            Each tile, once its marker is written.
-        """
-        if self._image is None:
-            self._image = open_image(self.source) if isinstance(self.source, str) else self.source
-        if self._array is None:
-            self._array = zarr.open_array(self.store, mode="r+")
-        if skip_done:
-            tiles = [t for t in tiles if not self.fs.exists(f"{self.done}/{self.marker(t)}")]
-        for tile, result in predictor.classify_tiles(self._image, tiles, self.kind):
-            if self.classes_first:
-                self._array[(slice(None),) + tile.write] = np.moveaxis(result, -1, 0)
-            else:
-                self._array[tile.write] = result
-            self.fs.touch(f"{self.done}/{self.marker(tile)}")
-            yield tile
+    todo = (t for t in plan.tiles if writer.marker(t) not in done)
+    out_path = Path(out.path) if out.local else out.store
+    return ZarrJob(out_path, job["model"], predictor, writer, todo, plan.tiles.count, len(done))
 
 
 def _resumed_tile_shape(out, job: dict, tile_shape) -> tuple:
@@ -263,6 +204,13 @@ def _resumed_tile_shape(out, job: dict, tile_shape) -> tuple:
         stored = dict(zarr.open(out.store, mode="r").attrs).get("gpuseg")
     except Exception:  # not Zarr at all, or unreadable
         stored = None
+    if isinstance(stored, dict) and isinstance(stored.get("input"), dict) and job["input"]["content"] is not None:
+        same_but_content = {**stored, "input": {**stored["input"], "content": job["input"]["content"]}}
+        if {k: same_but_content.get(k) for k in job} == job and stored["input"].get("content") != job["input"]["content"]:
+            raise ValueError(
+                f"The input {job['input']['path']} changed since {out.store} was started (its files' sizes or times "
+                "differ): resuming would mix old and new pixels. Pass overwrite=True (--overwrite) to start again."
+            )
     if not isinstance(stored, dict) or {k: stored.get(k) for k in job} != job:
         raise ValueError(
             f"{out.store} already exists and is not the output of this model on this input "
@@ -294,17 +242,22 @@ def _create(out, attrs: dict, segmenter, spatial: tuple, proba: bool, ome) -> No
     else:
         shape, chunks, dtype = (n_classes,) + spatial, (n_classes,) + tile, np.float32
     array = {"shape": shape, "chunks": chunks, "dtype": dtype, "fill_value": 0}
-    if ome is None:
-        zarr.create_array(store=tmp_store, attributes={"gpuseg": attrs}, **array)
-    else:
-        meta = _ome_multiscale(ome, segmenter.channel_axis, proba)
-        group = zarr.create_group(store=tmp_store, attributes={"gpuseg": attrs, "ome": meta})
-        group.create_array("0", **array)
-    out.fs.makedirs(f"{tmp}/{'' if ome is None else '0/'}{DONE_DIR}", exist_ok=True)
-    if out.local:
-        os.rename(tmp, out.path)
-    else:
-        out.fs.mv(tmp, out.path, recursive=True)
+    try:
+        if ome is None:
+            zarr.create_array(store=tmp_store, attributes={"gpuseg": attrs}, **array)
+        else:
+            meta = _ome_multiscale(ome, segmenter.channel_axis, proba)
+            group = zarr.create_group(store=tmp_store, attributes={"gpuseg": attrs, "ome": meta})
+            group.create_array("0", **array)
+        out.fs.makedirs(f"{tmp}/{'' if ome is None else '0/'}{DONE_DIR}", exist_ok=True)
+        if out.local:
+            os.rename(tmp, out.path)
+        else:
+            out.fs.mv(tmp, out.path, recursive=True)
+    except BaseException:
+        if out.fs.exists(tmp):
+            out.fs.rm(tmp, recursive=True)
+        raise
 
 
 def _beside(path: str, pattern: str) -> str:
@@ -372,6 +325,8 @@ def predict_to_file(segmenter, image, out_path, *, proba=False):
         An unsupported output suffix, or probabilities / 3D labels to PNG.
     """
     out = Path(out_path)
+    if isinstance(image, (str, os.PathLike)):
+        check_outputs([(image, out)])
     suffix = out.suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:
         raise ValueError(f"Cannot write {out}: predict_to_file writes .npy, .tif/.tiff or .png "
@@ -380,4 +335,19 @@ def predict_to_file(segmenter, image, out_path, *, proba=False):
         raise ValueError(f"PNG holds 2D labels only; write {out.with_suffix('.tif').name} or a .npy instead.")
     if isinstance(image, (str, os.PathLike)):
         image = open_image(image)
+    _check_fits_in_memory(segmenter, image, out, proba)
     return write_image(out, segmenter.predict_proba(image) if proba else segmenter.predict(image))
+
+
+def _check_fits_in_memory(segmenter, image, out: Path, proba: bool) -> None:
+    """Refuse a whole-image prediction whose result alone would not fit in the available memory."""
+    import psutil
+
+    spatial = segmenter.predictor().check_image(image)
+    per_pixel = 4 * len(segmenter.classes_) if proba else np.dtype(segmenter.label_dtype).itemsize
+    need, available = math.prod(spatial) * per_pixel, psutil.virtual_memory().available
+    if need > available:
+        raise ValueError(
+            f"{out} would hold {need / 2**30:.1f} GiB, and it is made in memory (only {available / 2**30:.1f} GiB "
+            "are available); write a .zarr output instead, which is written tile by tile."
+        )

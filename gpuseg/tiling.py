@@ -8,8 +8,8 @@ after the features are computed. The result equals the whole-image one.
 
 from __future__ import annotations
 
-import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +43,45 @@ class Tile:
         return tuple(s.stop - s.start for s in self.write)
 
 
-def iter_tiles(shape: tuple, tile_shape: tuple, halo: int) -> list:
+class TileGrid(Sequence):
+    """The tiles of an image, made one at a time when asked for: any number of them costs nothing up front.
+
+    A sequence of :class:`Tile` in C order of their positions (``len``,
+    iteration and indexing), see :func:`iter_tiles`; ``count`` is its length
+    also past ``sys.maxsize`` tiles, where ``len()`` cannot go.
+    """
+
+    def __init__(self, shape: tuple, tile_shape: tuple, halo: int):
+        self.shape = tuple(int(s) for s in shape)
+        self.tile_shape = tuple(int(t) for t in tile_shape)
+        self.halo = int(halo)
+        self.counts = tuple(-(-s // t) for s, t in zip(self.shape, self.tile_shape))
+        self.count = math.prod(self.counts)
+
+    def __len__(self) -> int:
+        return self.count  # Python's len() stops at sys.maxsize tiles; ``count`` does not
+
+    def __getitem__(self, index: int) -> Tile:
+        if not -self.count <= index < self.count:
+            raise IndexError(f"tile {index} of {self.count}")
+        index, position = index % self.count, []
+        for count in reversed(self.counts):  # Python integers: no overflow however many tiles
+            index, i = divmod(index, count)
+            position.insert(0, i)
+        read, crop, write = [], [], []
+        for i, size, t in zip(position, self.shape, self.tile_shape):
+            start, stop = i * t, min(size, (i + 1) * t)
+            lo, hi = max(0, start - self.halo), min(size, stop + self.halo)
+            read.append(slice(lo, hi))
+            crop.append(slice(start - lo, stop - lo))
+            write.append(slice(start, stop))
+        return Tile(tuple(read), tuple(crop), tuple(write))
+
+    def __iter__(self):
+        return (self[i] for i in range(self.count))
+
+
+def iter_tiles(shape: tuple, tile_shape: tuple, halo: int) -> TileGrid:
     """Cut ``shape`` into tiles of at most ``tile_shape`` with a ``halo`` of context.
 
     Parameters
@@ -57,36 +95,31 @@ def iter_tiles(shape: tuple, tile_shape: tuple, halo: int) -> list:
 
     Returns
     -------
-    tiles : list of Tile, in C order of their positions.
+    tiles : TileGrid
+        A lazy sequence of :class:`Tile`, in C order of their positions.
     """
-    check_tile_shape(tile_shape, shape)
-    per_axis = []
-    for size, t in zip(shape, tile_shape):
-        starts = range(0, size, int(t))
-        per_axis.append([(s, min(size, s + int(t)), size) for s in starts])
-    tiles = []
-    for combo in itertools.product(*per_axis):
-        read, crop, write = [], [], []
-        for start, stop, size in combo:
-            lo = max(0, start - halo)
-            hi = min(size, stop + halo)
-            read.append(slice(lo, hi))
-            crop.append(slice(start - lo, stop - lo))
-            write.append(slice(start, stop))
-        tiles.append(Tile(tuple(read), tuple(crop), tuple(write)))
-    return tiles
+    check_tile_shape(tile_shape, len(shape))
+    return TileGrid(shape, tile_shape, halo)
 
 
-def check_tile_shape(tile_shape: tuple, shape: tuple) -> tuple:
-    """``tile_shape`` as a tuple of int, after checking it holds one size >= 1 per axis of ``shape``.
+def check_tile_shape(tile_shape, ndim: int) -> tuple:
+    """``tile_shape`` as a tuple of int, after checking it holds ``ndim`` integers >= 1.
 
     Raises
     ------
     ValueError
+        ``--tile 0``, or 3 sizes for a 2D image, say.
     """
-    if len(tile_shape) != len(shape) or any(int(t) < 1 for t in tile_shape):
-        raise ValueError(f"tile_shape {tuple(tile_shape)} must hold one size >= 1 per spatial axis of "
-                         f"{tuple(shape)}.")
+    tile_shape = tuple(tile_shape)
+    if len(tile_shape) != ndim:
+        raise ValueError(f"The tile shape {tile_shape} must have one size per spatial axis of the {ndim}D images; "
+                         f"give {ndim} sizes, or one for all axes.")
+    try:
+        whole = all(int(t) == t >= 1 for t in tile_shape)
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole:
+        raise ValueError(f"Tile sizes must be integers >= 1, got {tile_shape}.")
     return tuple(int(t) for t in tile_shape)
 
 

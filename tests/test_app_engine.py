@@ -440,3 +440,18 @@ def test_uploaded_model_adds_only_its_classes():
     assert tuple(rgb[5, -5]) == tuple(int(session.class_of(5).color[i:i + 2], 16) for i in (1, 3, 5))
     session.add_stroke(hline(20, 40, 60), 5, 2)  # strokes of class 5 rasterise as 5
     assert 5 in np.unique(session.labels())
+
+
+def test_top_features_of_the_current_model_are_shown():
+    from gpuseg.app.callbacks import status_lines
+
+    session = scribbled()
+    assert session.top_features() == []
+    assert session.train()
+    top = session.top_features(3)
+    names = session.model.feature_names_
+    importances = session.model.feature_importances_
+    assert [name for name, _ in top] == [names[i] for i in np.argsort(-importances, kind="stable")[:3]]
+    assert top[0][1] >= top[1][1] >= top[2][1] > 0
+    text = str(status_lines(session))
+    assert "top features: " + top[0][0] in text

@@ -314,3 +314,78 @@ def test_predict_to_file_refuses(scene, tmp_path):
     with pytest.raises(ValueError, match="predict_to_zarr"):
         predict_to_file(seg, image, tmp_path / "p.zarr")
     assert os.listdir(tmp_path) == []
+
+
+def test_resume_after_the_input_changed_is_refused(small_model, mosaic, tmp_path):
+    import zarr
+
+    from gpuseg.stream import predict_to_zarr
+
+    src = tmp_path / "in.zarr"
+    image = mosaic[0]
+    zarr.create_array(store=str(src), data=image, chunks=(64, 64))
+    out = tmp_path / "out.zarr"
+    predict_to_zarr(small_model, src, out, tile_shape=(64, 64), progress=False)
+    marker = next((out / ".gpuseg-done").iterdir())
+    marker.unlink()  # as if the run had been killed before this tile
+    zarr.open(str(src), mode="r+")[:64, :64] = 255 - image[:64, :64]  # same path, shape and dtype
+    with pytest.raises(ValueError, match="changed since"):
+        predict_to_zarr(small_model, src, out, progress=False)
+    predict_to_zarr(small_model, src, out, overwrite=True, progress=False)
+    np.testing.assert_array_equal(zarr.open(str(out), mode="r")[:], small_model.predict(zarr.open(str(src))[:]))
+
+
+@pytest.mark.parametrize("tile", [(0, 0), (8, 8, 8)])
+def test_bad_tiles_create_nothing(small_model, mosaic, tmp_path, tile):
+    from gpuseg.stream import predict_to_zarr
+
+    with pytest.raises(ValueError, match="[Tt]ile"):
+        predict_to_zarr(small_model, mosaic[0], tmp_path / "out.zarr", tile_shape=tile, progress=False)
+    assert list(tmp_path.iterdir()) == []
+    predict_to_zarr(small_model, mosaic[0], tmp_path / "out.zarr", tile_shape=(64, 64), progress=False)
+
+
+def test_a_failed_create_leaves_no_partial_directory(small_model, mosaic, tmp_path, monkeypatch):
+    import zarr
+
+    from gpuseg.stream import predict_to_zarr
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(zarr, "create_array", fail)
+    with pytest.raises(OSError):
+        predict_to_zarr(small_model, mosaic[0], tmp_path / "out.zarr", tile_shape=(64, 64), progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_library_refuses_an_output_over_its_input(small_model, mosaic, tmp_path):
+    import zarr
+
+    from gpuseg.stream import predict_to_file, predict_to_zarr
+
+    src = tmp_path / "in.zarr"
+    zarr.create_array(store=str(src), data=mosaic[0], chunks=(64, 64))
+    with pytest.raises(ValueError, match="same path as the input"):
+        predict_to_zarr(small_model, src, src, overwrite=True, progress=False)
+    np.save(tmp_path / "in.npy", mosaic[0])
+    with pytest.raises(ValueError, match="same path as the input"):
+        predict_to_file(small_model, tmp_path / "in.npy", tmp_path / "in.npy")
+    np.testing.assert_array_equal(zarr.open(str(src), mode="r")[:], mosaic[0])
+    np.testing.assert_array_equal(np.load(tmp_path / "in.npy"), mosaic[0])
+
+
+def test_a_2_40_zarr_is_planned_and_streamed_lazily(small_model, tmp_path):
+    """Tiles of a 2**40 x 2**40 input are made one by one: the first ones are classified at once."""
+    import itertools
+    import tracemalloc
+
+    big = zarr.create_array(store=str(tmp_path / "big.zarr"), shape=(2**40, 2**40), dtype="u1", chunks=(256, 256))
+    predictor = small_model.predictor()
+    tracemalloc.start()
+    plan = predictor.plan(big, (256, 256))
+    first = list(itertools.islice(predictor.classify_tiles(big, plan.tiles, "labels"), 2))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert plan.tiles.count == 2**64 and peak < 64 * 2**20
+    assert [t.write for t, _ in first] == [(slice(0, 256), slice(0, 256)), (slice(0, 256), slice(256, 512))]

@@ -106,3 +106,27 @@ def test_default_tile_is_the_whole_image_when_the_halo_spans_it():
     # ... and an axis the halo spans stays whole while a long one is cut
     tile = default_tile_shape((100, 20000), 24, 66, 64 * 2**20)
     assert tile[0] == 100 and tile[1] < 20000
+
+
+def test_tiles_are_made_lazily_for_any_image_size():
+    """A 2**40 x 2**40 grid: counted and indexed at once, never listed (a list would need terabytes)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    tiles = iter_tiles((2**40, 2**40), (4096, 4096), 34)
+    first, last = next(iter(tiles)), tiles[-1]
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(tiles) == (2**28) ** 2 and peak < 2**20
+    assert first.write == (slice(0, 4096), slice(0, 4096)) and first.read == (slice(0, 4096 + 34),) * 2
+    assert last.write == (slice(2**40 - 4096, 2**40),) * 2 and last.crop == (slice(34, 34 + 4096),) * 2
+
+
+def test_tile_grid_matches_itertools_order():
+    import itertools
+
+    shape, tile, halo = (10, 7, 5), (4, 3, 5), 2
+    tiles = iter_tiles(shape, tile, halo)
+    starts = list(itertools.product(*(range(0, s, t) for s, t in zip(shape, tile))))
+    assert [tuple(w.start for w in t.write) for t in tiles] == starts
+    assert [t.write for t in tiles] == [tiles[i].write for i in range(len(tiles))]

@@ -32,8 +32,8 @@ def sample_image():
     return data.coins()[..., None], "coins.png (scikit-image sample)"
 
 
-def create_app(image_path=None, model=None, *, backend="auto", max_upload_mb=64.0, max_sessions=16,
-               cache_gb=4.0):
+def create_app(image_path=None, model=None, *, backend="auto", max_upload_mb=64.0, max_sessions=32,
+               sessions_gb=2.0, idle_hours=4.0, cache_gb=4.0):
     """Build the Dash app.
 
     Parameters
@@ -45,8 +45,11 @@ def create_app(image_path=None, model=None, *, backend="auto", max_upload_mb=64.
     backend : {"auto", "cpu", "gpu"}
     max_upload_mb : float
         Largest upload accepted; larger files are refused in the browser, with a message.
-    max_sessions : int
-        Sessions (browser tabs) kept on the server; the least recently used is dropped past it.
+    max_sessions, sessions_gb, idle_hours
+        Sessions (browser tabs) kept on the server: at most this many, their images and
+        overlays within this many GiB, each idle for at most this long. Past these the
+        least recently used is dropped; its tab is told, and can download its strokes
+        (see :class:`gpuseg.app.store.SessionStore`).
     cache_gb : float
         Memory budget of the cached feature stacks, shared by all sessions.
 
@@ -91,7 +94,8 @@ def create_app(image_path=None, model=None, *, backend="auto", max_upload_mb=64.
     app = dash.Dash(__name__, title="gpuseg", update_title=None)
     # Base64 makes an upload 4/3 larger; anything far beyond the limit is refused by the server too.
     app.server.config["MAX_CONTENT_LENGTH"] = max_bytes * 3 // 2 + (1 << 20)
-    controller = callbacks.Controller(SessionStore(new_session, max_sessions), backend)
+    controller = callbacks.Controller(SessionStore(new_session, max_sessions, int(sessions_gb * 2**30),
+                                                   idle_hours * 3600), backend)
 
     def page():  # a new session for every page load: one per browser tab
         session_id = uuid.uuid4().hex

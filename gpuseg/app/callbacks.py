@@ -8,7 +8,6 @@ browser or a server.
 
 from __future__ import annotations
 
-import base64
 import math
 import re
 import tempfile
@@ -20,9 +19,11 @@ from dash import Input, Output, Patch, State, ctx, dcc, html, no_update
 
 from .. import load
 from ..features import FeatureParams
-from .store import SessionStore
-from .files import UnreadableImage, encode_png, encode_tiff, read_image
+from .files import encode_png, encode_tiff, read_image
 from .layout import FEATURES, class_options, figure, newshape, shapes
+from .request_checks import (decode_upload, download_stem, figure_edits, request_color, request_int, request_number,
+                       sigma_range)
+from .store import SessionStore, work_record
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 _KEEP_MESSAGE = {None, "image-token", "model-token", "opacity", "view", "width", "active-class"}
@@ -52,11 +53,6 @@ function(relayout) {
 """
 
 
-def decode_upload(pending: dict) -> bytes:
-    """Bytes of a ``dcc.Upload`` data URI."""
-    return base64.b64decode(pending["contents"].split(",", 1)[1])
-
-
 class Controller:
     """The app's logic, one method per callback.
 
@@ -82,22 +78,24 @@ class Controller:
         session = self.session(session_id)
         with session.lock:
             try:
-                image = read_image(decode_upload(pending), pending["filename"])
-            except (UnreadableImage, ValueError, KeyError, TypeError) as exc:
-                session.message = str(exc) if isinstance(exc, UnreadableImage) else "The upload could not be decoded."
+                data, name = decode_upload(pending)
+                image = read_image(data, name)
+            except ValueError as exc:  # UnreadableImage too
+                session.message = str(exc)
                 return
-            session.set_image(image, pending["filename"])
+            session.set_image(image, name)
             session.message = ""
 
     def upload_model(self, session_id: str, pending: dict) -> None:
         """Load an uploaded ``.gpuseg`` with :func:`gpuseg.load` and apply it to the session's image."""
         session = self.session(session_id)
         with session.lock:
-            name = str(pending.get("filename") or "model")
+            name = "model"
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "upload.gpuseg"
                 try:
-                    path.write_bytes(decode_upload(pending))
+                    data, name = decode_upload(pending)
+                    path.write_bytes(data)
                     session.apply_model(load(path, backend=self.backend), name)
                 except Exception as exc:  # whatever a corrupt upload makes the loader raise becomes a message
                     session.message = f"{name} was not applied: {exc}".replace(str(path), name)
@@ -125,15 +123,18 @@ class Controller:
             ``image_name``.
         """
         session = self.session(session_id)
+        relayout, width = figure_edits(relayout), request_number(width, 8.0, 0.5, 200.0)
+        opacity = request_number(opacity, 0.5, 0.0, 1.0)
+        class_color = request_color(class_color)
         with session.lock:
-            plane = min(int(plane or 0), session.n_planes - 1)
-            label = int(label or 0) if int(label or 0) in session.class_values() else session.class_values()[0]
+            plane = min(max(request_int(plane), 0), session.n_planes - 1)
+            label = request_int(label) if request_int(label) in session.class_values() else session.class_values()[0]
             previous, session.message = session.message, ""
-            tokens = tuple(int(t or 0) for t in tokens)
+            tokens = tuple(request_int(t) for t in tokens) if isinstance(tokens, (list, tuple)) else (0, 0)
             stale = tokens != session.shown_tokens
             retrain, full = False, stale or trigger in (None, "image-token", "model-token", "plane")
             if trigger == "graph":
-                retrain = session.apply_figure_edits(relayout or {}, plane, label, width)
+                retrain = session.apply_figure_edits(relayout, plane, label, width)
                 if not (retrain or stale):  # a zoom, a pan, a resize: nothing to redraw
                     session.message = previous
                     raise dash.exceptions.PreventUpdate
@@ -144,8 +145,8 @@ class Controller:
                 retrain = True
             elif trigger in ("features", "sigma"):
                 try:
-                    retrain = session.use_features(FeatureParams(*(k in (features or ()) for k in FEATURES),
-                                                                 2.0 ** sigma[0], 2.0 ** sigma[1]))
+                    chosen = features if isinstance(features, (list, tuple)) else ()
+                    retrain = session.use_features(FeatureParams(*(k in chosen for k in FEATURES), *sigma_range(sigma)))
                 except ValueError as exc:
                     session.message = str(exc)
             elif trigger == "add-class":
@@ -190,8 +191,9 @@ class Controller:
 
     # -- downloads -----------------------------------------------------------
     def download(self, session_id: str, what: str, plane: int = 0) -> tuple:
-        """The model (``what="download-model"``) or the full-resolution labels (``"download-png"``:
-        the shown slice; ``"download-tiff"``: the whole image or stack).
+        """The model (``what="download-model"``), the full-resolution labels (``"download-png"``:
+        the shown slice; ``"download-tiff"``: the whole image or stack) or the strokes
+        (``"download-strokes"``: JSON, see :func:`gpuseg.app.store.work_record`).
 
         Returns
         -------
@@ -201,18 +203,20 @@ class Controller:
         """
         session = self.session(session_id)
         with session.lock:
-            stem = Path(session.name).stem or "image"
+            stem = download_stem(session.name)
+            if what == "download-strokes":
+                return dcc.send_string(work_record(session), f"{stem}-strokes.json"), ""
             if session.model is None:
                 return no_update, "Nothing to download yet: scribble at least two classes, or upload a model."
             if what == "download-model":
                 with tempfile.TemporaryDirectory() as tmp:
-                    path = session.model.save(Path(tmp) / f"{stem}.gpuseg")
-                    return dcc.send_bytes(path.read_bytes(), path.name), ""
+                    path = session.model.save(Path(tmp) / "model.gpuseg")
+                    return dcc.send_bytes(path.read_bytes(), f"{stem}.gpuseg"), ""
             start = time.perf_counter()
             labels = session.predict_full()
             session.timings["predict_full"] = time.perf_counter() - start
             if what == "download-png":
-                plane_labels = labels[min(int(plane or 0), labels.shape[0] - 1)] if labels.ndim == 3 else labels
+                plane_labels = labels[min(max(request_int(plane), 0), labels.shape[0] - 1)] if labels.ndim == 3 else labels
                 return dcc.send_bytes(encode_png(plane_labels), f"{stem}-labels.png"), ""
             return dcc.send_bytes(encode_tiff(labels), f"{stem}-labels.tif"), ""
 
@@ -248,7 +252,11 @@ def status_lines(session) -> list:
             else f"model: {session.model_source} (loaded from a file)"
     else:
         model = "model: none yet (scribble at least two classes)"
-    return [html.Div(" | ".join(parts)), html.Div(model)]
+    lines = [html.Div(" | ".join(parts)), html.Div(model)]
+    top = session.top_features()
+    if top:
+        lines.append(html.Div("top features: " + ", ".join(f"{name} ({share:.0%})" for name, share in top)))
+    return lines
 
 
 def register(app: dash.Dash, controller: Controller, max_upload_bytes: int) -> None:
@@ -311,7 +319,7 @@ def register(app: dash.Dash, controller: Controller, max_upload_bytes: int) -> N
 
     @app.callback(Output("download", "data"), Output("message", "children", allow_duplicate=True),
                   Input("download-model", "n_clicks"), Input("download-png", "n_clicks"),
-                  Input("download-tiff", "n_clicks"), State("session-id", "data"), State("plane", "value"),
-                  prevent_initial_call=True)
-    def on_download(_model, _png, _tiff, session_id, plane):
+                  Input("download-tiff", "n_clicks"), Input("download-strokes", "n_clicks"),
+                  State("session-id", "data"), State("plane", "value"), prevent_initial_call=True)
+    def on_download(_model, _png, _tiff, _strokes, session_id, plane):
         return controller.download(session_id, ctx.triggered_id, plane)

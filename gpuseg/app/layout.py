@@ -153,6 +153,7 @@ def serve_layout(palette: dict, max_upload_mb: float, session_id: str, shown: di
                  html.Button("Download model", id="download-model", style=_BUTTON),
                  html.Button("Labels PNG", id="download-png", style=_BUTTON),
                  html.Button("Labels TIFF", id="download-tiff", style=_BUTTON),
+                 html.Button("Strokes (JSON)", id="download-strokes", style=_BUTTON),
                  dcc.Upload(id="upload-model", children=html.Div(["Drop or ", html.A("choose a .gpuseg model"),
                                                                   " to apply"]),
                             style={**_UPLOAD, "marginTop": "8px"}, accept=".gpuseg"),

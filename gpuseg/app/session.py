@@ -34,6 +34,7 @@ from .store import FeatureCache
 from .strokes import Stroke, parse_path, rasterise
 
 _EDIT = re.compile(r"^shapes\[(\d+)\]\.path$")  # a relayout key editing one stroke's path
+MAX_CLASSES = 256  # classes an uploaded model may bring: each is a row of the page's class list
 MAX_TRAIN_PER_CLASS = 3_000  # pixels along one stroke are alike: more only slows training
 LIVE_FOREST = {"n_estimators": 32, "max_depth": 10, "max_samples": 0.5, "random_state": 0}
 
@@ -76,6 +77,7 @@ class Session:
     timings: dict = field(default_factory=dict)
     message: str = ""
     shown_tokens: tuple = (0, 0)  # the (image, model) upload counters the page last drew
+    recovered: str = ""  # a dropped session's strokes (see SessionStore), for download
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _next_id: int = 0
 
@@ -288,19 +290,43 @@ class Session:
         Raises
         ------
         ValueError
-            The model was trained on images of another dimensionality or channel count.
+            The model was trained on images of another dimensionality or channel count,
+            or has more than ``MAX_CLASSES`` classes.
         """
+        if model.classes_.size > MAX_CLASSES:
+            raise ValueError(f"{source} has {model.classes_.size} classes; the app shows at most {MAX_CLASSES}. "
+                             "Use it with gpuseg predict or the Python API.")
         channels, ndim = self.image.shape[-1], len(self.spatial_shape)
         if model.n_channels_ != channels or model.ndim_ != ndim:
             raise ValueError(
                 f"{source} was trained on {model.ndim_}D images with {model.n_channels_} channel(s); "
                 f"this image is {ndim}D with {channels}."
             )
+        known = set(self.class_values())
         for value in model.classes_:
-            if int(value) not in self.class_values():
+            if int(value) not in known:
                 self.add_class(value=int(value))
         self.params = model.feature_params
         self.model, self.model_source, self.proba = model, source, None
+
+    def top_features(self, n: int = 5) -> list:
+        """The model's ``n`` most important features (mean decrease in impurity), most important first.
+
+        Returns
+        -------
+        top : list of (str, float)
+            Feature name and its share of the forest's impurity decrease; empty
+            without a model or for one whose forest carries no impurity data.
+        """
+        if self.model is None:
+            return []
+        try:
+            importances = self.model.feature_importances_
+            names = self.model.feature_names_
+        except AttributeError:
+            return []
+        order = np.argsort(-importances, kind="stable")[:n]  # ties in feature order
+        return [(names[i], float(importances[i])) for i in order]
 
     def predict_display(self, z: int = 0) -> np.ndarray | None:
         """Class probabilities of the displayed pixels of plane ``z``, kept in ``proba``.
