@@ -1,12 +1,13 @@
 """Predicting into Zarr on a Dask cluster: the workers classify tiles and write their chunks themselves.
 
 :func:`gpuseg.stream.predict_to_zarr` (``client=``) and ``gpuseg predict
---scheduler`` come here. The model's :class:`~gpuseg.predictor.Predictor` is
-broadcast to every worker once, each job's :class:`~gpuseg.stream.TileWriter`
-is scattered once (a worker opens the image and the output array the first
-time it writes a tile of them), and every tile without a done-marker is one
-task calling :meth:`TileWriter.write <gpuseg.stream.TileWriter.write>`, the
-same code as in one process: the chunk is written, then its marker. A task
+--scheduler`` come here. The model's :class:`~gpuseg.predictor.Predictor` and
+each job's :class:`~gpuseg.tile_writer.TileWriter` are broadcast to the
+workers once (a worker opens the image and the output array the first time it
+writes a tile of them), and every tile without a done-marker is one task
+calling :meth:`TileWriter.write <gpuseg.tile_writer.TileWriter.write>`, the
+same code as in one process: the chunk is written, then its marker. Tasks are
+submitted a few per worker thread at a time, as earlier ones finish. A task
 whose worker dies is run again elsewhere by Dask; it skips a tile whose marker
 exists, and rewrites a chunk whose marker is missing with the same bytes. A
 run whose client, scheduler or workers are gone is resumed by running it
