@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench-quick app clean
+.PHONY: demo test bench-quick app clean system-packages
 
 $(VENV)/.installed-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,15 +16,20 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-base
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-# Debian's Chromium and its driver, for the app's real-browser test (never downloaded by a test tool).
-/usr/bin/chromedriver:
-	$(SUDO) apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver
+# Debian's packages the tests need: Chromium and its driver for the app's real-browser test (never
+# downloaded by a test tool); a virtual X display and the xcb and GL libraries Qt needs there, for the
+# napari plugin's tests. Checked on every run (dpkg is quick), installed when any is missing.
+SYSTEM_PACKAGES := chromium chromium-driver xvfb libgl1 libegl1 libgl1-mesa-dri libxkbcommon-x11-0 \
+	libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libfontconfig1 libdbus-1-3
+
+system-packages:
+	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(SYSTEM_PACKAGES); }
 
 demo: $(VENV)/.installed-base
 	$(VENV)/bin/gpuseg demo
 
-test: $(VENV)/.installed-test /usr/bin/chromedriver
+test: $(VENV)/.installed-test system-packages
 	$(PY) -m pytest -q
 
 bench-quick: $(VENV)/.installed-test
