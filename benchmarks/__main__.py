@@ -35,9 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted([*suite.SCENARIOS, "accuracy"]),
         default="standard",
         help="standard: every runner, every stage; large: tiled prediction of a Zarr-backed image "
-        "(gpuseg-cpu-zarr); app: the app's stroke-to-overlay time; accuracy: accuracy and mIoU of the recipe and "
-        "of each feature preset on the validation set (benchmarks/validation.py), and the defaults' end-to-end "
-        "time at --sizes (default 4096; 0 for none) against the previous defaults'",
+        "(gpuseg-cpu-zarr); scale: the same on a Dask LocalCluster of 1 and 2 worker processes (tiles per second, "
+        "scaling efficiency, and a plan on paper for 100 workers); app: the app's stroke-to-overlay time; "
+        "accuracy: accuracy and mIoU of the recipe and of each feature preset on the validation set "
+        "(benchmarks/validation.py), and the defaults' end-to-end time at --sizes (default 4096; 0 for none) "
+        "against the previous defaults'",
     )
     parser.add_argument("--sizes", type=_ints, help="image edge lengths, e.g. 512,1024 (default: the scenario's)")
     parser.add_argument("--3d", dest="three_d", action="store_true", help="3D images (cubes of --sizes)")

@@ -32,10 +32,12 @@ SCENARIOS = {
         (64, 128, 256, 512),
     ),
     "large": (("gpuseg-cpu-zarr",), (2048, 4096, 8192, 16384), (128, 256, 512)),
+    "scale": (("gpuseg-cluster-1", "gpuseg-cluster-2"), (2048, 4096), ()),
     "app": (("app-cpu",), (512, 1024, 2048), ()),
 }
 QUICK = {"runners": ("reference-cpu", "gpuseg-cpu", "gpuseg-cpu-defaults"), "sizes": (256, 512), "repeats": 1}
-ZARR_CHUNK = 1024
+ZARR_CHUNKS = {"large": 1024, "scale": 512}
+"""Chunk edge of the Zarr input of the scenarios that read one."""
 FEATURE_STACK_COPIES = 2.5
 """scikit-image's recipe holds about this many feature stacks at its peak (the list of
 features, their stack, and the classifier's work), which decides whether it fits in memory."""
@@ -140,7 +142,7 @@ def run(plan: Plan) -> tuple[list[dict], dict]:
             label = "x".join(map(str, shape))
             bar.set_description(f"{label}: generating image")
             case = Path(tmp) / label
-            data.write_case(case, shape, zarr_chunks=ZARR_CHUNK if plan.scenario == "large" else None)
+            data.write_case(case, shape, zarr_chunks=ZARR_CHUNKS.get(plan.scenario))
             for name in plan.runners:
                 bar.set_description(f"{label}: {name}")
                 if name == REFERENCE and not _reference_fits(shape):

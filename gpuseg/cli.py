@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .features import PRESETS
 
@@ -39,6 +39,10 @@ def _max_samples(text: str):
     return text if text == "auto" else float(text)
 
 
+def _path_or_url(text: str):
+    return text if "://" in text else Path(text)
+
+
 def _backend_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("auto", "cpu", "gpu"), default="auto")
 
@@ -62,12 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="segment images with a model")
     predict.add_argument("model", type=Path)
-    predict.add_argument("inputs", nargs="+", type=Path, help="image files or folders of them")
-    predict.add_argument("-o", "--output", type=Path, required=True,
-                         help="output file (.tif, .npy, .png, .zarr) for one input, or a folder")
+    predict.add_argument("inputs", nargs="+", type=_path_or_url,
+                         help="image files or folders of them (Zarr images also as URLs: s3://, gs://, file://)")
+    predict.add_argument("-o", "--output", type=_path_or_url, required=True,
+                         help="output file (.tif, .npy, .png, .zarr) for one input, or a folder (a URL for Zarr)")
     predict.add_argument("--proba", action="store_true", help="write class probabilities instead of labels")
     predict.add_argument("--tile", type=int, nargs="+", default=None, metavar="N", help="tile shape (one or per axis)")
     predict.add_argument("--overwrite", action="store_true", help="replace an output made with another model")
+    predict.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                         help="predict on a Dask cluster into Zarr outputs the workers write: a scheduler address "
+                              "(tcp://host:8786), local:N (N worker processes here) or local-cuda (one per GPU)")
     _backend_option(predict)
 
     sub.add_parser("info", help="versions, backends, GPU")
@@ -143,7 +151,9 @@ def _expand_inputs(inputs) -> list:
 
     files = []
     for p in inputs:
-        if p.is_dir() and p.suffix != ".zarr":
+        if isinstance(p, str):  # a URL: one image
+            files.append(p)
+        elif p.is_dir() and p.suffix != ".zarr":
             files += sorted(q for q in p.iterdir() if q.suffix.lower() in INPUT_SUFFIXES)
         elif p.exists():
             files.append(p)
@@ -154,13 +164,30 @@ def _expand_inputs(inputs) -> list:
     return files
 
 
+def _targets(files, output, proba: bool, zarr_only: bool) -> tuple:
+    """``(input, output)`` pairs, and whether the output is one file: ``output`` itself for one input and a
+    file name, else ``output/<stem>_<kind>.<suffix>`` in the folder ``output`` (not created here)."""
+    from .image_io import INPUT_SUFFIXES
+
+    name = PurePosixPath(output) if isinstance(output, str) else output
+    if len(files) == 1 and name.suffix.lower() in INPUT_SUFFIXES:
+        if zarr_only and name.suffix != ".zarr":
+            raise ValueError(f"With --scheduler or a URL output, outputs are Zarr, not {name.suffix}: "
+                             "name the output *.zarr, or a folder.")
+        return [(files[0], output)], True
+    suffix = ".zarr" if zarr_only or any(PurePosixPath(str(f)).suffix == ".zarr" for f in files) else ".tif"
+    kind = "proba" if proba else "labels"
+    names = [f"{PurePosixPath(str(f).rstrip('/')).stem}_{kind}{suffix}" for f in files]
+    folder = [f"{output.rstrip('/')}/{n}" if isinstance(output, str) else output / n for n in names]
+    return list(zip(files, folder)), False
+
+
 def _cmd_predict(args) -> int:
     from tqdm.auto import tqdm
 
     from . import load
     from ._file_guards import check_outputs
-    from .image_io import INPUT_SUFFIXES
-    from .stream import predict_to_file, predict_to_zarr
+    from .stream import predict_to_file, predict_to_zarr, prepare_zarr
     from .tiling import check_tile_shape
 
     seg = load(args.model, backend=args.backend)
@@ -169,18 +196,25 @@ def _cmd_predict(args) -> int:
     if args.tile:
         tile = tuple(args.tile) * seg.ndim_ if len(args.tile) == 1 else tuple(args.tile)
         check_tile_shape(tile, seg.ndim_)
-    single = len(files) == 1 and args.output.suffix.lower() in INPUT_SUFFIXES
-    if single:
-        targets = [(files[0], args.output)]
-    else:
-        suffix = ".zarr" if any(f.suffix == ".zarr" for f in files) else ".tif"
-        kind = "proba" if args.proba else "labels"
-        targets = [(f, args.output / f"{f.stem}_{kind}{suffix}") for f in files]
+    zarr_only = args.scheduler is not None or isinstance(args.output, str)
+    targets, single = _targets(files, args.output, args.proba, zarr_only)
     check_outputs(targets)  # before anything is written
-    if not single:
+    if not single and isinstance(args.output, Path):
         args.output.mkdir(parents=True, exist_ok=True)
+    if args.scheduler is not None:
+        from .cluster import connect, write_tiles
+
+        jobs = [prepare_zarr(seg, src, dst, proba=args.proba, tile_shape=tile, overwrite=args.overwrite)
+                for src, dst in targets]
+        total, done = sum(j.n_tiles for j in jobs), sum(j.n_done for j in jobs)
+        with connect(args.scheduler) as client:
+            for _ in tqdm(write_tiles(client, jobs), total=total, initial=done, desc="gpuseg predict", unit="tile"):
+                pass
+        for src, dst in targets:
+            print(f"{src} -> {dst}")
+        return 0
     for src, dst in tqdm(targets, desc="gpuseg predict", unit="image", disable=len(targets) < 2):
-        if dst.suffix == ".zarr":
+        if PurePosixPath(str(dst)).suffix == ".zarr":
             predict_to_zarr(seg, src, dst, proba=args.proba, tile_shape=tile, overwrite=args.overwrite)
         else:
             predict_to_file(seg, src, dst, proba=args.proba)

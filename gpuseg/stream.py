@@ -7,7 +7,9 @@ finished tile leaves an empty marker file, ``.gpuseg-done/<chunk index>`` in
 the array's directory, created only after its chunk is written. A run killed
 at any moment and started again with the same arguments computes only the
 tiles without a marker, rewriting whatever half-written chunk they may have,
-and ends with the output of an uninterrupted run.
+and ends with the output of an uninterrupted run. Every tile is classified and
+written by :meth:`gpuseg.tile_writer.TileWriter.write`, in this process or on the workers of a
+Dask cluster (:mod:`gpuseg.cluster`); outputs may be fsspec URLs.
 """
 
 from __future__ import annotations
@@ -16,21 +18,22 @@ import hashlib
 import json
 import math
 import os
-import shutil
+import posixpath
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import zarr
 from tqdm.auto import tqdm
 
 from ._file_guards import check_outputs, content_identity
-from .image_io import OUTPUT_SUFFIXES, open_image, open_image_and_multiscale, write_image
+from .image_io import OUTPUT_SUFFIXES, locate, open_image, open_image_and_multiscale, write_image
 from .segmenter import PREDICTS_WITH
+from .tile_writer import DONE_DIR, TileWriter
 
-__all__ = ["model_fingerprint", "open_image", "predict_to_file", "predict_to_zarr"]
+__all__ = ["model_fingerprint", "open_image", "predict_to_file", "predict_to_zarr", "prepare_zarr"]
 
 FORMAT = "gpuseg-prediction"
-DONE_DIR = ".gpuseg-done"
 
 
 # -- fingerprints --------------------------------------------------------------
@@ -54,22 +57,28 @@ def model_fingerprint(segmenter) -> str:
 
 
 def _job(segmenter, image, path, proba: bool) -> dict:
-    """What an output is the prediction of: compared on resume."""
+    """What an output is the prediction of: compared on resume.
+
+    A local input (a path or a ``file://`` URL) is named by its resolved path
+    and has a content identity; an input at another URL is named by the URL.
+    """
+    where = None if path is None else locate(path)
     return {
         "format": FORMAT,
         "model": model_fingerprint(segmenter),
         "input": {
-            "path": None if path is None else str(Path(path).resolve()),
+            "path": None if where is None else (str(Path(where.path).resolve()) if where.local else where.store),
             "shape": [int(s) for s in image.shape],
             "dtype": str(np.dtype(image.dtype)),
-            "content": None if path is None else content_identity(path),
+            "content": content_identity(where.path) if where is not None and where.local else None,
         },
         "output": "probabilities" if proba else "labels",
     }
 
 
 # -- streaming to Zarr -----------------------------------------------------------
-def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None, overwrite=False, progress=True):
+def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None, overwrite=False, progress=True,
+                    client=None):
     """Classify an image tile by tile into a Zarr v3 array; resumable after a crash or a kill.
 
     Parameters
@@ -77,15 +86,17 @@ def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None,
     segmenter : gpuseg.Segmenter
         Trained.
     image : str, path-like or array
-        A path :func:`open_image` reads, or an array of spatial shape ``S``
-        (plus the training images' channel axis) supporting slicing.
+        A path or URL :func:`open_image` reads, or an array of spatial shape
+        ``S`` (plus the training images' channel axis) supporting slicing.
     out_path : str or path-like
-        Output directory (conventionally ``*.zarr``). Holds a Zarr array of
-        labels (shape ``S``, dtype ``segmenter.label_dtype``) or float32
-        probabilities (``S + (n_classes,)``), chunked by tiles and compressed.
-        For an OME-Zarr input it is an OME-Zarr 0.5 image instead: a group with
-        one level, ``0``, and the input's axes and scale (probabilities then
-        have their class axis first, ``(n_classes,) + S``, as OME orders axes).
+        Output directory (conventionally ``*.zarr``), a local path or a URL
+        (``file://``, ``s3://``, ``gs://``, ``memory://``; see
+        :func:`gpuseg.image_io.locate`). Holds a Zarr array of labels (shape
+        ``S``, dtype ``segmenter.label_dtype``) or float32 probabilities
+        (``S + (n_classes,)``), chunked by tiles and compressed. For an
+        OME-Zarr input it is an OME-Zarr 0.5 image instead: a group with one
+        level, ``0``, and the input's axes and scale (probabilities then have
+        their class axis first, ``(n_classes,) + S``, as OME orders axes).
     proba : bool
         Write probabilities instead of labels.
     tile_shape : tuple of int, optional
@@ -96,10 +107,17 @@ def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None,
         kind (otherwise refused). An output of this very job is resumed.
     progress : bool
         Show a progress bar with the time left.
+    client : distributed.Client, optional
+        Classify on this Dask cluster: its workers compute tiles and write
+        their chunks and markers into the output themselves (see
+        :mod:`gpuseg.cluster`), so the output and a path input must be where
+        the workers can reach them. Default: the active Dask client, if there
+        is one, else this process.
 
     Returns
     -------
-    out_path : pathlib.Path
+    out_path : pathlib.Path or str
+        A path for a local output, the URL otherwise.
 
     Raises
     ------
@@ -114,78 +132,107 @@ def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None,
     -----
     An input is recognised on resume by its path, shape, dtype and content
     identity (size and modification time of each of its files, see
-    :func:`gpuseg._file_guards.content_identity`; an array passed directly: by
-    shape and dtype only), and the model by :func:`model_fingerprint`. Before
-    anything is created, an output that is, holds or lies inside the input is
-    refused and ``tile_shape`` is checked.
+    :func:`gpuseg._file_guards.content_identity`; an array passed directly, or
+    a URL other than ``file://``: by path, shape and dtype only), and the model
+    by :func:`model_fingerprint`. Before anything is created, an output that
+    is, holds or lies inside the input is refused and ``tile_shape`` is
+    checked. A ``memory://`` output lives in one process: use it without a
+    cluster of worker processes.
+    """
+    from . import cluster
+
+    job = prepare_zarr(segmenter, image, out_path, proba=proba, tile_shape=tile_shape, overwrite=overwrite)
+    client = cluster.active_client(client)
+    finished = job.writer.write(job.predictor, job.todo) if client is None else cluster.write_tiles(client, [job])
+    for _ in tqdm(finished, total=job.n_tiles, initial=job.n_done, desc="gpuseg predict", unit="tile",
+                  disable=not progress):
+        pass
+    return job.out
+
+
+class ZarrJob(NamedTuple):
+    """A prediction output created or resumed, and what is left to do: see :func:`prepare_zarr`."""
+
+    out: object
+    model: str
+    predictor: object
+    writer: TileWriter
+    todo: object
+    n_tiles: int
+    n_done: int
+
+
+def prepare_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None, overwrite=False) -> ZarrJob:
+    """Create (or check, to resume) the output of :func:`predict_to_zarr` and find the tiles without a marker.
+
+    Parameters and errors are :func:`predict_to_zarr`'s.
+
+    Returns
+    -------
+    job : ZarrJob
+        ``out`` (a path, or the URL), ``model`` (:func:`model_fingerprint`),
+        ``predictor``, ``writer``, ``todo`` (an iterator of the tiles without a
+        marker, made one by one: any grid size), ``n_tiles`` in all and
+        ``n_done`` with a marker.
     """
     path = image if isinstance(image, (str, os.PathLike)) else None
-    out = Path(out_path)
+    out = locate(out_path)
     if path is not None:
-        check_outputs([(path, out)])
+        check_outputs([(path, out_path)])
     image, ome = open_image_and_multiscale(path) if path is not None else (image, None)
     predictor = segmenter.predictor()
     job = _job(segmenter, image, path, proba)
-    resume = out.exists() and not overwrite
+    resume = out.fs.exists(out.path) and not overwrite
     if resume:
         tile_shape = _resumed_tile_shape(out, job, tile_shape)
     plan = predictor.plan(image, tile_shape)
     if not resume:
-        if out.exists():
-            _remove(out)
+        if out.fs.exists(out.path):
+            out.fs.rm(out.path, recursive=True)
         _create(out, {**job, "tile_shape": list(plan.tile_shape)}, segmenter, plan.spatial, proba, ome)
-    node = zarr.open(str(out), mode="r+")
-    array, done = (node, out / DONE_DIR) if isinstance(node, zarr.Array) else (node["0"], out / "0" / DONE_DIR)
-    todo = (t for t in plan.tiles if not (done / _marker(t, plan.tile_shape)).exists())  # lazily: any grid size
-    results = predictor.classify_tiles(image, todo, "proba" if proba else "labels")
-    for tile, result in tqdm(results, total=plan.tiles.count, initial=sum(1 for _ in done.iterdir()),
-                             desc="gpuseg predict", unit="tile", disable=not progress):
-        if proba and ome is not None:  # OME orders axes class first
-            array[(slice(None),) + tile.write] = np.moveaxis(result, -1, 0)
-        else:
-            array[tile.write] = result
-        (done / _marker(tile, plan.tile_shape)).touch()
-    return out
+    writer = TileWriter(image if path is None else os.fspath(path), out.store if ome is None else out.join("0"),
+                        "proba" if proba else "labels", ome is not None, plan.tile_shape, opened=image)
+    done = writer.done_markers()
+    todo = (t for t in plan.tiles if writer.marker(t) not in done)
+    out_path = Path(out.path) if out.local else out.store
+    return ZarrJob(out_path, job["model"], predictor, writer, todo, plan.tiles.count, len(done))
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink()
-
-
-def _resumed_tile_shape(out: Path, job: dict, tile_shape) -> tuple:
+def _resumed_tile_shape(out, job: dict, tile_shape) -> tuple:
     """Tile shape of an existing output of ``job``; refuses any other output."""
     try:
-        stored = dict(zarr.open(str(out), mode="r").attrs).get("gpuseg")
+        stored = dict(zarr.open(out.store, mode="r").attrs).get("gpuseg")
     except Exception:  # not Zarr at all, or unreadable
         stored = None
     if isinstance(stored, dict) and isinstance(stored.get("input"), dict) and job["input"]["content"] is not None:
         same_but_content = {**stored, "input": {**stored["input"], "content": job["input"]["content"]}}
         if {k: same_but_content.get(k) for k in job} == job and stored["input"].get("content") != job["input"]["content"]:
             raise ValueError(
-                f"The input {job['input']['path']} changed since {out} was started (its files' sizes or times "
+                f"The input {job['input']['path']} changed since {out.store} was started (its files' sizes or times "
                 "differ): resuming would mix old and new pixels. Pass overwrite=True (--overwrite) to start again."
             )
     if not isinstance(stored, dict) or {k: stored.get(k) for k in job} != job:
         raise ValueError(
-            f"{out} already exists and is not the output of this model on this input "
+            f"{out.store} already exists and is not the output of this model on this input "
             f"({job['output']}); pass overwrite=True (--overwrite) to replace it, or choose another output path."
         )
     if tile_shape is not None and [int(t) for t in tile_shape] != stored["tile_shape"]:
         raise ValueError(
-            f"{out} is being written with tiles of {tuple(stored['tile_shape'])}; resume it without tile_shape, "
+            f"{out.store} is being written with tiles of {tuple(stored['tile_shape'])}; resume it without tile_shape, "
             "or pass overwrite=True (--overwrite) to start again."
         )
     return tuple(stored["tile_shape"])
 
 
-def _create(out: Path, attrs: dict, segmenter, spatial: tuple, proba: bool, ome) -> None:
-    """Create the empty output beside ``out`` and rename it into place, so it exists whole or not at all."""
-    tmp = out.with_name(f".{out.name}.partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+def _create(out, attrs: dict, segmenter, spatial: tuple, proba: bool, ome) -> None:
+    """Create the empty output beside ``out`` and move it into place.
+
+    On a local filesystem the move is a rename, so the output exists whole or
+    not at all; on an object store it is a copy of a few small files.
+    """
+    tmp, tmp_store = (_beside(p, ".{}.partial") for p in (out.path, out.store))
+    if out.fs.exists(tmp):
+        out.fs.rm(tmp, recursive=True)
     tile = tuple(attrs["tile_shape"])
     n_classes = len(segmenter.classes_)
     if not proba:
@@ -197,16 +244,26 @@ def _create(out: Path, attrs: dict, segmenter, spatial: tuple, proba: bool, ome)
     array = {"shape": shape, "chunks": chunks, "dtype": dtype, "fill_value": 0}
     try:
         if ome is None:
-            zarr.create_array(store=str(tmp), attributes={"gpuseg": attrs}, **array)
+            zarr.create_array(store=tmp_store, attributes={"gpuseg": attrs}, **array)
         else:
             meta = _ome_multiscale(ome, segmenter.channel_axis, proba)
-            group = zarr.create_group(store=str(tmp), attributes={"gpuseg": attrs, "ome": meta})
+            group = zarr.create_group(store=tmp_store, attributes={"gpuseg": attrs, "ome": meta})
             group.create_array("0", **array)
-        (tmp / ("" if ome is None else "0") / DONE_DIR).mkdir()
-        os.rename(tmp, out)
+        out.fs.makedirs(f"{tmp}/{'' if ome is None else '0/'}{DONE_DIR}", exist_ok=True)
+        if out.local:
+            os.rename(tmp, out.path)
+        else:
+            out.fs.mv(tmp, out.path, recursive=True)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if out.fs.exists(tmp):
+            out.fs.rm(tmp, recursive=True)
         raise
+
+
+def _beside(path: str, pattern: str) -> str:
+    """The sibling of ``path`` (a path or URL) named ``pattern.format(its name)``."""
+    parent, name = posixpath.split(path.rstrip("/"))
+    return posixpath.join(parent, pattern.format(name))
 
 
 def _ome_multiscale(ome: dict, channel_axis, proba: bool) -> dict:
@@ -240,11 +297,6 @@ def _ome_multiscale(ome: dict, channel_axis, proba: bool) -> dict:
     if ome.get("coordinateTransformations"):
         multiscale["coordinateTransformations"] = transforms(ome["coordinateTransformations"])
     return {"version": "0.5", "multiscales": [multiscale]}
-
-
-def _marker(tile, tile_shape: tuple) -> str:
-    """Marker file name of a tile: its chunk index, e.g. ``"0.3"``."""
-    return ".".join(str(s.start // t) for s, t in zip(tile.write, tile_shape))
 
 
 # -- whole files -------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 from benchmarks import report
 from benchmarks.data import TEXTURES, make_image
 from benchmarks.runners import REFERENCE, STAGES
+from benchmarks.scale_plan import scale_section
 
 REPO = Path(__file__).resolve().parent.parent
 FIELDS = {"runner", "shape", "stage", "repeat", "seconds", "peak_rss_GB", "peak_gpu_GB", "device", "n_features",
@@ -54,6 +55,22 @@ def test_targets_are_computed_from_the_rows(ours, expected):
 def test_targets_not_evaluated_without_the_target_size():
     rows = [_row(REFERENCE, "end_to_end", 1.0, 1.0, 1.0, shape=(512, 512))]
     assert report.targets(report.summarise(rows))[1] is None
+
+
+def test_scale_section_from_the_rows():
+    def row(workers, seconds):
+        details = {"workers": workers, "tile_edge": 512, "halo": 66, "n_tiles": 16, "input_chunk_bytes": 9e5,
+                   "output_chunk_bytes": 3e4}
+        return {**_row(f"gpuseg-cluster-{workers}", "predict", seconds, 0.5, None, shape=(2048, 2048)),
+                "details": details}
+
+    meta = {"load_before": 1.0, "load_after": 1.5, "cpu": "a CPU (2 cores)"}
+    lines = scale_section(report.summarise([row(1, 16.0), row(2, 10.0)]), meta)
+    text = "\n".join(lines)
+    assert "| 2048x2048 | 2 | 16 | 10 | 1.6 | 1.25 | 80% |" in text  # 1.6 tiles/s against 2 x 1.0
+    assert "a plan on paper, not a measurement" in text
+    assert "100 tasks/s" in text  # 100 workers / 1 s per tile
+    assert "9 input chunks" in text and "8.1 MB" in text  # 3x3 chunks of 0.9 MB read per tile
 
 
 def test_quick_run_writes_measured_rows_report_and_plots(tmp_path):
