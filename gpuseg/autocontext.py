@@ -114,6 +114,18 @@ def fold_training(y: np.ndarray, fold: np.ndarray) -> list:
     return out
 
 
+def check_stages(first, second, n_features: int) -> None:
+    """Refuse a second stage (or ``None``) that does not read ``n_features`` features and the first's context.
+
+    Raises
+    ------
+    ValueError
+    """
+    if second is not None and (second.n_classes != first.n_classes
+                               or second.n_features != n_features + n_context(first.n_classes)):
+        raise ValueError("its two forests disagree")
+
+
 def label_folds(labels, rows_per_read: int = 256) -> np.ndarray:
     """Fold of every labelled pixel of ``labels`` (non-zero), in C order, read a slab of rows at a time."""
     parts = []

@@ -411,9 +411,7 @@ class Segmenter(BaseEstimator):
         seg.n_features_in_ = features.n_features(seg.ndim_, seg.n_channels_)
         if seg.n_features_in_ != forest.n_features or seg.classes_.size != forest.n_classes or seg.ndim_ not in (2, 3):
             raise ValueError("it disagrees with the forest")
-        if context is not None and (context.n_classes != forest.n_classes or context.n_features !=
-                                    seg.n_features_in_ + autocontext.n_context(forest.n_classes)):
-            raise ValueError("its two forests disagree")
+        autocontext.check_stages(forest, context, seg.n_features_in_)
         seg.forest_ = forest
         seg.context_forest_ = context
         return seg

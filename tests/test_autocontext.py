@@ -82,3 +82,35 @@ def test_feature_stacks_are_refused(ac_model, mosaic):
     features = gpuseg.multiscale_features(mosaic[0], sigma_max=4, backend="cpu")
     with pytest.raises(ValueError, match="auto-context"):
         ac_model.predict_proba_features(features)
+
+
+def test_dask_and_zarr_outputs_equal_in_memory_prediction(ac_model, mosaic, tmp_path):
+    import dask.array as da
+    import zarr
+
+    from gpuseg.stream import predict_to_zarr
+
+    image = mosaic[0]
+    expected = ac_model.predict(image)
+    np.testing.assert_array_equal(ac_model.predict(da.from_array(image, chunks=(70, 80))).compute(), expected)
+    np.save(tmp_path / "img.npy", image)
+    predict_to_zarr(ac_model, tmp_path / "img.npy", tmp_path / "out.zarr", tile_shape=(64, 50), progress=False)
+    node = zarr.open(str(tmp_path / "out.zarr"), mode="r")
+    np.testing.assert_array_equal((node if isinstance(node, zarr.Array) else node["0"])[:], expected)
+
+
+@pytest.mark.parametrize("change", [{"context_n_features": 3}, {"context_n_features": -1}, {"context_n_features": 999}])
+def test_a_second_forest_that_disagrees_is_refused(ac_model, tmp_path, change):
+    import json
+    import zipfile
+
+    path = ac_model.save(tmp_path / "ac")
+    with zipfile.ZipFile(path) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    meta = {**json.loads(members["gpuseg.json"]), **change}
+    members["gpuseg.json"] = json.dumps(meta).encode()
+    with zipfile.ZipFile(tmp_path / "bad.gpuseg", "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with pytest.raises(ValueError, match="context_n_features|Invalid forest|two forests disagree"):
+        gpuseg.load(tmp_path / "bad.gpuseg", backend="cpu")
