@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from . import report, suite
@@ -31,10 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="output folder (default benchmarks/results/<machine>/)")
     parser.add_argument(
         "--scenario",
-        choices=sorted(suite.SCENARIOS),
+        choices=sorted([*suite.SCENARIOS, "accuracy"]),
         default="standard",
         help="standard: every runner, every stage; large: tiled prediction of a Zarr-backed image "
-        "(gpuseg-cpu-zarr); app: the app's stroke-to-overlay time",
+        "(gpuseg-cpu-zarr); scale: the same on a Dask LocalCluster of 1 and 2 worker processes (tiles per second, "
+        "scaling efficiency, and a plan on paper for 100 workers); app: the app's stroke-to-overlay time; "
+        "accuracy: accuracy and mIoU of the recipe and of each feature preset on the validation set "
+        "(benchmarks/validation.py), and the defaults' end-to-end time at --sizes (default 4096; 0 for none) "
+        "against the previous defaults'",
     )
     parser.add_argument("--sizes", type=_ints, help="image edge lengths, e.g. 512,1024 (default: the scenario's)")
     parser.add_argument("--3d", dest="three_d", action="store_true", help="3D images (cubes of --sizes)")
@@ -76,6 +81,16 @@ def main(argv=None):
     if missing:
         raise SystemExit(f"python -m benchmarks needs the bench extra before it measures (missing: {', '.join(missing)}): "
                          "pip install -e '.[bench]'")
+    if args.scenario == "accuracy":
+        from . import accuracy
+
+        out = Path(args.out or suite.REPO / "benchmarks" / "results" / f"{suite.machine_name()}-accuracy")
+        edge = (args.sizes or [0 if args.quick else 4096])[0]
+        path = accuracy.main(out, args.quick, edge, args.repeats or (1 if args.quick else 2),
+                             "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:]),
+                             suite.git_state(), suite.machine_name())
+        print(f"report in {path}")
+        return
     quick = suite.QUICK if args.quick else {}
     plan = suite.make_plan(
         args.scenario,

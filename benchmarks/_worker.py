@@ -80,6 +80,7 @@ def measure(runner_name: str, case: Path, repeats: int) -> list[dict]:
                     "peak_gpu_GB": mem.gpu_gb,
                     "agreement": agreement,
                     "accuracy": accuracy,
+                    **({"details": dict(runner.details)} if runner.details else {}),
                 }
             )
     return rows

@@ -35,10 +35,10 @@ def _textures() -> np.ndarray:
     return np.stack([getattr(skdata, name)()[:512, :512] for name in TEXTURES]).astype(np.float32) / 255
 
 
-def _coarse_regions(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+def coarse_regions(shape: tuple[int, ...], rng: np.random.Generator, n_classes: int = len(TEXTURES)) -> np.ndarray:
     """Class (0-based) of every cell of the coarse grid: argmax of smoothed noise per class."""
     coarse_shape = tuple(max(1, -(-n // COARSE)) for n in shape)
-    noise = rng.standard_normal((len(TEXTURES),) + coarse_shape).astype(np.float32)
+    noise = rng.standard_normal((n_classes,) + coarse_shape).astype(np.float32)
     sigma = (0,) + tuple(min(3.0, n / 8) for n in coarse_shape)
     return np.argmax(ndi.gaussian_filter(noise, sigma, mode="wrap"), axis=0).astype(np.uint8)
 
@@ -61,13 +61,19 @@ def _fill(shape, coarse, textures, rng) -> tuple[np.ndarray, np.ndarray]:
     return image, truth
 
 
-def _scribble(truth: np.ndarray, labelled_fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """Strokes labelled with the class under them, clipped to stay inside that class."""
+def scribble(truth: np.ndarray, labelled_fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Strokes labelled with the class under them (classes ``1..truth.max()``), clipped to stay inside that class.
+
+    Each class gets the same number of strokes (at least 4, fewer for a class
+    covering less than about ``1 / (16 n_classes)`` of the image), centred on
+    random pixels of it.
+    """
     shape = truth.shape
-    per_class = max(4, int(labelled_fraction * truth.size / (STROKE_LENGTH * STROKE_WIDTH * len(TEXTURES))))
-    candidates = np.stack([rng.integers(0, n, 16 * per_class * len(TEXTURES)) for n in shape], axis=1)
+    n_classes = int(truth.max())
+    per_class = max(4, int(labelled_fraction * truth.size / (STROKE_LENGTH * STROKE_WIDTH * n_classes)))
+    candidates = np.stack([rng.integers(0, n, 16 * per_class * n_classes) for n in shape], axis=1)
     candidate_class = truth[tuple(candidates.T)]
-    centres = np.concatenate([candidates[candidate_class == k][:per_class] for k in range(1, len(TEXTURES) + 1)])
+    centres = np.concatenate([candidates[candidate_class == k][:per_class] for k in range(1, n_classes + 1)])
     n_strokes = len(centres)
     angle = rng.uniform(0, np.pi, n_strokes)
     direction = np.stack([np.sin(angle), np.cos(angle)], axis=1)
@@ -117,8 +123,8 @@ def make_image(
     if len(shape) not in (2, 3):
         raise ValueError(f"shape must be 2D or 3D, got {shape}")
     rng = np.random.default_rng(seed)
-    image, truth = _fill(tuple(shape), _coarse_regions(shape, rng), _textures(), rng)
-    return image, truth, _scribble(truth, labelled_fraction, rng)
+    image, truth = _fill(tuple(shape), coarse_regions(shape, rng), _textures(), rng)
+    return image, truth, scribble(truth, labelled_fraction, rng)
 
 
 def write_case(directory: Path, shape: tuple[int, ...], *, zarr_chunks: int | None = None) -> int:

@@ -10,6 +10,12 @@ square float32 image size it prints the best wall time (ms) of:
 * ``sobel``: gpuseg's fused kernel, OpenCV (two ``cv2.Sepfilter2D`` passes with
   scikit-image's weights, BORDER_REFLECT, then the magnitude) and
   ``skimage.filters.sobel`` (SciPy);
+* ``gaussian(sigma, order)``, the derivatives of ilastik's filters (first
+  along axis 0, second along axis 1, sigma 1.6): gpuseg's Numba passes,
+  ``cv2.sepFilter2D`` with SciPy's derivative kernels and
+  ``scipy.ndimage.gaussian_filter(..., order=...)``;
+* ``symmetric_eigenvalues`` of three structure-tensor-like elements: gpuseg's
+  kernel and scikit-image's ``hessian_matrix_eigvals`` (NumPy);
 * ``hessian_eigenvalues`` of a smoothed image: gpuseg's fused kernel and the
   NumPy formulation scikit-image uses (``np.gradient`` twice, then the
   closed-form 2D eigenvalues);
@@ -64,6 +70,7 @@ def main(argv=None) -> None:
     import numba
     from scipy import ndimage as ndi
     from skimage import filters
+    from skimage.feature import hessian_matrix_eigvals
 
     from gpuseg import _cpu
 
@@ -87,7 +94,18 @@ def main(argv=None) -> None:
                                                  borderType=cv2.BORDER_REPLICATE), args.repeats)
             sp = _best(lambda: ndi.gaussian_filter(img, sigma, mode="nearest", truncate=4.0), args.repeats)
             print(f"gaussian sigma={sigma:<5g}{ours:9.1f}{ocv:9.1f}{sp:9.1f}{'':>9s}")
+        for order in ((1, 0), (0, 2)):
+            ky, kx = (_cpu.gaussian_kernel(1.6, o)[::-1].astype(np.float32) for o in order)
+            ours = _best(lambda: _cpu.gaussian(img, 1.6, order), args.repeats)
+            ocv = _best(lambda: cv2.sepFilter2D(img, -1, kx, ky, borderType=cv2.BORDER_REPLICATE), args.repeats)
+            sp = _best(lambda: ndi.gaussian_filter(img, 1.6, order=order, mode="nearest", truncate=4.0,
+                                                   output=np.float32), args.repeats)
+            print(f"{'gaussian order=' + ''.join(map(str, order)):20s}{ours:9.1f}{ocv:9.1f}{sp:9.1f}{'':>9s}")
         g = _cpu.gaussian(img, 1.0)
+        elements = [g, _cpu.gaussian(img, 2.0), g * g]
+        ours = _best(lambda: _cpu.symmetric_eigenvalues(elements), args.repeats)
+        npy = _best(lambda: hessian_matrix_eigvals(elements), args.repeats)
+        print(f"{'symmetric_eigenvalues':20s}{ours:9.1f}{'':>9s}{'':>9s}{npy:9.1f}")
         ours = _best(lambda: _cpu.sobel(g), args.repeats)
         ocv = _best(lambda: cv2_sobel(g), args.repeats)
         sp = _best(lambda: filters.sobel(g), args.repeats)

@@ -89,7 +89,7 @@ def _model(shape, backend="gpu"):
 
     train_shape = tuple(min(s, 1024 if len(shape) == 2 else 128) for s in shape)
     image, _, scribbles = data.make_image(train_shape, seed=1)
-    return gpuseg.Segmenter(backend=backend, **USER_FOREST).fit(image, scribbles)
+    return gpuseg.Segmenter(backend=backend, preset="skimage", **USER_FOREST).fit(image, scribbles)
 
 
 def _agreement(out: Path) -> dict:
@@ -143,7 +143,7 @@ def _profile(out: Path) -> dict:
     profiler = cProfile.Profile()
     times = {}
     try:
-        seg = gpuseg.Segmenter(backend="gpu", **USER_FOREST)
+        seg = gpuseg.Segmenter(backend="gpu", preset="skimage", **USER_FOREST)
         profiler.enable()
         for stage, run in (("fit", lambda: seg.fit(image, scribbles)), ("predict", lambda: seg.predict(image))):
             t0 = time.perf_counter()

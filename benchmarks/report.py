@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .runners import REFERENCE, STAGES, STOCK
+from .scale_plan import scale_section
 
 TARGET_SHAPE = (4096, 4096)
 TARGET_RUNNER = "gpuseg-cpu"
@@ -32,7 +33,7 @@ def summarise(rows: list[dict]) -> dict:
 
     Each value holds ``seconds`` (median), ``peak_rss_GB`` and ``peak_gpu_GB``
     (largest), ``agreement`` (smallest), ``accuracy`` (median), ``repeats``,
-    and the row's ``device``, ``n_features`` and ``labelled_pixels``.
+    and the first row's ``device``, ``n_features``, ``labelled_pixels`` and ``details`` (or ``None``).
     """
     groups = defaultdict(list)
     for row in rows:
@@ -52,6 +53,7 @@ def summarise(rows: list[dict]) -> dict:
             "accuracy": float(np.median(accuracy)) if accuracy else None,
             "repeats": len(group),
             **{k: group[0][k] for k in ("device", "n_features", "labelled_pixels")},
+            "details": group[0].get("details"),
         }
     return summary
 
@@ -283,6 +285,8 @@ def write_report(rows: list[dict], meta: dict, out: Path) -> Path:
         plots = plot(summary, ndim, out)
         lines += [""] + ([f"![{name}]({name})" for name in plots] or
                          ["(No plots: matplotlib is not installed; `pip install '.[bench]'`.)"])
+    if meta["scenario"] == "scale":
+        lines += ["", "## Scaling over worker processes", ""] + scale_section(summary, meta)
     if meta["skipped"]:
         lines += ["", "## Not run", ""] + [f"- {s}" for s in meta["skipped"]]
     path = out / "report.md"

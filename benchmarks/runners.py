@@ -13,8 +13,9 @@ A runner times four stages on one image with its scribbles:
 ``end_to_end``
     what a user runs, from a host image to host labels, on a fresh model.
 
-The runners of the ``large`` and ``app`` scenarios time one stage each:
-``predict`` of a Zarr-backed image into a Zarr output, and the app's
+The runners of the ``large``, ``scale`` and ``app`` scenarios time one stage
+each: ``predict`` of a Zarr-backed image into a Zarr output (in one process,
+or on a Dask ``LocalCluster`` of 1 or 2 worker processes), and the app's
 ``stroke_to_overlay``.
 
 Every runner shares :class:`Runner`'s timing; subclasses say only what a
@@ -61,6 +62,8 @@ class Runner:
     name = ""
     stages = ("end_to_end", "features", "fit", "predict")
     gpu = False
+    details: dict = {}
+    """What a runner reports of its last stage beyond the time, recorded in each row as ``details``."""
 
     def __init__(self, forest_params: dict):
         self.forest_params = dict(forest_params)
@@ -165,6 +168,8 @@ class GpusegCPU(Runner):
 
     name = "gpuseg-cpu"
     backend = "cpu"
+    feature_args = {"preset": "skimage"}
+    """scikit-image's features, so that the labels can equal the reference's."""
 
     def reset(self):
         self._model = None
@@ -172,12 +177,12 @@ class GpusegCPU(Runner):
     def _segmenter(self):
         import gpuseg
 
-        return gpuseg.Segmenter(backend=self.backend, **self.forest_params)
+        return gpuseg.Segmenter(backend=self.backend, **self.feature_args, **self.forest_params)
 
     def features(self, image):
         import gpuseg
 
-        return gpuseg.multiscale_features(image, backend=self.backend)
+        return gpuseg.multiscale_features(image, backend=self.backend, **self._segmenter().feature_params.to_dict())
 
     def fit(self, image, scribbles):
         self._model = self._segmenter().fit(image, scribbles)
@@ -193,6 +198,7 @@ class GpusegCPUDefaults(GpusegCPU):
     """gpuseg on the CPU with its own default forest parameters."""
 
     name = "gpuseg-cpu-defaults"
+    feature_args = {}
 
     def __init__(self, forest_params: dict):
         super().__init__({})
@@ -328,13 +334,77 @@ class GpusegCPUZarr(GpusegCPU):
 
         shutil.rmtree(self._out, ignore_errors=True)  # a fresh output: nothing to resume
         seconds, out = super().run_stage(stage, image, scribbles)
-        return seconds, zarr.open_array(str(out), mode="r")[:]
+        return seconds, zarr.open_array(str(Path(out) / "0"), mode="r")[:]  # level 0 of the OME-Zarr output
 
     def predict(self, image):
         from gpuseg.stream import predict_to_zarr
 
         return predict_to_zarr(self._model, image, self._out, tile_shape=(self.TILE_EDGE,) * image.ndim,
                                progress=False)
+
+
+class ClusterCPU(GpusegCPUZarr):
+    """:func:`gpuseg.stream.predict_to_zarr` on a ``LocalCluster`` of worker processes (scenario ``scale``).
+
+    Each worker is one process of one thread, and its Numba kernels run on one
+    thread (``NUMBA_NUM_THREADS=1``), so ``n_workers`` is the number of cores
+    used and tiles per second can be compared across worker counts. The
+    workers' kernels are compiled before the clock starts. After each run,
+    :attr:`details` holds the tile count and the stored bytes per chunk.
+    """
+
+    name = "gpuseg-cluster-1"
+    stages = ("predict",)
+    TILE_EDGE = 512
+    n_workers = 1
+
+    @classmethod
+    def unavailable(cls):
+        return None if importlib.util.find_spec("distributed") else "distributed is not installed (pip install '.[bench]')"
+
+    def load_image(self, directory):
+        self._input = directory / "image.zarr"
+        return super().load_image(directory)
+
+    def setup(self, image, scribbles):
+        super().setup(image, scribbles)
+        if getattr(self, "_client", None) is None:
+            from distributed import Client, LocalCluster
+
+            self._cluster = LocalCluster(n_workers=self.n_workers, threads_per_worker=1, processes=True,
+                                         dashboard_address=None, env={"NUMBA_NUM_THREADS": "1"})
+            self._client = Client(self._cluster)
+        self._client.run(self._model.predict, np.asarray(image[(slice(0, 64),) * image.ndim]), progress=False)
+
+    def predict(self, image):
+        from gpuseg.stream import predict_to_zarr
+
+        return predict_to_zarr(self._model, image, self._out, tile_shape=(self.TILE_EDGE,) * image.ndim,
+                               progress=False, client=self._client)
+
+    def run_stage(self, stage, image, scribbles):
+        seconds, labels = super().run_stage(stage, image, scribbles)
+        tiles = [-(-n // self.TILE_EDGE) for n in image.shape]
+        self.details = {
+            "workers": self.n_workers,
+            "tile_edge": self.TILE_EDGE,
+            "halo": self._model.feature_params.halo(),
+            "n_tiles": int(np.prod(tiles)),
+            "input_chunk_bytes": _mean_chunk_bytes(self._input),
+            "output_chunk_bytes": _mean_chunk_bytes(self._out / "0"),
+        }
+        return seconds, labels
+
+
+class ClusterCPU2(ClusterCPU):
+    name = "gpuseg-cluster-2"
+    n_workers = 2
+
+
+def _mean_chunk_bytes(array_dir: Path) -> float:
+    """Mean stored (compressed) size of the chunks of a Zarr v3 array directory."""
+    sizes = [f.stat().st_size for f in (array_dir / "c").rglob("*") if f.is_file()]
+    return float(np.mean(sizes)) if sizes else 0.0
 
 
 class AppCPU(GpusegCPU):
@@ -361,7 +431,8 @@ class AppCPU(GpusegCPU):
 
 RUNNERS = {
     cls.name: cls
-    for cls in (ReferenceCPU, GpusegCPU, GpusegCPUDefaults, GpusegGPU, StockGPU, GpusegCPUZarr, AppCPU)
+    for cls in (ReferenceCPU, GpusegCPU, GpusegCPUDefaults, GpusegGPU, StockGPU, GpusegCPUZarr, ClusterCPU,
+                ClusterCPU2, AppCPU)
 }
 
 

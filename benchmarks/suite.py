@@ -32,10 +32,12 @@ SCENARIOS = {
         (64, 128, 256, 512),
     ),
     "large": (("gpuseg-cpu-zarr",), (2048, 4096, 8192, 16384), (128, 256, 512)),
+    "scale": (("gpuseg-cluster-1", "gpuseg-cluster-2"), (2048, 4096), ()),
     "app": (("app-cpu",), (512, 1024, 2048), ()),
 }
 QUICK = {"runners": ("reference-cpu", "gpuseg-cpu", "gpuseg-cpu-defaults"), "sizes": (256, 512), "repeats": 1}
-ZARR_CHUNK = 1024
+ZARR_CHUNKS = {"large": 1024, "scale": 512}
+"""Chunk edge of the Zarr input of the scenarios that read one."""
 FEATURE_STACK_COPIES = 2.5
 """scikit-image's recipe holds about this many feature stacks at its peak (the list of
 features, their stack, and the classifier's work), which decides whether it fits in memory."""
@@ -140,7 +142,7 @@ def run(plan: Plan) -> tuple[list[dict], dict]:
             label = "x".join(map(str, shape))
             bar.set_description(f"{label}: generating image")
             case = Path(tmp) / label
-            data.write_case(case, shape, zarr_chunks=ZARR_CHUNK if plan.scenario == "large" else None)
+            data.write_case(case, shape, zarr_chunks=ZARR_CHUNKS.get(plan.scenario))
             for name in plan.runners:
                 bar.set_description(f"{label}: {name}")
                 if name == REFERENCE and not _reference_fits(shape):
@@ -176,7 +178,7 @@ def _versions() -> dict:
     return found
 
 
-def _git_state() -> str:
+def git_state() -> str:
     """The commit measured, and whether gpuseg/ had uncommitted changes."""
     def git(*args):
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
@@ -198,7 +200,7 @@ def _meta(plan: Plan) -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "versions": _versions(),
-        "commit": _git_state(),
+        "commit": git_state(),
         "repeats": plan.repeats,
         "forest": USER_FOREST,
         "gpuseg_forest_defaults": gpuseg.Segmenter().forest_params,

@@ -18,8 +18,9 @@ import numpy as np
 from skimage.util import img_as_float32
 
 from . import _cpu_filters, _cpu_hessian, _forest_kernels
-from ._cpu_filters import NEAREST, separable_symmetric, sobel_magnitude
+from ._cpu_filters import NEAREST, correlate_symmetric, separable_symmetric, sobel_magnitude
 from ._cpu_hessian import hessian_eigenvalues as _hessian_eigenvalues
+from ._cpu_hessian import symmetric_eigenvalues as _symmetric_eigenvalues
 from ._forest_kernels import predict_proba_cpu
 
 log = logging.getLogger("gpuseg")
@@ -27,8 +28,8 @@ COMPILING = "compiling gpuseg's CPU kernels (once, about 20 s)"
 _announced = []
 
 __all__ = ["xp", "name", "asarray", "to_host", "device_id", "memory_budget", "device_info", "ascontiguous",
-           "as_float32", "all_finite", "empty", "gaussian", "sobel", "hessian_eigenvalues", "forest_fit",
-           "forest_predict_proba"]
+           "as_float32", "all_finite", "empty", "gaussian", "gaussian_1d", "sobel", "hessian_eigenvalues", "symmetric_eigenvalues",
+           "forest_fit", "forest_predict_proba"]
 
 xp = np
 name = "cpu"
@@ -84,35 +85,75 @@ def empty(shape, dtype=np.float32):
     return np.empty(shape, dtype=dtype)
 
 
-def gaussian_kernel(sigma: float) -> np.ndarray:
-    """SciPy's Gaussian kernel (what scikit-image uses), float64: radius ``int(4 sigma + 0.5)``, sum 1.
+def gaussian_kernel(sigma: float, order: int = 0) -> np.ndarray:
+    """SciPy's Gaussian (derivative) kernel, float64: radius ``int(4 sigma + 0.5)``, the weight at ``-r .. r``.
 
-    Computed with SciPy's own expression, so the weights are the same to the last bit.
+    Computed with SciPy's own expression (``scipy.ndimage._gaussian_kernel1d``), so
+    the weights are the same to the last bit: order 0 sums to 1; order ``n`` is the
+    ``n``-th derivative of it, exactly symmetric (even ``n``) or antisymmetric (odd).
     """
     radius = int(4.0 * float(sigma) + 0.5)
     sigma2 = float(sigma) * float(sigma)
     x = np.arange(-radius, radius + 1)
     k = np.exp(-0.5 / sigma2 * x**2)
-    return k / k.sum()
+    k = k / k.sum()
+    if order == 0:
+        return k
+    exponents = np.arange(order + 1)
+    q = np.zeros(order + 1)
+    q[0] = 1
+    step = np.diag(exponents[1:], 1) + np.diag(np.ones(order) / -sigma2, -1)
+    for _ in range(order):
+        q = step.dot(q)
+    return (x[:, None] ** exponents).dot(q) * k
 
 
-def gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian smoothing equal to ``skimage.filters.gaussian(image, sigma)`` bit for bit.
+def gaussian(image: np.ndarray, sigma, order=0) -> np.ndarray:
+    """Gaussian smoothing or derivative, equal to ``scipy.ndimage.gaussian_filter`` bit for bit.
 
-    Mode 'nearest', truncate 4; see :mod:`gpuseg._cpu_filters`.
+    Mode 'nearest', truncate 4, float32 between the passes, axis 0 first; with
+    ``order=0`` and one sigma this is ``skimage.filters.gaussian(image, sigma)``.
+    See :mod:`gpuseg._cpu_filters`.
 
     Parameters
     ----------
     image : float32 ndarray, C-contiguous, 2D or 3D
-    sigma : float
+    sigma : float or sequence of float
+        One sigma, or one per axis (pixels).
+    order : int or sequence of int
+        Derivative order (0, 1 or 2) along every axis, or one per axis.
 
     Returns
     -------
-    smoothed : float32 ndarray of the same shape
+    filtered : float32 ndarray of the same shape
     """
     announce_first_compile()
-    k = gaussian_kernel(sigma)
-    return separable_symmetric(image, k[(k.shape[0] - 1) // 2:], NEAREST)
+    sigmas = np.broadcast_to(np.asarray(sigma, np.float64), (image.ndim,))
+    orders = np.broadcast_to(np.asarray(order, np.int64), (image.ndim,))
+    kernels = []
+    for s, o in zip(sigmas, orders):
+        k = gaussian_kernel(float(s), int(o))
+        kernels.append((k[(k.shape[0] - 1) // 2:], bool(o % 2)))
+    return separable_symmetric(image, kernels, NEAREST)
+
+
+def gaussian_1d(image: np.ndarray, sigma: float, order: int, axis: int) -> np.ndarray:
+    """One pass of :func:`gaussian`: ``scipy.ndimage.gaussian_filter1d`` (mode 'nearest', truncate 4) bit for bit.
+
+    Parameters
+    ----------
+    image : float32 ndarray, C-contiguous
+    sigma : float
+    order : int (0, 1 or 2)
+    axis : int
+
+    Returns
+    -------
+    filtered : float32 ndarray of the same shape
+    """
+    announce_first_compile()
+    k = gaussian_kernel(float(sigma), int(order))
+    return correlate_symmetric(image, k[(k.shape[0] - 1) // 2:], axis, NEAREST, antisymmetric=bool(order % 2))
 
 
 def sobel(image: np.ndarray) -> np.ndarray:
@@ -149,6 +190,20 @@ def hessian_eigenvalues(smoothed: np.ndarray) -> list:
         decreasing order, as ``skimage.feature.hessian_matrix_eigvals`` gives them.
     """
     return _hessian_eigenvalues(smoothed)
+
+
+def symmetric_eigenvalues(elements: list) -> list:
+    """Eigenvalues of a field of symmetric matrices, largest first; see :func:`gpuseg._cpu_hessian.symmetric_eigenvalues`.
+
+    Parameters
+    ----------
+    elements : list of float32 ndarrays of one shape, the upper triangle in C order (3 in 2D, 6 in 3D)
+
+    Returns
+    -------
+    eigenvalues : list of ``ndim`` float32 ndarrays of that shape, decreasing.
+    """
+    return _symmetric_eigenvalues(elements)
 
 
 def forest_fit(X: np.ndarray, y: np.ndarray, forest_params: dict, n_classes: int):

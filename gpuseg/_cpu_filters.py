@@ -17,6 +17,9 @@ reassociation), in parallel and vectorised, so:
 Gaussian (``scipy.ndimage.gaussian_filter``, mode ``'nearest'``): one 1D pass
 per axis, axis 0 first, the result of each pass stored as float32; a pass is
 SciPy's symmetric correlation ``x[i] w[0] + sum_{k=r..1} (x[i-k] + x[i+k]) w[k]``.
+Gaussian derivatives (``gaussian_filter(..., order=...)``, the ilastik-style
+features): the same passes with SciPy's derivative kernels, an odd order
+through SciPy's antisymmetric sum ``x[i] w[0] + sum_{k=r..1} (x[i-k] - x[i+k]) w[k]``.
 
 Sobel magnitude (``skimage.filters.sobel``, mode ``'reflect'``): for each axis,
 ``scipy.ndimage.convolve`` with the outer product of ``[1, 0, -1]`` along the
@@ -74,14 +77,28 @@ def _add_pair(acc, x1, x2, w):
 
 
 @numba.njit(cache=True, nogil=True)
+def _add_diff(acc, x1, x2, w):
+    for i in range(acc.shape[0]):
+        acc[i] += (np.float64(x1[i]) - np.float64(x2[i])) * w
+
+
+@numba.njit(inline="always")
+def _add(acc, x1, x2, w, antisymmetric):
+    if antisymmetric:
+        _add_diff(acc, x1, x2, w)
+    else:
+        _add_pair(acc, x1, x2, w)
+
+
+@numba.njit(cache=True, nogil=True)
 def _store(out, acc):
     for i in range(out.shape[0]):
         out[i] = np.float32(acc[i])
 
 
 @parallel_kernel(cache=True, nogil=True)
-def _symmetric_last(src, w, mode, out):
-    """SciPy's symmetric correlation along the last axis of a (A, N) float32 array."""
+def _symmetric_last(src, w, antisymmetric, mode, out):
+    """SciPy's (anti)symmetric correlation along the last axis of a (A, N) float32 array."""
     a_len, n = src.shape
     r = w.shape[0] - 1
     n_blocks = (a_len + _ROW_BLOCK - 1) // _ROW_BLOCK
@@ -97,13 +114,13 @@ def _symmetric_last(src, w, mode, out):
                 a_ = acc[:m]
                 _start(a_, pad[c0 + r:c0 + r + m], w[0])
                 for k in range(r, 0, -1):
-                    _add_pair(a_, pad[c0 + r - k:c0 + r - k + m], pad[c0 + r + k:c0 + r + k + m], w[k])
+                    _add(a_, pad[c0 + r - k:c0 + r - k + m], pad[c0 + r + k:c0 + r + k + m], w[k], antisymmetric)
                 _store(out[a, c0:c0 + m], a_)
 
 
 @parallel_kernel(cache=True, nogil=True)
-def _symmetric_inner(src, w, mode, out):
-    """SciPy's symmetric correlation along axis 1 of a (A, N, B) float32 array."""
+def _symmetric_inner(src, w, antisymmetric, mode, out):
+    """SciPy's (anti)symmetric correlation along axis 1 of a (A, N, B) float32 array."""
     a_len, n, b_len = src.shape
     r = w.shape[0] - 1
     n_strips = (b_len + _STRIP - 1) // _STRIP
@@ -118,24 +135,30 @@ def _symmetric_inner(src, w, mode, out):
         for i in range(i0, min(n, i0 + _INNER_ROWS)):
             _start(acc, sa[i, b0:b1], w[0])
             for k in range(r, 0, -1):
-                _add_pair(acc, sa[_index(i - k, n, mode), b0:b1], sa[_index(i + k, n, mode), b0:b1], w[k])
+                _add(acc, sa[_index(i - k, n, mode), b0:b1], sa[_index(i + k, n, mode), b0:b1], w[k],
+                     antisymmetric)
             _store(out[a, i, b0:b1], acc)
 
 
 def correlate_symmetric(x: np.ndarray, half_weights: np.ndarray, axis: int, mode: int,
-                        out: np.ndarray | None = None) -> np.ndarray:
-    """Correlate a float32 array with a symmetric 1D kernel along ``axis``, as SciPy does.
+                        out: np.ndarray | None = None, antisymmetric: bool = False) -> np.ndarray:
+    """Correlate a float32 array with a symmetric or antisymmetric 1D kernel along ``axis``, as SciPy does.
 
     Parameters
     ----------
     x : float32 ndarray, C-contiguous, any number of dimensions
     half_weights : float64 ndarray of length r + 1
-        ``half_weights[k]`` is the weight at distance ``k`` either side of the centre.
+        ``half_weights[k]`` is the kernel's weight at ``+k`` (the correlation's
+        weight at ``-k``); ``-half_weights[k]`` (antisymmetric) or the same
+        (symmetric) at ``-k``.
     axis : int
     mode : {NEAREST, REFLECT}
         Border rule: scipy.ndimage's ``'nearest'`` or ``'reflect'``.
     out : float32 ndarray, optional
         Where to write (must not be ``x``).
+    antisymmetric : bool
+        SciPy's antisymmetric sum ``x[i] w[0] + sum_{k=r..1} (x[i-k] - x[i+k]) w[k]``
+        (a first derivative) instead of the symmetric one.
 
     Returns
     -------
@@ -152,19 +175,20 @@ def correlate_symmetric(x: np.ndarray, half_weights: np.ndarray, axis: int, mode
     if x.size == 0:
         return out
     if after == 1:
-        _symmetric_last(x.reshape(before, n), w, mode, out.reshape(before, n))
+        _symmetric_last(x.reshape(before, n), w, antisymmetric, mode, out.reshape(before, n))
     else:
-        _symmetric_inner(x.reshape(before, n, after), w, mode, out.reshape(before, n, after))
+        _symmetric_inner(x.reshape(before, n, after), w, antisymmetric, mode, out.reshape(before, n, after))
     return out
 
 
-def separable_symmetric(x: np.ndarray, half_weights: np.ndarray, mode: int) -> np.ndarray:
-    """Apply the same symmetric 1D kernel along every axis, axis 0 first (``scipy.ndimage.gaussian_filter``).
+def separable_symmetric(x: np.ndarray, kernels: list, mode: int) -> np.ndarray:
+    """Apply one 1D kernel per axis, axis 0 first (``scipy.ndimage.gaussian_filter``, any ``order``).
 
     Parameters
     ----------
     x : float32 ndarray, any number of dimensions
-    half_weights : float64 ndarray of length r + 1
+    kernels : list of (half_weights, antisymmetric), one per axis
+        As :func:`correlate_symmetric` takes them.
     mode : {NEAREST, REFLECT}
 
     Returns
@@ -174,10 +198,10 @@ def separable_symmetric(x: np.ndarray, half_weights: np.ndarray, mode: int) -> n
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim == 0:
         return x.copy()
-    out = correlate_symmetric(x, half_weights, 0, mode)
+    out = correlate_symmetric(x, kernels[0][0], 0, mode, antisymmetric=kernels[0][1])
     tmp = np.empty_like(out) if x.ndim > 1 else None
     for axis in range(1, x.ndim):
-        correlate_symmetric(out, half_weights, axis, mode, out=tmp)
+        correlate_symmetric(out, kernels[axis][0], axis, mode, out=tmp, antisymmetric=kernels[axis][1])
         out, tmp = tmp, out
     return out
 

@@ -56,6 +56,15 @@ def _grad_row(f, out, n):
     out[n - 1] = (f[n - 1] - f[n - 2]) * _ONE
 
 
+@numba.njit(inline="always")
+def _eig2(a, b, c):
+    """Eigenvalues of [[a, b], [b, c]] in float32, larger first: scikit-image's formula."""
+    mean = (a + c) * _H
+    t = (a - c) * _H
+    root = np.sqrt(b * b + t * t)
+    return mean + root, mean - root
+
+
 @parallel_kernel(cache=True, nogil=True)
 def _hessian_eig_2d(g, e0, e1):
     m, n = g.shape
@@ -89,14 +98,7 @@ def _hessian_eig_2d(g, e0, e1):
             o0 = e0[i]
             o1 = e1[i]
             for j in range(n):
-                a = hxx[j]
-                b = hxy[j]
-                c = hyy[j]
-                mean = (a + c) * _H
-                t = (a - c) * _H
-                root = np.sqrt(b * b + t * t)
-                o0[j] = mean + root
-                o1[j] = mean - root
+                o0[j], o1[j] = _eig2(hxx[j], hxy[j], hyy[j])
 
 
 @numba.njit(inline="always")
@@ -255,3 +257,44 @@ def hessian_eigenvalues(g: np.ndarray) -> list:
     else:
         raise ValueError(f"hessian_eigenvalues supports 2D and 3D images, got {g.ndim}D.")
     return out
+
+
+@parallel_kernel(cache=True, nogil=True)
+def _eig_2d(a00, a01, a11, e0, e1):
+    for i in numba.prange(a00.shape[0]):
+        e0[i], e1[i] = _eig2(a00[i], a01[i], a11[i])
+
+
+@parallel_kernel(cache=True, nogil=True)
+def _eig_3d(a00, a01, a02, a11, a12, a22, e0, e1, e2):
+    for i in numba.prange(a00.shape[0]):
+        l0, l1, l2 = _eig3(np.float64(a00[i]), np.float64(a01[i]), np.float64(a02[i]),
+                           np.float64(a11[i]), np.float64(a12[i]), np.float64(a22[i]))
+        e0[i] = np.float32(l0)
+        e1[i] = np.float32(l1)
+        e2[i] = np.float32(l2)
+
+
+def symmetric_eigenvalues(elements: list) -> list:
+    """Eigenvalues of a field of symmetric matrices, largest first (structure tensor, Hessian of Gaussian).
+
+    2D: scikit-image's float32 closed form (``hessian_matrix_eigvals``); 3D: the
+    closed form above in float64, rounded to float32. Pointwise, so tiled == whole.
+
+    Parameters
+    ----------
+    elements : list of float32 ndarrays of one shape
+        The upper triangle in ``combinations_with_replacement(range(ndim), 2)``
+        order: ``[a00, a01, a11]`` (2D) or ``[a00, a01, a02, a11, a12, a22]`` (3D).
+
+    Returns
+    -------
+    eigenvalues : list of ``ndim`` float32 ndarrays of that shape, decreasing.
+    """
+    flat = [np.ascontiguousarray(e, dtype=np.float32).reshape(-1) for e in elements]
+    kernel = {3: _eig_2d, 6: _eig_3d}.get(len(flat))
+    if kernel is None:
+        raise ValueError(f"symmetric_eigenvalues takes 3 (2D) or 6 (3D) elements, got {len(flat)}.")
+    out = [np.empty_like(flat[0]) for _ in range(2 if len(flat) == 3 else 3)]
+    kernel(*flat, *out)
+    return [o.reshape(np.shape(elements[0])) for o in out]

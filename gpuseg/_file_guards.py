@@ -43,17 +43,22 @@ def check_outputs(targets) -> None:
     Parameters
     ----------
     targets : iterable of (input path, output path)
+        Paths or URLs; ``file://`` URLs are checked as paths, pairs with a URL of
+        another filesystem on either side are left out.
 
     Raises
     ------
     ValueError
         Naming the output, the input and the fix.
     """
-    targets = [(Path(src), Path(dst)) for src, dst in targets]
-    inputs = [src.resolve() for src, _ in targets]
+    from .image_io import locate  # image_io writes through this module
+
+    pairs = [(src, dst, locate(src), locate(dst)) for src, dst in targets]
+    targets = [(src, dst, Path(where.path)) for src, dst, here, where in pairs if here.local and where.local]
+    inputs = [Path(here.path).resolve() for _, _, here, _ in pairs if here.local]
     seen = {}
-    for src, dst in targets:
-        out = dst.resolve()
+    for src, dst, local_dst in targets:
+        out = local_dst.resolve()
         for inp in inputs:
             relation = _relation(out, inp)
             if relation:

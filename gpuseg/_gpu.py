@@ -12,12 +12,13 @@ from itertools import combinations_with_replacement
 import cupy as cp
 import numpy as np
 from cucim.skimage import filters as cufilters
+from cupyx.scipy import ndimage as cundi
 from cucim.skimage.feature import hessian_matrix_eigvals
 from cucim.skimage.util import img_as_float32
 
 __all__ = ["xp", "name", "asarray", "to_host", "device_id", "memory_budget", "device_info", "ascontiguous",
-           "as_float32", "all_finite", "empty", "gaussian", "sobel", "hessian_eigenvalues", "forest_fit",
-           "forest_predict_proba"]
+           "as_float32", "all_finite", "empty", "gaussian", "gaussian_1d", "sobel", "hessian_eigenvalues", "symmetric_eigenvalues",
+           "forest_fit", "forest_predict_proba"]
 
 xp = cp
 name = "gpu"
@@ -70,9 +71,18 @@ def empty(shape, dtype=np.float32):
     return cp.empty(shape, dtype=dtype)
 
 
-def gaussian(image, sigma: float):
-    """Gaussian smoothing (mode 'nearest', truncate 4), as on the CPU. float32 in, float32 out."""
-    return cufilters.gaussian(image, sigma=sigma, mode="nearest", truncate=4.0, preserve_range=False)
+def gaussian(image, sigma, order=0):
+    """Gaussian smoothing or derivative (mode 'nearest', truncate 4), per-axis ``sigma`` and ``order`` as on the CPU.
+
+    float32 in, float32 out (also between the passes, as SciPy and the CPU do).
+    """
+    return cundi.gaussian_filter(image, sigma, order=order, mode="nearest", truncate=4.0, output=cp.float32)
+
+
+def gaussian_1d(image, sigma: float, order: int, axis: int):
+    """One pass of :func:`gaussian` along ``axis`` (``cupyx.scipy.ndimage.gaussian_filter1d``), as on the CPU."""
+    return cundi.gaussian_filter1d(image, sigma, axis=axis, order=order, mode="nearest", truncate=4.0,
+                                   output=cp.float32)
 
 
 def sobel(image):
@@ -86,7 +96,12 @@ def hessian_eigenvalues(smoothed) -> list:
     first = [cp.gradient(smoothed, axis=a) for a in range(ndim)]
     h = [cp.gradient(first[a], axis=b) for a, b in combinations_with_replacement(range(ndim), 2)]
     del first
-    return list(hessian_matrix_eigvals(h))
+    return symmetric_eigenvalues(h)
+
+
+def symmetric_eigenvalues(elements: list) -> list:
+    """Eigenvalues of a field of symmetric matrices (upper triangle in C order), largest first, as on the CPU."""
+    return list(hessian_matrix_eigvals(elements))
 
 
 def forest_fit(X, y, forest_params: dict, n_classes: int):

@@ -77,6 +77,8 @@ def check_meta(meta: dict, path) -> None:
         (_is_int(meta.get("n_channels")) and 1 <= meta["n_channels"] <= MAX_FEATURES, "'n_channels' is out of range"),
         (_is_int(meta.get("n_features")) and 1 <= meta["n_features"] <= MAX_FEATURES,
          f"'n_features' must lie in [1, {MAX_FEATURES}]"),
+        ("context_n_features" not in meta or _is_int(meta["context_n_features"])
+         and 1 <= meta["context_n_features"] <= MAX_FEATURES, f"'context_n_features' must lie in [1, {MAX_FEATURES}]"),
         (isinstance(meta.get("features"), dict), "'features' must be an object"),
         (isinstance(meta.get("forest_params"), dict), "'forest_params' must be an object"),
         (meta.get("channel_axis") is None or _is_int(meta.get("channel_axis")) and -4 <= meta["channel_axis"] < 4,
@@ -91,7 +93,7 @@ def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def read_forest_arrays(zf: zipfile.ZipFile, path, n_classes: int) -> dict:
+def read_forest_arrays(zf: zipfile.ZipFile, path, n_classes: int, prefix: str = "") -> dict:
     """The forest's arrays, each read only after its header, shape and size are found consistent.
 
     Parameters
@@ -101,6 +103,8 @@ def read_forest_arrays(zf: zipfile.ZipFile, path, n_classes: int) -> dict:
         For messages.
     n_classes : int
         Columns ``value`` must have (the metadata's class count).
+    prefix : str
+        Of the members' names: ``"context_"`` for auto-context's second forest.
 
     Returns
     -------
@@ -109,8 +113,8 @@ def read_forest_arrays(zf: zipfile.ZipFile, path, n_classes: int) -> dict:
         :attr:`Forest.ARRAYS` and of the :attr:`Forest.OPTIONAL_ARRAYS` the file holds.
     """
     present = set(zf.namelist())
-    headers = {name: _npy_header(zf, f"{name}.npy", path) for name in _ARRAYS
-               if name not in _OPTIONAL or f"{name}.npy" in present}
+    headers = {name: _npy_header(zf, f"{prefix}{name}.npy", path) for name in _ARRAYS
+               if name not in _OPTIONAL or f"{prefix}{name}.npy" in present}
     sizes = {"classes": n_classes}
     for name, (kind, itemsize, dims) in _ARRAYS.items():
         if name not in headers:
@@ -128,7 +132,7 @@ def read_forest_arrays(zf: zipfile.ZipFile, path, n_classes: int) -> dict:
         raise ModelFileError(path, f"its forest declares {total} bytes of arrays, over the limit of "
                                    f"{MAX_FOREST_BYTES} (a decompression bomb, or a forest far larger than any "
                                    "gpuseg trains).")
-    return {name: _npy_data(zf, f"{name}.npy", path, *header) for name, header in headers.items()}
+    return {name: _npy_data(zf, f"{prefix}{name}.npy", path, *header) for name, header in headers.items()}
 
 
 def _npy_header(zf: zipfile.ZipFile, member: str, path) -> tuple:

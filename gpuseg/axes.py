@@ -145,8 +145,16 @@ class Frames:
 
     def __iter__(self):
         """``(index, frame)`` pairs: ``index`` into the loop axes, ``frame`` an :class:`AxesView` in the model's layout."""
-        for index in product(*map(range, self.loop_shape)):
-            yield index, AxesView(self.image, self.axes, self.layout, {**self._dropped, **dict(zip(self.loop, index))})
+        for index in self.indices():
+            yield index, self.frame(index)
+
+    def indices(self):
+        """The frames' indices into the loop axes, in order."""
+        return product(*map(range, self.loop_shape))
+
+    def frame(self, index: tuple) -> AxesView:
+        """The frame at ``index`` (into the loop axes), in the model's layout."""
+        return AxesView(self.image, self.axes, self.layout, {**self._dropped, **dict(zip(self.loop, index))})
 
     def out_axes(self, proba: bool) -> str:
         """Axes of the result: the loop axes, the spatial axes, and ``C`` (classes, last) for probabilities."""

@@ -6,9 +6,10 @@ import argparse
 import logging
 import sys
 import warnings
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from . import __version__
+from .features import PRESETS
 from .guards import InputMismatchWarning
 from .training import FOREST_DEFAULTS
 
@@ -34,8 +35,17 @@ class _Help(argparse.RawDescriptionHelpFormatter):
 
 def _feature_and_forest_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("features")
-    g.add_argument("--sigma-min", type=float, default=0.5, help="smallest Gaussian sigma, in pixels")
-    g.add_argument("--sigma-max", type=float, default=16.0, help="largest Gaussian sigma, in pixels")
+    g.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="a feature set by name (not with the sigma and --no-* options; without any of them: compact)")
+    g.add_argument("--spacing", type=float, nargs="+", default=None, metavar="SIZE",
+                   help="physical pixel size per spatial axis, e.g. 4 1 1 for a z-step of 4 pixels "
+                   "(default: from the first image's OME/ImageJ metadata, else isotropic)")
+    g.add_argument("--auto-context", action="store_true",
+                   help="a second forest on the features and the first's smoothed class probabilities")
+    g.add_argument("--sigma-min", type=float, default=None,
+                   help="smallest Gaussian sigma, in pixels, of scikit-image's features (default: 0.5)")
+    g.add_argument("--sigma-max", type=float, default=None,
+                   help="largest Gaussian sigma, in pixels, of scikit-image's features (default: 16.0)")
     g.add_argument("--num-sigma", type=int, default=None, help="number of sigmas (default: one per octave)")
     g.add_argument("--no-intensity", action="store_true", help="leave out smoothed intensity")
     g.add_argument("--no-edges", action="store_true", help="leave out Sobel edges")
@@ -55,8 +65,12 @@ def _max_samples(text: str):
     return text if text == "auto" else float(text)
 
 
+def _path_or_url(text: str):
+    return text if "://" in text else Path(text)
+
+
 def _common_options(p: argparse.ArgumentParser, axes=None) -> None:
-    p.add_argument("--backend", choices=("auto", "cpu", "gpu"), default=FOREST_DEFAULTS["max_samples"],
+    p.add_argument("--backend", choices=("auto", "cpu", "gpu"), default="auto",
                    help="where to compute: the GPU when one works (auto), or the one named")
     if axes:
         p.add_argument("--axes", default=None, type=str.upper,
@@ -88,10 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = command("predict", "segment images with a model")
     predict.add_argument("model", type=Path, help="model file (.gpuseg)")
-    predict.add_argument("inputs", nargs="+", type=Path, help="image files or folders of them")
-    predict.add_argument("-o", "--output", type=Path, default=None,
+    predict.add_argument("inputs", nargs="+", type=_path_or_url,
+                         help="image files or folders of them (Zarr images also as URLs: s3://, gs://, file://)")
+    predict.add_argument("-o", "--output", type=_path_or_url, default=None,
                          help="output file (.tif: ImageJ hyperstack, .ome.tif, .npy, .png, .zarr: OME-Zarr) for one "
-                         "input, or a folder (default for OME-Zarr inputs: their labels/gpuseg)")
+                         "input, or a folder (a URL for Zarr; default for OME-Zarr inputs: their labels/gpuseg)")
     predict.add_argument("--proba", action="store_true", help="write class probabilities instead of labels")
     predict.add_argument("--overlay", action="store_true",
                          help="also write the labels in colour over the image, as <output>_overlay.png (2D)")
@@ -100,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--overwrite", action="store_true", help="replace an output made with another model")
     predict.add_argument("--no-input-check", action="store_true",
                          help="do not warn about images of another dtype or range than the training images")
+    predict.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                         help="predict on a Dask cluster into Zarr outputs the workers write: a scheduler address "
+                              "(tcp://host:8786), local:N (N worker processes here) or local-cuda (one per GPU)")
     _common_options(predict, axes="the model's own layout, e.g. YX or YXC")
 
     command("info", "versions, backends, GPU")
@@ -151,12 +169,12 @@ def _cmd_train(args) -> int:
     from .axes import training_frames
     from .guards import check_scribbles
     from .image_io import open_image
-    from .metadata import read_metadata
+    from .metadata import read_metadata, read_spacing
 
     if len(args.pairs) % 2:
         raise ValueError("train takes IMAGE LABELS pairs: an even number of files.")
     forest = {k: getattr(args, k) for k in ("n_estimators", "max_depth", "max_samples", "min_samples_leaf",
-                                            "random_state")}
+                                            "random_state") if getattr(args, k) is not None}
     images = [open_image(Path(p)) for p in args.pairs[0::2]]
     labels = [open_image(Path(p)) for p in args.pairs[1::2]]
     for lab, path in zip(labels, args.pairs[1::2]):
@@ -165,9 +183,17 @@ def _cmd_train(args) -> int:
     channel_axis = args.channel_axis
     if channel_axis is None and axes[0] is not None and dict(zip(axes[0], images[0].shape)).get("C", 1) > 1:
         channel_axis = -1
-    seg = Segmenter(backend=args.backend, intensity=not args.no_intensity, edges=not args.no_edges,
-                    texture=not args.no_texture, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
-                    num_sigma=args.num_sigma, channel_axis=channel_axis, **forest)
+    spacing = args.spacing
+    if spacing is None:
+        ndim = sum(a in "ZYX" for a in axes[0]) if axes[0] is not None else len(labels[0].shape)
+        spacing = read_spacing(args.pairs[0], ndim)
+        if spacing is not None:
+            print(f"spacing {spacing} from {args.pairs[0]}'s metadata")
+    features = {k: v for k, v in (("intensity", not args.no_intensity), ("edges", not args.no_edges),
+                                  ("texture", not args.no_texture)) if not v}
+    features.update({k: getattr(args, k) for k in ("sigma_min", "sigma_max", "num_sigma") if getattr(args, k)})
+    seg = Segmenter(backend=args.backend, preset=args.preset, spacing=spacing, channel_axis=channel_axis,
+                    auto_context=args.auto_context, **features, **forest)
     if any(a is not None and a not in ("YX", "ZYX") for a in axes):
         if None in axes:
             raise ValueError("Some images say their axes and others do not: give --axes for all of them.")
@@ -185,7 +211,9 @@ def _expand_inputs(inputs) -> list:
 
     files = []
     for p in inputs:
-        if p.is_dir() and p.suffix != ".zarr":
+        if isinstance(p, str):  # a URL: one image
+            files.append(p)
+        elif p.is_dir() and p.suffix != ".zarr":
             files += sorted(q for q in p.iterdir() if q.suffix.lower() in INPUT_SUFFIXES)
         elif p.exists():
             files.append(p)
@@ -196,32 +224,42 @@ def _expand_inputs(inputs) -> list:
     return files
 
 
-def _targets(files: list, output, proba: bool) -> tuple:
-    """``(input, output)`` pairs (one output file, a folder of them, or the labels of OME-Zarr inputs), and the folder to make."""
+def _targets(files: list, output, proba: bool, zarr_only: bool = False) -> tuple:
+    """``(input, output)`` pairs (one output file, a folder of them, or the labels of OME-Zarr inputs), and the
+    local folder to make (``None`` when there is none, or it is a URL: object stores have no folders)."""
     from .image_io import OUTPUT_SUFFIXES, ZARR_SUFFIX
 
     kind = "proba" if proba else "labels"
     if output is None:
         if proba or not all(_is_ome_zarr_05(f) for f in files):
             raise ValueError("give -o: only labels of OME-Zarr 0.5 inputs have a default place (their labels/gpuseg).")
-        return [(f, f / "labels" / "gpuseg") for f in files], None
-    suffix = output.suffix.lower()
+        return [(f, f"{f.rstrip('/')}/labels/gpuseg" if isinstance(f, str) else f / "labels" / "gpuseg")
+                for f in files], None
+    name = PurePosixPath(output) if isinstance(output, str) else output
+    suffix = name.suffix.lower()
     known = OUTPUT_SUFFIXES + (ZARR_SUFFIX,)
     if len(files) == 1 and suffix in known:
+        if zarr_only and suffix != ZARR_SUFFIX:
+            raise ValueError(f"With --scheduler or a URL output, outputs are Zarr, not {name.suffix}: "
+                             "name the output *.zarr, or a folder.")
         return [(files[0], output)], None
-    if suffix and not output.is_dir():
+    if suffix and not (isinstance(output, Path) and output.is_dir()):
         raise ValueError(f"Cannot write {output}: " + (
             f"gpuseg writes {', '.join(known)} files." if suffix not in known else
             f"{len(files)} inputs need a folder as -o, not a {suffix} file."))
-    out_suffix = ZARR_SUFFIX if any(f.suffix == ZARR_SUFFIX for f in files) else ".tif"
-    return [(f, output / f"{f.stem}_{kind}{out_suffix}") for f in files], output
+    zarr_in = any(PurePosixPath(str(f)).suffix == ZARR_SUFFIX for f in files)
+    out_suffix = ZARR_SUFFIX if zarr_only or zarr_in else ".tif"
+    names = [f"{PurePosixPath(str(f).rstrip('/')).stem}_{kind}{out_suffix}" for f in files]
+    if isinstance(output, str):
+        return [(f, f"{output.rstrip('/')}/{n}") for f, n in zip(files, names)], None
+    return [(f, output / n) for f, n in zip(files, names)], output
 
 
 def _is_ome_zarr_05(path) -> bool:
     """An OME-Zarr image on Zarr v3 (NGFF 0.5), whose ``labels`` group gpuseg can add to."""
     from .image_io import ZARR_SUFFIX, open_image_and_multiscale
 
-    if path.suffix != ZARR_SUFFIX:
+    if PurePosixPath(str(path).rstrip("/")).suffix != ZARR_SUFFIX:
         return False
     array, ome = open_image_and_multiscale(path)
     return ome is not None and array.metadata.zarr_format == 3
@@ -232,7 +270,7 @@ def _cmd_predict(args) -> int:
 
     from . import load
     from ._file_guards import check_outputs
-    from .stream import predict_to_file, predict_to_zarr
+    from .stream import predict_to_file, predict_to_zarr, prepare_zarr, run_jobs
     from .tiling import check_tile_shape
 
     seg = load(args.model, backend=args.backend)
@@ -243,13 +281,26 @@ def _cmd_predict(args) -> int:
         check_tile_shape(tile, seg.ndim_)
     if args.overlay and args.proba:
         raise ValueError("--overlay colours labels: leave out --proba, or --overlay.")
-    targets, folder = _targets(files, args.output, args.proba)
+    zarr_only = args.scheduler is not None or isinstance(args.output, str)
+    targets, folder = _targets(files, args.output, args.proba, zarr_only)
+    if args.overlay and (args.scheduler is not None or any(isinstance(d, str) for _, d in targets)):
+        raise ValueError("--overlay writes a PNG beside a local output: leave out --scheduler and URL outputs.")
     check_outputs(targets)  # before anything is written
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
+    if args.scheduler is not None:
+        from .cluster import connect
+
+        jobs = [prepare_zarr(seg, src, dst, proba=args.proba, tile_shape=tile, overwrite=args.overwrite,
+                             axes=args.axes) for src, dst in targets]
+        with connect(args.scheduler) as client:
+            run_jobs(jobs, client)
+        for src, dst in targets:
+            print(f"{src} -> {dst}")
+        return 0
     bar = tqdm(targets, desc="gpuseg predict", unit="image", disable=len(targets) < 2)
     for src, dst in bar:
-        if dst.suffix.lower() in (".zarr", ""):
+        if PurePosixPath(str(dst)).suffix.lower() in (".zarr", ""):
             predict_to_zarr(seg, src, dst, proba=args.proba, tile_shape=tile, overwrite=args.overwrite,
                             axes=args.axes, progress=len(targets) == 1)
         else:

@@ -1,24 +1,29 @@
 """Multiscale per-pixel features: the backend-neutral driver.
 
-The features are those of :func:`skimage.feature.multiscale_basic_features`:
+By default the features are those of :func:`skimage.feature.multiscale_basic_features`:
 for every channel and every sigma, the Gaussian-smoothed intensity, the Sobel
 magnitude of the smoothed image and the eigenvalues of its Hessian (computed
-with ``np.gradient`` twice), in that order. The backend modules supply the
-three primitives (``gaussian``, ``sobel``, ``hessian_eigenvalues``); this
+with ``np.gradient`` twice), in that order. ``FeatureParams.filters`` adds
+ilastik's Gaussian-derivative filters (:data:`FILTERS`), each at its own
+sigmas, after them; ``spacing`` makes the smoothing isotropic in physical units.
+The backend modules supply the primitives (``gaussian`` with a derivative
+order, ``sobel``, ``hessian_eigenvalues``, ``symmetric_eigenvalues``); this
 module decides what to compute and in which order, once for both backends.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import numpy as np
 
 from . import _backend
 from ._validation import prepare_image, warn_if_rgb
+from .filters import FILTERS, ILASTIK_SIGMAS, filter_halo, filter_kinds, filter_width, filters_at, gaussian_radius
 
-__all__ = ["FeatureParams", "multiscale_basic_features", "multiscale_features"]
+__all__ = ["DEFAULT_PRESET", "FILTERS", "PRESETS", "FeatureParams", "feature_set", "multiscale_basic_features",
+           "multiscale_features"]
 
 MAX_SIGMA = 1024.0
 """Largest sigma: its Gaussian reads 8193 pixels per axis, and a tile's halo is 4098 pixels."""
@@ -41,6 +46,17 @@ class FeatureParams:
         Number of sigmas, log2-spaced between the two; ``None`` gives one per
         octave, ``int(log2(sigma_max) - log2(sigma_min) + 1)``. At most
         :data:`MAX_SIGMAS` either way.
+    filters : tuple of (str, tuple of float)
+        ilastik's filters (names from :data:`FILTERS`) and the sigmas of each,
+        computed after the three above; a ``{name: sigmas}`` dict is accepted
+        and stored canonically (in :data:`FILTERS` order, sigmas increasing).
+    spacing : tuple of float or None
+        Physical size of a pixel along each spatial axis (e.g. ``(4, 1, 1)``
+        for a z-step four times the pixel size). Sigmas are then in units of
+        the finest axis and shrink along coarser ones, so the smoothing is
+        isotropic in space; the filters' derivatives are per physical unit.
+        Sobel and ``np.gradient`` (edges, texture) stay per pixel, as in
+        scikit-image. ``None``: isotropic pixels.
     """
 
     intensity: bool = True
@@ -49,6 +65,8 @@ class FeatureParams:
     sigma_min: float = 0.5
     sigma_max: float = 16.0
     num_sigma: int | None = None
+    filters: tuple = ()
+    spacing: tuple | None = None
 
     def __post_init__(self):
         """Store canonical types (``bool``, ``float``, ``int`` or ``None``): equal parameters are equal dicts."""
@@ -57,9 +75,26 @@ class FeatureParams:
             object.__setattr__(self, name, kind(getattr(self, name)))
         if self.num_sigma is not None:
             object.__setattr__(self, "num_sigma", int(self.num_sigma))
-        if not (self.intensity or self.edges or self.texture):
+        filters = self.filters.items() if isinstance(self.filters, dict) else self.filters
+        by_name = {}
+        for name, sigmas in filters:
+            if name not in FILTERS:
+                raise ValueError(f"Unknown filter {name!r}; choose from {FILTERS}.")
+            sigmas = tuple(sorted({float(x) for x in np.atleast_1d(sigmas)}))
+            if not all(np.isfinite(x) and 0 < x <= MAX_SIGMA for x in sigmas) or len(sigmas) > MAX_SIGMAS:
+                raise ValueError(f"The sigmas of {name!r} must be at most {MAX_SIGMAS} positive numbers up to "
+                                 f"{MAX_SIGMA}, got {sigmas}.")
+            if sigmas:
+                by_name[name] = by_name.get(name, ()) + sigmas
+        object.__setattr__(self, "filters", tuple((n, tuple(sorted(set(by_name[n])))) for n in FILTERS if n in by_name))
+        if self.spacing is not None:
+            spacing = tuple(float(x) for x in self.spacing)
+            if not all(np.isfinite(x) and x > 0 for x in spacing):
+                raise ValueError(f"spacing must hold positive finite numbers, got {self.spacing}.")
+            object.__setattr__(self, "spacing", spacing)
+        if not (self.intensity or self.edges or self.texture or self.filters):
             raise ValueError(
-                "At least one of intensity, edges or texture must be True for features to be computed."
+                "At least one of intensity, edges, texture or a filter must be selected for features to be computed."
             )
         if not (np.isfinite(self.sigma_min) and np.isfinite(self.sigma_max)):
             raise ValueError("sigma_min and sigma_max must be finite numbers.")
@@ -90,12 +125,21 @@ class FeatureParams:
         return np.logspace(np.log2(self.sigma_min), np.log2(self.sigma_max), num=int(num), base=2, endpoint=True)
 
     def per_sigma(self, ndim: int) -> int:
-        """Features per channel and sigma: intensity + edges + ``ndim`` eigenvalues."""
+        """scikit-image's features per channel and sigma: intensity + edges + ``ndim`` eigenvalues."""
         return int(self.intensity) + int(self.edges) + (ndim if self.texture else 0)
+
+    def filter_sigmas(self) -> list:
+        """The filters' sigmas, increasing, each with the filters computed at it (in :data:`FILTERS` order)."""
+        at = {}
+        for name, sigmas in self.filters:
+            for sigma in sigmas:
+                at.setdefault(sigma, []).append(name)
+        return sorted(at.items())
 
     def n_features(self, ndim: int, n_channels: int = 1) -> int:
         """Length of the feature axis for an image of ``ndim`` spatial axes."""
-        return n_channels * len(self.sigmas()) * self.per_sigma(ndim)
+        per_filter = sum(len(sigmas) * filter_width(name, ndim) for name, sigmas in self.filters)
+        return n_channels * (len(self.sigmas()) * self.per_sigma(ndim) + per_filter)
 
     def names(self, ndim: int, n_channels: int = 1) -> list:
         """Names of the features, in the order of the feature axis.
@@ -112,29 +156,61 @@ class FeatureParams:
         names : list of str, ``n_features(ndim, n_channels)`` long
             ``"ch{c} σ={sigma} {kind}"`` with kind ``intensity``, ``edges`` or
             ``hessian-eig-{k}`` (k = 1 the largest eigenvalue), e.g.
-            ``"ch0 σ=2.0 hessian-eig-1"``; sigmas written with as few digits as
+            ``"ch0 σ=2.0 hessian-eig-1"``, then the filters' kinds: ``gaussian``,
+            ``laplacian``, ``gradient-magnitude``, ``dog``, ``structure-eig-{k}``,
+            ``hessian-of-gaussian-eig-{k}``; sigmas written with as few digits as
             keep them apart (at least 3 significant).
         """
         kinds = (["intensity"] * self.intensity + ["edges"] * self.edges
                  + [f"hessian-eig-{k}" for k in range(1, ndim + 1)] * self.texture)
-        sigmas = _sigma_labels(self.sigmas())
-        return [f"ch{c} σ={s} {kind}" for c in range(n_channels) for s in sigmas for kind in kinds]
+        sigmas = _sigma_labels(self.sigmas()) if kinds else []
+        at = self.filter_sigmas()
+        labels = dict(zip([s for s, _ in at], _sigma_labels(np.array([s for s, _ in at]))))
+        filters = [(labels[s], kind) for s, names in at for name in names for kind in filter_kinds(name, ndim)]
+        return [name for c in range(n_channels) for name in
+                [f"ch{c} σ={s} {kind}" for s in sigmas for kind in kinds] + [f"ch{c} σ={s} {k}" for s, k in filters]]
 
     def halo(self) -> int:
         """Pixels of context a tile needs on each side to give exact features.
 
-        The Gaussian reads ``int(4 * sigma + 0.5)`` pixels either side (scikit-image's
-        truncate=4), and the Hessian's gradient of the gradient two more (the Sobel
-        stencil reads one, which the two cover).
+        scikit-image's features: the Gaussian reads ``int(4 * sigma + 0.5)``
+        pixels either side (truncate=4), and the Hessian's gradient of the
+        gradient two more (the Sobel stencil reads one, which the two cover).
+        Filters: the Gaussian's (or its derivative's) radius at their sigma;
+        the structure tensor adds the radius of its outer scale. A coarser axis
+        (``spacing``) has smaller sigmas, so needs no more than this.
         """
-        return int(4.0 * float(self.sigmas()[-1]) + 0.5) + 2
+        halo = gaussian_radius(self.sigmas()[-1]) + 2 if self.per_sigma(1) else 0
+        return max([halo] + [filter_halo(name, sigmas[-1]) for name, sigmas in self.filters])
+
+    def axis_sigmas(self, sigma: float, ndim: int) -> tuple:
+        """``sigma`` (in units of the finest axis) per axis of an ``ndim``-D image, from ``spacing``."""
+        return tuple(float(sigma) / r for r in self._relative_spacing(ndim))
+
+    def _relative_spacing(self, ndim: int) -> tuple:
+        if self.spacing is None:
+            return (1.0,) * ndim
+        if len(self.spacing) != ndim:
+            raise ValueError(f"spacing {self.spacing} must have one entry per spatial axis of a {ndim}D image.")
+        finest = min(self.spacing)
+        return tuple(x / finest for x in self.spacing)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready parameters (what a model file stores)."""
+        d = {name: getattr(self, name) for name in ("intensity", "edges", "texture", "sigma_min", "sigma_max",
+                                                      "num_sigma")}
+        d["filters"] = {name: list(sigmas) for name, sigmas in self.filters}
+        d["spacing"] = None if self.spacing is None else list(self.spacing)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "FeatureParams":
-        return cls(**{name: d[name] for name in cls.__dataclass_fields__})
+        """Inverse of :meth:`to_dict`; ``filters`` and ``spacing`` may be missing (older model files)."""
+        return cls(**{name: d[name] for name in cls.__dataclass_fields__ if name in d or name not in _ADDED})
+
+
+_ADDED = ("filters", "spacing")
+"""Fields that model files written before them lack."""
 
 
 def _sigma_labels(sigmas: np.ndarray) -> list:
@@ -144,6 +220,52 @@ def _sigma_labels(sigmas: np.ndarray) -> list:
         if len(set(labels)) == len(labels):
             break
     return labels
+
+
+COMPACT_SIGMAS = (0.7, 1.6, 3.5, 10.0)
+
+PRESETS = {
+    "skimage": FeatureParams(),
+    "ilastik": FeatureParams(intensity=False, edges=False, texture=False,
+                             filters={"gaussian": ILASTIK_SIGMAS,
+                                      **{name: ILASTIK_SIGMAS[1:] for name in FILTERS[1:]}}),
+    "compact": FeatureParams(intensity=False, edges=False, texture=False,
+                             filters={name: COMPACT_SIGMAS for name in FILTERS}),
+}
+"""Feature sets by name: ``"skimage"`` is :func:`skimage.feature.multiscale_basic_features`'s
+default (24 features in 2D); ``"ilastik"`` is ilastik's full standard set at its default
+scales (49); ``"compact"`` is ilastik's six filters at four of its scales (32), the
+:class:`~gpuseg.Segmenter`'s default, chosen on the validation set
+(``python -m benchmarks --scenario accuracy``)."""
+DEFAULT_PRESET = "compact"
+
+
+def feature_set(preset: str | None = None, spacing=None, **arguments) -> FeatureParams:
+    """The features of a preset, or of the feature arguments not ``None``, else :data:`DEFAULT_PRESET`'s.
+
+    Parameters
+    ----------
+    preset : str, optional
+        A key of :data:`PRESETS`.
+    spacing : tuple of float, optional
+        Added to any of them.
+    **arguments
+        ``FeatureParams`` fields (``None``: not given); missing ones take
+        ``FeatureParams``'s defaults (scikit-image's features).
+
+    Raises
+    ------
+    ValueError
+        An unknown preset, or a preset with feature arguments.
+    """
+    given = {k: v for k, v in arguments.items() if v is not None}
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"Unknown feature preset {preset!r}; choose from {sorted(PRESETS)}.")
+    if preset is not None and given:
+        raise ValueError(f"Pass a feature preset or feature arguments, not both (preset={preset!r}, {sorted(given)}).")
+    if given:
+        return FeatureParams(**given, spacing=spacing)
+    return replace(PRESETS[preset or DEFAULT_PRESET], spacing=spacing)
 
 
 def iter_features(image, params: FeatureParams, be) -> Iterator:
@@ -162,19 +284,24 @@ def iter_features(image, params: FeatureParams, be) -> Iterator:
     feature : array of shape ``spatial_shape``, float32
         ``params.n_features(ndim, n_channels)`` of them: for each channel, for
         each sigma, intensity, edges, then the Hessian eigenvalues in
-        decreasing order.
+        decreasing order; then for each of ``params.filter_sigmas()``, its
+        filters in :data:`FILTERS` order (eigenvalues decreasing).
     """
-    sigmas = params.sigmas()
+    ndim = image.ndim - 1
+    sigmas = params.sigmas() if params.per_sigma(ndim) else ()
     for c in range(image.shape[-1]):
         channel = be.ascontiguous(image[..., c])
         for sigma in sigmas:
-            smoothed = be.gaussian(channel, float(sigma))
+            smoothed = be.gaussian(channel, params.axis_sigmas(sigma, ndim))
             if params.intensity:
                 yield smoothed
             if params.edges:
                 yield be.sobel(smoothed)
             if params.texture:
                 yield from be.hessian_eigenvalues(smoothed)
+        for sigma, names in params.filter_sigmas():
+            yield from filters_at(channel, params.axis_sigmas(sigma, ndim), params._relative_spacing(ndim),
+                                   names, be)
 
 
 def multiscale_features(
@@ -188,6 +315,8 @@ def multiscale_features(
     workers: int | None = None,
     *,
     channel_axis: int | None = None,
+    filters=(),
+    spacing=None,
     num_workers: int | None = None,
     backend: str = "auto",
 ):
@@ -219,6 +348,13 @@ def multiscale_features(
         uses every core through Numba, the GPU backend the device.
     channel_axis : int, optional
         Axis of ``image`` holding channels; ``None`` for a grayscale image.
+    filters : dict or tuple of (str, sigmas), optional
+        ilastik's filters to add (see :data:`FILTERS`), e.g.
+        ``{"laplacian": (1, 3.5), "structure_tensor": (1.6,)}``; pass
+        ``intensity=edges=texture=False`` for the filters alone, or
+        ``**PRESETS["ilastik"].to_dict()`` for ilastik's set.
+    spacing : tuple of float, optional
+        Physical pixel size per spatial axis (see :class:`FeatureParams`).
     num_workers : int, optional
         cuCIM's (and older scikit-image's) name of ``workers``; ignored too.
     backend : {"auto", "cpu", "gpu"}
@@ -228,9 +364,11 @@ def multiscale_features(
     -------
     features : ndarray (CPU backend) or cupy.ndarray (GPU backend), float32
         Shape ``spatial_shape + (n_features,)`` with
-        ``n_features = n_channels * n_sigmas * (intensity + edges + ndim * texture)``.
-        For each channel, for each sigma: intensity, edges, eigenvalues; named
-        by :meth:`FeatureParams.names`.
+        ``n_features = n_channels * (n_sigmas * (intensity + edges + ndim * texture) + n_filter_features)``.
+        For each channel, for each sigma: intensity, edges, eigenvalues; then
+        the filters (see :func:`iter_features`); named by
+        :meth:`FeatureParams.names`. The filters equal SciPy's
+        ``gaussian_filter`` derivatives bit for bit on the CPU.
 
     Raises
     ------
@@ -247,7 +385,7 @@ def multiscale_features(
         is taken as a volume; pass ``channel_axis=-1`` for RGB.
     """
     del workers, num_workers  # accepted for compatibility only (see above)
-    params = FeatureParams(intensity, edges, texture, sigma_min, sigma_max, num_sigma)
+    params = FeatureParams(intensity, edges, texture, sigma_min, sigma_max, num_sigma, filters, spacing)
     be = _backend.backend_module(_backend.resolve_backend(backend))
     warn_if_rgb(image.shape, channel_axis)
     img = prepare_image(be.asarray(image), channel_axis, be)

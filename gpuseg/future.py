@@ -115,8 +115,8 @@ class TrainableSegmenter:
     Parameters
     ----------
     clf : classifier, optional
-        A :class:`gpuseg.Segmenter` (default ``Segmenter()``: 50 trees of depth
-        at most 10; scikit-image's default is a scikit-learn forest of 100 full
+        A :class:`gpuseg.Segmenter` (default ``Segmenter(preset="skimage")``:
+        scikit-image's features, 50 trees of depth at most 10; scikit-image's default is a scikit-learn forest of 100 full
         trees), or any object with scikit-learn's ``fit`` and ``predict``.
     features_func : callable, optional
         ``features_func(image)`` returns features of shape ``S + (n_features,)``
@@ -145,7 +145,7 @@ class TrainableSegmenter:
     """
 
     def __init__(self, clf=None, features_func=None):
-        self.clf = Segmenter() if clf is None else clf
+        self.clf = Segmenter(preset="skimage") if clf is None else clf
         self.features_func = features_func
 
     def compute_features(self, image):
@@ -209,6 +209,7 @@ class TrainableSegmenter:
         params = _gpuseg_feature_arguments(self.features_func)
         if params is None:
             return False
+        self.clf.preset = None  # the features function's parameters are the features
         for name, value in params.items():
             setattr(self.clf, name, value)
         return True

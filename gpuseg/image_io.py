@@ -3,12 +3,16 @@
 Reading: ``.npy`` (memory-mapped), TIFF (small untiled ones whole, tiled ones
 and pyramids through Zarr), PNG/JPEG, Zarr and OME-Zarr. Writing: ``.npy``,
 TIFF and PNG, through :func:`atomic_write`. Streaming predictions into a Zarr
-array is :mod:`gpuseg.stream`'s.
+array is :mod:`gpuseg.stream`'s. Paths may be URLs (:func:`locate`): Zarr
+inputs are read from any fsspec filesystem, the other formats from local ones.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -25,7 +29,61 @@ OUTPUT_SUFFIXES = (".npy", ".tif", ".tiff", ".png")
 """What :func:`write_image` writes (``.ome.tif``/``.ome.tiff`` included)."""
 ZARR_SUFFIX = ".zarr"
 """What :func:`gpuseg.stream.predict_to_zarr` writes."""
-"""What :func:`write_image` writes."""
+
+
+# -- where things are ----------------------------------------------------------
+class Location(NamedTuple):
+    """A local path or a URL, resolved by fsspec.
+
+    ``fs`` is the fsspec filesystem and ``path`` the path on it; ``store`` is what
+    Zarr is given (the local path, or the URL); ``local`` says whether ``path``
+    is a path of this machine's file system.
+    """
+
+    fs: object
+    path: str
+    store: str
+    local: bool
+
+    def join(self, name: str) -> str:
+        """``store`` with ``/name`` appended."""
+        return f"{self.store.rstrip('/')}/{name}"
+
+
+def is_url(path) -> bool:
+    """Whether ``path`` is a URL (``s3://...``, ``file://...``) rather than a local path."""
+    return isinstance(path, str) and "://" in path
+
+
+def locate(path) -> Location:
+    """Resolve a local path or an fsspec URL (``file://``, ``memory://``, ``s3://``, ``gs://``, ...).
+
+    Credentials come from the filesystem's usual environment (``AWS_*`` variables,
+    ``~/.aws``, ``GOOGLE_APPLICATION_CREDENTIALS``, ...), never from the URL.
+
+    Raises
+    ------
+    ValueError
+        A URL with a user name or password in it.
+    ImportError
+        The URL's filesystem is not installed (``s3fs``, ``gcsfs``, ...); fsspec names the package.
+    """
+    import fsspec
+
+    if not is_url(path):
+        local = os.path.abspath(os.fspath(path))
+        return Location(fsspec.filesystem("file"), local, local, True)
+    if "@" in urlsplit(path).netloc:
+        raise ValueError("Give storage credentials through the environment (e.g. AWS_ACCESS_KEY_ID, "
+                         "GOOGLE_APPLICATION_CREDENTIALS), not in the URL: gpuseg records URLs in its outputs.")
+    fs, on_fs = fsspec.core.url_to_fs(path)
+    local = "file" in protocols(fs)
+    return Location(fs, on_fs, on_fs if local else path, local)
+
+
+def protocols(fs) -> tuple:
+    """The protocol names of an fsspec filesystem, e.g. ``("file", "local")``."""
+    return fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
 
 
 # -- reading -----------------------------------------------------------------
@@ -38,7 +96,9 @@ def open_image(path):
         ``.npy`` (memory-mapped); ``.tif``/``.tiff`` (read whole when small and
         untiled, else through Zarr, level 0 of a pyramid); a Zarr v2/v3 array,
         a group holding one array, or an OME-Zarr image (level 0 of its
-        ``multiscales``); ``.png``/``.jpg``/``.jpeg`` (read whole).
+        ``multiscales``); ``.png``/``.jpg``/``.jpeg`` (read whole). A URL
+        (:func:`locate`) of a Zarr or OME-Zarr image on any filesystem, or of
+        any of these files on a local one (``file://``).
 
     Returns
     -------
@@ -65,9 +125,12 @@ def open_image_and_multiscale(path) -> tuple:
     multiscale : dict or None
         The first entry of an OME-Zarr image's ``multiscales``; ``None`` for any other input.
     """
-    path = Path(path)
-    if not path.exists():
+    where = locate(path)
+    if not where.fs.exists(where.path):
         raise FileNotFoundError(f"No image at {path}.")
+    if not where.local:
+        return _open_zarr(where.store)
+    path = Path(where.path)
     try:
         return _open_by_suffix(path)
     except Exception as exc:  # a reader's failure on a damaged, hostile or unreadable file becomes one message
@@ -121,7 +184,7 @@ def _check_strips(path: Path, series) -> None:
         )
 
 
-def _open_zarr(path: Path) -> tuple:
+def _open_zarr(path) -> tuple:
     import zarr
 
     try:

@@ -59,9 +59,12 @@ def read_metadata(path, shape) -> Metadata:
         :data:`NOTHING` for formats without metadata, or axes that do not
         match ``shape``.
     """
+    url = str(path) if isinstance(path, str) and "://" in path else None  # a Zarr image at a URL
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix in (".tif", ".tiff"):
+    if url is not None:
+        meta = _ome_zarr_metadata(url)
+    elif suffix in (".tif", ".tiff"):
         meta = _tiff_metadata(path)
     elif suffix in PICTURE_SUFFIXES:
         meta = Metadata("YXC" if len(shape) == 3 and shape[-1] in (3, 4) else "YX", {}, None)
@@ -128,7 +131,7 @@ def _ascii_unit(unit: str) -> str:
     return "um" if unit in ("micron", "\\u00B5m", "µm") else unit
 
 
-def _ome_zarr_metadata(path: Path) -> Metadata:
+def _ome_zarr_metadata(path) -> Metadata:
     import zarr
 
     try:

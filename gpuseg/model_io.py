@@ -42,8 +42,12 @@ def json_value(v):
     return v
 
 
-def save_model(path, meta: dict, forest: Forest) -> Path:
-    """Write a model file atomically; returns its path (``.gpuseg`` appended if missing)."""
+def save_model(path, meta: dict, forest: Forest, context: Forest | None = None) -> Path:
+    """Write a model file atomically; returns its path (``.gpuseg`` appended if missing).
+
+    ``context`` (auto-context's second stage) is stored beside the forest as
+    ``context_<array>.npy``, its feature count as ``context_n_features``.
+    """
     import sklearn
 
     from . import __version__
@@ -59,18 +63,20 @@ def save_model(path, meta: dict, forest: Forest) -> Path:
         "sklearn_version": sklearn.__version__,
         "python_version": platform.python_version(),
         "n_features": forest.n_features,
+        **({} if context is None else {"context_n_features": context.n_features}),
         **meta,
     }
 
     def write(f):
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr(_META, json.dumps(header, indent=1))
-            for name in Forest.ARRAYS + Forest.OPTIONAL_ARRAYS:
-                if getattr(forest, name) is None:
-                    continue
-                buf = io.BytesIO()
-                np.save(buf, getattr(forest, name), allow_pickle=False)
-                zf.writestr(f"{name}.npy", buf.getvalue())
+            for prefix, trees in (("", forest), ("context_", context)):
+                for name in Forest.ARRAYS + Forest.OPTIONAL_ARRAYS if trees is not None else ():
+                    if getattr(trees, name) is None:
+                        continue
+                    buf = io.BytesIO()
+                    np.save(buf, getattr(trees, name), allow_pickle=False)
+                    zf.writestr(f"{prefix}{name}.npy", buf.getvalue())
 
     atomic_write(path, write)
     return path
@@ -93,6 +99,8 @@ def read_model(path) -> tuple:
     meta : dict
         The JSON header, checked by :func:`gpuseg._model_checks.check_meta`.
     forest : Forest
+    context : Forest or None
+        Auto-context's second stage, where the file has one.
 
     Raises
     ------
@@ -128,11 +136,17 @@ def read_model(path) -> tuple:
                 )
             check_meta(meta, path)
             arrays = read_forest_arrays(zf, path, len(meta["classes"]))
+            context = None
+            if "context_n_features" in meta:
+                context = read_forest_arrays(zf, path, len(meta["classes"]), prefix="context_")
     except _ARCHIVE_ERRORS as exc:
         raise _refuse(path, f"the archive is corrupt or truncated ({type(exc).__name__}: {str(exc)[:80]}).") from None
     forest = Forest(n_features=meta["n_features"], **arrays)
     forest.validate()
-    return meta, forest
+    if context is not None:
+        context = Forest(n_features=meta["context_n_features"], **context)
+        context.validate()
+    return meta, forest, context
 
 
 def load(path, backend="auto"):
@@ -156,8 +170,8 @@ def load(path, backend="auto"):
     """
     from .segmenter import Segmenter
 
-    meta, forest = read_model(path)
+    meta, forest, context = read_model(path)
     try:
-        return Segmenter.from_model_meta(meta, forest, backend)
+        return Segmenter.from_model_meta(meta, forest, backend, context)
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"{path} is not a usable gpuseg model file: its metadata is invalid ({exc}).") from None

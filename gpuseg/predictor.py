@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import autocontext
 from ._backend import backend_module, module_of, resolve_backend
 from ._validation import check_dtype, check_labels, prepare_image, spatial_shape, warn_if_rgb
 from .features import FeatureParams, iter_features
@@ -50,13 +51,16 @@ class TileFeatures:
         Axis of the images holding channels.
     be : module
         The backend primitives (``gpuseg._cpu``, ``gpuseg._gpu``, or anything with their names).
+    context : bool
+        Tiles for auto-context: the halo grows by the context smoothing's
+        (:func:`gpuseg.autocontext.context_radius`).
     """
 
-    def __init__(self, params: FeatureParams, channel_axis, be):
+    def __init__(self, params: FeatureParams, channel_axis, be, context: bool = False):
         self.params = params
         self.channel_axis = channel_axis
         self.be = be
-        self.halo = params.halo()
+        self.halo = params.halo() + (autocontext.context_radius() if context else 0)
         self._local = threading.local()
 
     def read_block(self, image, tile: Tile):
@@ -99,7 +103,7 @@ class TileFeatures:
             X[i].reshape(shape)[...] = f[index]  # one copy (reshape(-1) of a crop would make a second)
         return X
 
-    def labelled_rows(self, image, labels, tile_shape=None) -> tuple:
+    def labelled_rows(self, image, labels, tile_shape=None, rows_of=None) -> tuple:
         """Features and classes of the labelled pixels, computed only on tiles that hold some.
 
         Rows come in the image's C order whatever the tiles, so the forest (whose
@@ -114,6 +118,10 @@ class TileFeatures:
             0 = unlabelled.
         tile_shape : tuple of int, optional
             Default from the backend's memory budget.
+        rows_of : callable ``(block, tile, points) -> matrix``, optional
+            Other rows than the features: a column-per-pixel matrix of the
+            backend for the labelled ``points`` (relative to the tile) of a
+            tile's prepared block (auto-context's context features).
 
         Returns
         -------
@@ -144,8 +152,11 @@ class TileFeatures:
             if points[0].size == 0:
                 continue
             block = self.read_block(image, tile)
-            core = tuple(self.be.asarray(p + c.start) for p, c in zip(points, tile.crop))
-            parts.append(self.feature_matrix(block, core, (points[0].size,)).copy())
+            if rows_of is not None:
+                parts.append(rows_of(block, tile, points))
+            else:
+                core = tuple(self.be.asarray(p + c.start) for p, c in zip(points, tile.crop))
+                parts.append(self.feature_matrix(block, core, (points[0].size,)).copy())
             ys.append(lab[points])
             order.append(np.ravel_multi_index(tuple(p + w.start for p, w in zip(points, tile.write)), spatial))
         if not parts:
@@ -180,7 +191,8 @@ class Predictor(TileFeatures):
     def __init__(self, model, be):
         if not hasattr(model, "forest_"):
             raise RuntimeError(NOT_FITTED)
-        super().__init__(model.feature_params, model.channel_axis, be)
+        self.context = getattr(model, "context_forest_", None)
+        super().__init__(model.feature_params, model.channel_axis, be, context=self.context is not None)
         self.requested_backend = model.backend
         self.forest = model.forest_
         self.classes = np.asarray(model.classes_)
@@ -298,7 +310,12 @@ class Predictor(TileFeatures):
     def _proba_of_crop(self, block, crop):
         shape = tuple(c.stop - c.start for c in crop)
         try:
-            return self.proba_of_matrix(self.feature_matrix(block, crop, shape)).reshape(shape + (self.classes.size,))
+            if self.context is not None:
+                proba = autocontext.two_stage_proba(block, crop, self.feature_matrix, self.proba_of_matrix,
+                                                    self._proba_of_context, self.classes.size, self.params, self.be)
+            else:
+                proba = self.proba_of_matrix(self.feature_matrix(block, crop, shape))
+            return proba.reshape(shape + (self.classes.size,))
         except MemoryError:
             axis = int(np.argmax(shape))
             if shape[axis] < 2:
@@ -316,12 +333,18 @@ class Predictor(TileFeatures):
 
     # -- feature matrices and stacks ------------------------------------------
     def _device_arrays(self) -> tuple:
-        """The forest's arrays and the class table (``label_dtype``) on the current device, put there once."""
+        """The forest's arrays, the class table (``label_dtype``) and the second stage's arrays (or ``None``)
+        on the current device, put there once."""
         device = self.be.device_id()
         if device not in self._on_device:
             classes = self.be.asarray(self.classes.astype(self.label_dtype))
-            self._on_device[device] = (self.forest.arrays(self.be), classes)
+            context = None if self.context is None else self.context.arrays(self.be)
+            self._on_device[device] = (self.forest.arrays(self.be), classes, context)
         return self._on_device[device]
+
+    def _proba_of_context(self, X):
+        """Auto-context's second stage on a feature-major matrix of features and context features."""
+        return self.be.forest_predict_proba(self._device_arrays()[2], X)
 
     def proba_of_matrix(self, X):
         """Class probabilities ``(n, n_classes)`` of a feature-major matrix ``(n_features, n)`` of the backend.
@@ -334,6 +357,9 @@ class Predictor(TileFeatures):
 
     def classify_features(self, features, kind: str):
         """Labels (``S``) or probabilities (``S + (n_classes,)``) of a feature stack ``S + (n_features,)``."""
+        if self.context is not None:
+            raise ValueError("An auto-context model classifies images (its second stage reads the first's "
+                             "probabilities around each pixel), not feature stacks: use predict_proba(image).")
         if features.ndim < 1 or features.shape[-1] != self.n_features:
             raise ValueError(f"features have {features.shape[-1] if features.ndim else 0} columns; "
                              f"the model expects {self.n_features}.")

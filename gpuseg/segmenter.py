@@ -9,9 +9,9 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
-from . import _backend
+from . import _backend, autocontext
 from ._validation import image_series
-from .features import FeatureParams
+from .features import FeatureParams, feature_set
 from .guards import describe_images
 from .model_io import json_value, save_model
 from .predictor import NOT_FITTED, Predictor, TileFeatures
@@ -19,7 +19,8 @@ from .training import FOREST_DEFAULTS, fit_forest, image_geometry
 
 log = logging.getLogger("gpuseg")
 
-PREDICTS_WITH = ("features", "channel_axis", "n_channels", "ndim", "classes")
+PREDICTS_WITH = ("features", "channel_axis", "n_channels", "ndim", "classes", "auto_context")
+FEATURE_ARGUMENTS = ("intensity", "edges", "texture", "sigma_min", "sigma_max", "num_sigma", "filters")
 """The keys of :meth:`Segmenter.model_meta` that decide what the model predicts (the Zarr fingerprint's)."""
 
 
@@ -30,8 +31,14 @@ class Segmenter(BaseEstimator):
     ----------
     backend : {"auto", "cpu", "gpu"}
         ``"auto"`` uses the GPU (CuPy, cuCIM, cuML) when one is usable, else the CPU.
-    intensity, edges, texture, sigma_min, sigma_max, num_sigma
-        Features, as in :func:`gpuseg.multiscale_features`.
+    preset : str, optional
+        Features by name from :data:`gpuseg.features.PRESETS`; without it and without feature
+        arguments, ``"compact"``'s (chosen on ``benchmarks/validation.py``'s images).
+    intensity, edges, texture, sigma_min, sigma_max, num_sigma, filters, spacing
+        Features, as in :func:`gpuseg.multiscale_features` (its defaults for those not given).
+    auto_context : bool
+        A second forest on the features and the first's smoothed class probabilities
+        (:mod:`gpuseg.autocontext`): about twice the time of fit + predict on the validation set.
     channel_axis : int, optional
         Axis of the images holding channels; ``None`` for grayscale.
     n_estimators, max_depth, max_samples, max_features, min_samples_leaf, class_weight, random_state
@@ -67,7 +74,9 @@ class Segmenter(BaseEstimator):
         unset after a ``fit_features`` whose features fit several geometries
         (see :meth:`fit_features`).
     forest_ : gpuseg.forest.Forest
-        The trained trees.
+        The trained trees (auto-context's first stage).
+    context_forest_ : gpuseg.forest.Forest or None
+        Auto-context's second stage.
     feature_names_ : list of str, (n_features_in_,)
         Name of each feature (see :meth:`gpuseg.FeatureParams.names`).
     feature_importances_ : float64 ndarray, (n_features_in_,)
@@ -77,22 +86,27 @@ class Segmenter(BaseEstimator):
         without impurity data: a cuML-trained one, or one from an older model file.
     """
 
-    def __init__(self, *, backend="auto", intensity=True, edges=True, texture=True, sigma_min=0.5,
-                 sigma_max=16, num_sigma=None, channel_axis=None, n_estimators=50, max_depth=10,
-                 max_samples="auto", max_features="sqrt", min_samples_leaf=1, class_weight=None,
-                 random_state=None, **unknown):
+    def __init__(self, *, backend="auto", preset=None, intensity=None, edges=None, texture=None, sigma_min=None,
+                 sigma_max=None, num_sigma=None, filters=None, spacing=None, auto_context=False, channel_axis=None,
+                 n_estimators=50, max_depth=10, max_samples="auto", max_features="sqrt", min_samples_leaf=1,
+                 class_weight=None, random_state=None, **unknown):
         if unknown:
             raise TypeError(
                 f"Unknown forest parameter(s) {sorted(unknown)}; Segmenter accepts {sorted(FOREST_DEFAULTS)}."
             )
         self.backend = backend
+        self.preset = preset
         self.intensity = intensity
         self.edges = edges
         self.texture = texture
         self.sigma_min = sigma_min
         self.sigma_max = sigma_max
         self.num_sigma = num_sigma
+        self.filters = filters
+        self.spacing = spacing
+        self.auto_context = auto_context
         self.channel_axis = channel_axis
+        self.feature_params  # noqa: B018 - refuses a bad preset or a preset with feature arguments now
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.max_samples = max_samples
@@ -104,7 +118,8 @@ class Segmenter(BaseEstimator):
     # -- parameters -------------------------------------------------------
     @property
     def feature_params(self) -> FeatureParams:
-        return FeatureParams(self.intensity, self.edges, self.texture, self.sigma_min, self.sigma_max, self.num_sigma)
+        """The features (see :func:`gpuseg.features.feature_set`)."""
+        return feature_set(self.preset, self.spacing, **{k: getattr(self, k) for k in FEATURE_ARGUMENTS})
 
     @property
     def forest_params(self) -> dict:
@@ -151,7 +166,7 @@ class Segmenter(BaseEstimator):
         """
         images, label_list = image_series(image, labels)
         be = self._backend_module()
-        rows = TileFeatures(self.feature_params, self.channel_axis, be)
+        rows = TileFeatures(self.feature_params, self.channel_axis, be, context=self.auto_context)
         Xs, ys, geometry = [], [], None
         t0 = time.perf_counter()
         for img, lab in zip(images, label_list):
@@ -169,6 +184,8 @@ class Segmenter(BaseEstimator):
         t1 = time.perf_counter()
         self.fit_features(X, y, ndim=geometry[0], n_channels=geometry[1])
         self.training_input_ = describe_images(images)
+        if self.auto_context:
+            self.context_forest_ = autocontext.fit_context(self, rows, images, label_list, X, y, tile_shape)
         log.info("gpuseg fit: %d labelled pixels, %d features in %.2f s, forest in %.2f s",
                  y.size, X.shape[1], t1 - t0, time.perf_counter() - t1)
         return self
@@ -218,6 +235,7 @@ class Segmenter(BaseEstimator):
         self.n_features_in_ = X.shape[1]
         self.classes_ = classes
         self.forest_ = forest
+        self.context_forest_ = None  # auto-context needs images: fit
         return self
 
     # -- prediction -------------------------------------------------------
@@ -351,7 +369,7 @@ class Segmenter(BaseEstimator):
         -------
         meta : dict
             ``features`` (``FeatureParams.to_dict()``), ``channel_axis``,
-            ``n_channels``, ``ndim``, ``classes`` (the keys of
+            ``n_channels``, ``ndim``, ``classes``, ``auto_context`` (the keys of
             :data:`PREDICTS_WITH`), ``forest_params``, ``trained_on`` and
             ``training_input`` (dtype and range, see :mod:`gpuseg.guards`).
 
@@ -370,14 +388,15 @@ class Segmenter(BaseEstimator):
             "n_channels": int(self.n_channels_),
             "ndim": int(self.ndim_),
             "classes": [int(c) for c in self.classes_],
+            "auto_context": self.context_forest_ is not None,
             "forest_params": {k: json_value(v) for k, v in self.forest_params.items()},
             "trained_on": self._backend_module().name,
             "training_input": getattr(self, "training_input_", None),
         }
 
     @classmethod
-    def from_model_meta(cls, meta: dict, forest, backend="auto") -> "Segmenter":
-        """The fitted segmenter a :meth:`model_meta` and its forest describe.
+    def from_model_meta(cls, meta: dict, forest, backend="auto", context=None) -> "Segmenter":
+        """The fitted segmenter a :meth:`model_meta` and its forest (and auto-context's second) describe.
 
         Raises
         ------
@@ -388,14 +407,17 @@ class Segmenter(BaseEstimator):
         forest_params = {k: v for k, v in meta["forest_params"].items() if k in FOREST_DEFAULTS}
         if isinstance(forest_params.get("class_weight"), dict):
             forest_params["class_weight"] = {int(k): w for k, w in forest_params["class_weight"].items()}
-        seg = cls(backend=backend, channel_axis=meta["channel_axis"], **features.to_dict(), **forest_params)
+        seg = cls(backend=backend, channel_axis=meta["channel_axis"], auto_context=context is not None,
+                  **features.to_dict(), **forest_params)
         seg.classes_ = np.asarray(meta["classes"], dtype=np.int64)
         seg.n_channels_ = int(meta["n_channels"])
         seg.ndim_ = int(meta["ndim"])
         seg.n_features_in_ = features.n_features(seg.ndim_, seg.n_channels_)
         if seg.n_features_in_ != forest.n_features or seg.classes_.size != forest.n_classes or seg.ndim_ not in (2, 3):
             raise ValueError("it disagrees with the forest")
+        autocontext.check_stages(forest, context, seg.n_features_in_)
         seg.forest_ = forest
+        seg.context_forest_ = context
         if meta.get("training_input") is not None:
             seg.training_input_ = meta["training_input"]
         return seg
@@ -407,4 +429,4 @@ class Segmenter(BaseEstimator):
         -------
         path : pathlib.Path
         """
-        return save_model(path, self.model_meta(), self.forest_)
+        return save_model(path, self.model_meta(), self.forest_, self.context_forest_)

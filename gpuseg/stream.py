@@ -1,4 +1,4 @@
-"""Predicting into storage: a resumable Zarr array streamed tile by tile, or a whole file.
+"""Predicting into storage: a resumable OME-Zarr image streamed tile by tile, or a whole file.
 
 :func:`predict_to_zarr` classifies an image tile by tile into a chunked,
 compressed OME-Zarr image whose chunks are the tiles, frame by frame along
@@ -8,16 +8,21 @@ and the tile grid, and each finished tile leaves an empty marker file,
 is written. A run killed at any moment and started again with the same
 arguments computes only the tiles without a marker, rewriting whatever
 half-written chunk they may have, and ends with the output of an
-uninterrupted run; the markers go when it is complete.
+uninterrupted run; when all tiles are done the pyramid is written, the markers
+removed and the output marked complete (:func:`finish_zarr`). Every tile is
+classified and written by :meth:`gpuseg.tile_writer.TileWriter.write`, in this
+process or on the workers of a Dask cluster (:mod:`gpuseg.cluster`); outputs
+may be fsspec URLs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
-import shutil
+import posixpath
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,18 +31,18 @@ import zarr
 from tqdm.auto import tqdm
 
 from ._file_guards import check_outputs, content_identity
-from .axes import Frames, frames_of, model_layout
+from .axes import Frames
 from .axes import predict as predict_axes
-from .guards import warn_if_unlike_training
-from .image_io import OUTPUT_SUFFIXES, open_image, open_image_and_multiscale, write_image
-from .metadata import NOTHING, Metadata, read_metadata
+from .image_io import OUTPUT_SUFFIXES, locate, open_image, write_image
 from .ome_zarr import add_to_labels_group, create, fill_pyramid, ome_order
 from .segmenter import PREDICTS_WITH
+from .source import Source, open_source
+from .tile_writer import DONE_DIR, TileWriter
 
-__all__ = ["model_fingerprint", "open_image", "open_source", "predict_to_file", "predict_to_zarr"]
+__all__ = ["finish_zarr", "model_fingerprint", "open_image", "open_source", "predict_to_file", "predict_to_zarr",
+           "prepare_zarr", "run_jobs"]
 
 FORMAT = "gpuseg-prediction"
-DONE_DIR = ".gpuseg-done"
 
 
 # -- fingerprints --------------------------------------------------------------
@@ -52,71 +57,37 @@ def model_fingerprint(segmenter) -> str:
     meta = segmenter.model_meta()
     meta = {k: meta[k] for k in PREDICTS_WITH}
     h = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
-    forest = segmenter.forest_
-    for name in forest.ARRAYS:
-        a = np.ascontiguousarray(getattr(forest, name))
-        h.update(f"{name}{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
+    for forest in (segmenter.forest_, segmenter.context_forest_):
+        for name in forest.ARRAYS if forest is not None else ():
+            a = np.ascontiguousarray(getattr(forest, name))
+            h.update(f"{name}{a.dtype.str}{a.shape}".encode())
+            h.update(a.tobytes())
     return h.hexdigest()
 
 
 def _job(segmenter, image, path, proba: bool) -> dict:
-    """What an output is the prediction of: compared on resume."""
+    """What an output is the prediction of: compared on resume.
+
+    A local input (a path or a ``file://`` URL) is named by its resolved path
+    and has a content identity; an input at another URL is named by the URL.
+    """
+    where = None if path is None else locate(path)
     return {
         "format": FORMAT,
         "model": model_fingerprint(segmenter),
         "input": {
-            "path": None if path is None else str(Path(path).resolve()),
+            "path": None if where is None else (str(Path(where.path).resolve()) if where.local else where.store),
             "shape": [int(s) for s in image.shape],
             "dtype": str(np.dtype(image.dtype)),
-            "content": None if path is None else content_identity(path),
+            "content": content_identity(where.path) if where is not None and where.local else None,
         },
         "output": "probabilities" if proba else "labels",
     }
 
 
-# -- axes of inputs -----------------------------------------------------------------
-class Source(NamedTuple):
-    """An input opened for prediction: its array, its frames for the model, and the file's calibration."""
-
-    path: object
-    array: object
-    frames: Frames
-    metadata: Metadata
-    ome: object
-
-
-def open_source(segmenter, image, axes=None) -> Source:
-    """Open ``image`` (a path or an array) and cut it into the model's frames.
-
-    The axes are ``axes`` when given, else what the file declares
-    (:func:`gpuseg.metadata.read_metadata`), else the model's own layout
-    (e.g. ``YXC``) when the image has as many axes.
-
-    Raises
-    ------
-    ValueError
-        Axes that are not given, not in the file and not guessable, or an image
-        the model cannot read (see :class:`gpuseg.axes.Frames`).
-    """
-    path = image if isinstance(image, (str, os.PathLike)) else None
-    array, ome = open_image_and_multiscale(path) if path is not None else (image, None)
-    meta = read_metadata(path, array.shape) if path is not None else NOTHING
-    layout = model_layout(segmenter.ndim_, segmenter.channel_axis)
-    if axes is None:
-        axes = meta.axes or (layout if len(layout) == len(array.shape) else None)
-    if axes is None:
-        raise ValueError(f"{path if path is not None else 'The image'} (shape {tuple(array.shape)}) does not say "
-                         f"its axes, and the model reads {layout} images; give them with --axes (axes=), e.g. "
-                         f"T{layout} for a time series.")
-    frames = frames_of(segmenter, array, axes)
-    warn_if_unlike_training(segmenter, next(iter(frames))[1], path if path is not None else "the image")
-    return Source(path, array, frames, meta, ome)
-
-
 # -- streaming to Zarr -----------------------------------------------------------
 def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None, overwrite=False, progress=True,
-                    axes=None):
+                    axes=None, client=None):
     """Classify an image tile by tile into an OME-Zarr 0.5 image; resumable after a crash or a kill.
 
     Parameters
@@ -124,9 +95,11 @@ def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None,
     segmenter : gpuseg.Segmenter
         Trained.
     image : str, path-like or array
-        A path :func:`open_image` reads, or an array supporting slicing.
+        A path or URL :func:`open_image` reads, or an array supporting slicing.
     out_path : str or path-like
-        Output directory (conventionally ``*.zarr``): an OME-Zarr 0.5 group
+        Output directory (conventionally ``*.zarr``), a local path or a URL
+        (``file://``, ``s3://``, ``gs://``, ``memory://``; see
+        :func:`gpuseg.image_io.locate`): an OME-Zarr 0.5 group
         (:mod:`gpuseg.ome_zarr`) with the input's axes in OME order less ``C``,
         and its pixel sizes. Labels (dtype ``segmenter.label_dtype``) are a
         labels image with a nearest-neighbour pyramid (levels ``0``, ``1``,
@@ -146,10 +119,17 @@ def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None,
     axes : str, optional
         The input's axes (OME letters, see :func:`open_source`): ``T`` frame
         by frame, ``C`` the channels, ``Z`` 3D.
+    client : distributed.Client, optional
+        Classify on this Dask cluster: its workers compute tiles and write
+        their chunks and markers into the output themselves (see
+        :mod:`gpuseg.cluster`), so the output and a path input must be where
+        the workers can reach them; this process then finishes the output.
+        Default: the active Dask client, if there is one, else this process.
 
     Returns
     -------
-    out_path : pathlib.Path
+    out_path : pathlib.Path or str
+        A path for a local output, the URL otherwise.
 
     Raises
     ------
@@ -162,52 +142,118 @@ def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None,
 
     Notes
     -----
-    Each finished tile leaves a marker; when all are done the pyramid is
-    written, the markers removed and the output marked complete. An input is
-    recognised on resume by its path, shape, dtype, axes and content identity
-    (size and modification time of each of its files, see
-    :func:`gpuseg._file_guards.content_identity`; an array passed directly: by
-    shape, dtype and axes), and the model by :func:`model_fingerprint`. Before
-    anything is created, an output that is, holds or lies inside the input
-    (but for the ``labels`` group of an OME-Zarr input) is refused and
-    ``tile_shape`` is checked.
+    An input is recognised on resume by its path, shape, dtype, axes and
+    content identity (size and modification time of each of its files, see
+    :func:`gpuseg._file_guards.content_identity`; an array passed directly, or
+    a URL other than ``file://``: by path, shape, dtype and axes), and the
+    model by :func:`model_fingerprint`. Before anything is created, an output
+    that is, holds or lies inside the input (but for the ``labels`` group of an
+    OME-Zarr input) is refused and ``tile_shape`` is checked. A ``memory://``
+    output lives in one process: use it without a cluster of worker processes.
     """
-    out = Path(out_path)
-    if isinstance(image, (str, os.PathLike)):
-        check_outputs([(image, out)])
+    from . import cluster
+
+    job = prepare_zarr(segmenter, image, out_path, proba=proba, tile_shape=tile_shape, overwrite=overwrite, axes=axes)
+    run_jobs([job], cluster.active_client(client), progress=progress)
+    return job.out
+
+
+def run_jobs(jobs, client=None, *, progress=True) -> None:
+    """Classify and write the tiles left of prepared jobs, in this process or on ``client``'s cluster; finish each.
+
+    Parameters
+    ----------
+    jobs : list of ZarrJob
+        From :func:`prepare_zarr`.
+    client : distributed.Client, optional
+        See :func:`gpuseg.cluster.write_tiles`; ``None``: this process.
+    progress : bool
+        One progress bar over all the jobs' tiles.
+    """
+    from . import cluster
+
+    if client is None:
+        finished = itertools.chain.from_iterable(j.writer.write(j.predictor, j.todo) for j in jobs)
+    else:
+        finished = cluster.write_tiles(client, jobs)
+    for _ in tqdm(finished, total=sum(j.n_tiles for j in jobs), initial=sum(j.n_done for j in jobs),
+                  desc="gpuseg predict", unit="tile", disable=not progress):
+        pass
+    for job in jobs:
+        finish_zarr(job)
+
+
+class ZarrJob(NamedTuple):
+    """A prediction output created or resumed, and what is left to do: see :func:`prepare_zarr`."""
+
+    out: object
+    model: str
+    predictor: object
+    writer: TileWriter
+    todo: object
+    n_tiles: int
+    n_done: int
+    store: str
+    pyramid: bool
+    complete: bool
+
+
+def prepare_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None, overwrite=False, axes=None) -> ZarrJob:
+    """Create (or check, to resume) the output of :func:`predict_to_zarr` and find the tiles without a marker.
+
+    Parameters and errors are :func:`predict_to_zarr`'s.
+
+    Returns
+    -------
+    job : ZarrJob
+        ``out`` (a path, or the URL), ``model`` (:func:`model_fingerprint`),
+        ``predictor``, ``writer``, ``todo`` (an iterator of the ``(frame index,
+        tile)`` pairs without a marker, made one by one: any grid size),
+        ``n_tiles`` in all and ``n_done`` with a marker; ``store`` (the output
+        group's path or URL), ``pyramid`` (labels: levels to fill when done)
+        and ``complete`` (nothing left to do).
+    """
+    path = image if isinstance(image, (str, os.PathLike)) else None
+    out = locate(out_path)
+    if path is not None:
+        check_outputs([(path, out_path)])
     source = open_source(segmenter, image, axes)
     frames = source.frames
     predictor = segmenter.predictor()
-    job = {**_job(segmenter, source.array, source.path, proba), "axes": frames.axes}
-    resume = out.exists() and not overwrite
+    job = {**_job(segmenter, source.array, path, proba), "axes": frames.axes}
+    resume = out.fs.exists(out.path) and not overwrite
+    complete = False
     if resume:
-        tile_shape = _resumed_tile_shape(out, job, tile_shape)
-        if zarr.open_group(str(out), mode="r").attrs["gpuseg"].get("complete"):
-            return out
+        tile_shape, complete = _resumed_tile_shape(out, job, tile_shape)
     first = next(iter(frames))[1]
     plan = predictor.plan(first, tile_shape or _input_chunks(source, predictor, first))
     axes_out = ome_order(frames.out_axes(proba))
     if not resume:
-        if out.exists():
-            _remove(out)
+        if out.fs.exists(out.path):
+            out.fs.rm(out.path, recursive=True)
         _create(out, {**job, "tile_shape": list(plan.tile_shape)}, segmenter, source, plan, axes_out, proba)
-    group = zarr.open_group(str(out), mode="r+")
-    array, done = group["0"], out / "0" / DONE_DIR
-    finished = set(os.listdir(done))
-    bar = tqdm(total=len(frames) * plan.tiles.count, initial=len(finished), desc="gpuseg predict", unit="tile",
-               disable=not progress)
-    for index, frame in frames:
-        tiles = (t for t in plan.tiles if _marker(index, t, plan.tile_shape) not in finished)  # lazily: any grid size
-        for tile, result in predictor.classify_tiles(frame, tiles, "proba" if proba else "labels"):
-            array[_zarr_index(axes_out, frames, index, tile.write)] = np.moveaxis(result, -1, 0) if proba else result
-            (done / _marker(index, tile, plan.tile_shape)).touch()
-            bar.update()
-    bar.close()
-    if not proba:
-        fill_pyramid(group, axes_out)
-    shutil.rmtree(done)
+    writer = TileWriter(source.array if path is None else os.fspath(path), frames.axes, segmenter.ndim_,
+                        segmenter.channel_axis, out.join("0"), axes_out, "proba" if proba else "labels",
+                        plan.tile_shape, opened=frames)
+    n_tiles = len(frames) * plan.tiles.count
+    done = set() if complete else writer.done_markers()
+    todo = iter(()) if complete else (
+        (index, t) for index in frames.indices() for t in plan.tiles if writer.marker(index, t) not in done)
+    out_path = Path(out.path) if out.local else out.store
+    return ZarrJob(out_path, job["model"], predictor, writer, todo, n_tiles, n_tiles if complete else len(done),
+                   out.store, not proba, complete)
+
+
+def finish_zarr(job: ZarrJob) -> None:
+    """After a job's last tile: fill the labels' pyramid, remove the done-markers, mark the output ``complete``."""
+    if job.complete:
+        return
+    group = zarr.open_group(job.store, mode="r+")
+    if job.pyramid:
+        fill_pyramid(group, "".join(a["name"].upper() for a in group.attrs["ome"]["multiscales"][0]["axes"]))
+    if job.writer.fs.exists(job.writer.done):
+        job.writer.fs.rm(job.writer.done, recursive=True)
     group.attrs["gpuseg"] = {**group.attrs["gpuseg"], "complete": True}
-    return out
 
 
 def _input_chunks(source: Source, predictor, frame):
@@ -221,51 +267,41 @@ def _input_chunks(source: Source, predictor, frame):
     return chunked if all(c <= d for c, d in zip(chunked, default)) else default
 
 
-def _zarr_index(axes_out: str, frames: Frames, index: tuple, write: tuple) -> tuple:
-    """Where a tile of a frame goes in the output: the frame's index on the loop axes, the tile on the spatial ones."""
-    at = dict(zip(frames.loop, index))
-    at.update(zip(frames.spatial, write))
-    return tuple(at.get(a, slice(None)) for a in axes_out)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink()
-
-
-def _resumed_tile_shape(out: Path, job: dict, tile_shape) -> tuple:
-    """Tile shape of an existing output of ``job``; refuses any other output."""
+def _resumed_tile_shape(out, job: dict, tile_shape) -> tuple:
+    """Tile shape of an existing output of ``job``, and whether it is complete; refuses any other output."""
     try:
-        stored = dict(zarr.open(str(out), mode="r").attrs).get("gpuseg")
+        stored = dict(zarr.open(out.store, mode="r").attrs).get("gpuseg")
     except Exception:  # not Zarr at all, or unreadable
         stored = None
     if isinstance(stored, dict) and isinstance(stored.get("input"), dict) and job["input"]["content"] is not None:
         same_but_content = {**stored, "input": {**stored["input"], "content": job["input"]["content"]}}
         if {k: same_but_content.get(k) for k in job} == job and stored["input"].get("content") != job["input"]["content"]:
             raise ValueError(
-                f"The input {job['input']['path']} changed since {out} was started (its files' sizes or times "
+                f"The input {job['input']['path']} changed since {out.store} was started (its files' sizes or times "
                 "differ): resuming would mix old and new pixels. Pass overwrite=True (--overwrite) to start again."
             )
     if not isinstance(stored, dict) or {k: stored.get(k) for k in job} != job:
         raise ValueError(
-            f"{out} already exists and is not the output of this model on this input "
+            f"{out.store} already exists and is not the output of this model on this input "
             f"({job['output']}); pass overwrite=True (--overwrite) to replace it, or choose another output path."
         )
     if tile_shape is not None and [int(t) for t in tile_shape] != stored["tile_shape"]:
         raise ValueError(
-            f"{out} is being written with tiles of {tuple(stored['tile_shape'])}; resume it without tile_shape, "
+            f"{out.store} is being written with tiles of {tuple(stored['tile_shape'])}; resume it without tile_shape, "
             "or pass overwrite=True (--overwrite) to start again."
         )
-    return tuple(stored["tile_shape"])
+    return tuple(stored["tile_shape"]), bool(stored.get("complete"))
 
 
-def _create(out: Path, attrs: dict, segmenter, source: Source, plan, axes_out: str, proba: bool) -> None:
-    """Create the empty output beside ``out`` and rename it into place, so it exists whole or not at all."""
-    tmp = out.with_name(f".{out.name}.partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+def _create(out, attrs: dict, segmenter, source: Source, plan, axes_out: str, proba: bool) -> None:
+    """Create the empty output beside ``out`` and move it into place.
+
+    On a local filesystem the move is a rename, so the output exists whole or
+    not at all; on an object store it is a copy of a few small files.
+    """
+    tmp, tmp_store = (_beside(p, ".{}.partial") for p in (out.path, out.store))
+    if out.fs.exists(tmp):
+        out.fs.rm(tmp, recursive=True)
     size = {**dict(zip(source.frames.loop, source.frames.loop_shape)), **dict(zip(source.frames.spatial, plan.spatial))}
     chunk = dict(zip(source.frames.spatial, plan.tile_shape))
     n_classes = len(segmenter.classes_)
@@ -273,28 +309,38 @@ def _create(out: Path, attrs: dict, segmenter, source: Source, plan, axes_out: s
     chunks = tuple(n_classes if a == "C" else chunk.get(a, 1) for a in axes_out)
     labelled = None if proba else _labels_source(source, out)
     try:
-        create(str(tmp), axes_out, shape, chunks, np.float32 if proba else segmenter.label_dtype,
+        create(tmp_store, axes_out, shape, chunks, np.float32 if proba else segmenter.label_dtype,
                sizes=source.metadata.sizes, unit=source.metadata.unit, attrs=attrs,
                classes=None if proba else segmenter.classes_, source=labelled)
-        (tmp / "0" / DONE_DIR).mkdir()
-        os.rename(tmp, out)
+        out.fs.makedirs(f"{tmp}/0/{DONE_DIR}", exist_ok=True)
+        if out.local:
+            os.rename(tmp, out.path)
+        else:
+            out.fs.mv(tmp, out.path, recursive=True)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if out.fs.exists(tmp):
+            out.fs.rm(tmp, recursive=True)
         raise
     if labelled is not None:
-        add_to_labels_group(source.path, out.name)
+        add_to_labels_group(source.path, posixpath.basename(out.path.rstrip("/")))
 
 
-def _labels_source(source: Source, out: Path):
+def _beside(path: str, pattern: str) -> str:
+    """The sibling of ``path`` (a path or URL) named ``pattern.format(its name)``."""
+    parent, name = posixpath.split(path.rstrip("/"))
+    return posixpath.join(parent, pattern.format(name))
+
+
+def _labels_source(source: Source, out) -> str | None:
     """``"../../"`` when ``out`` is in the ``labels`` group of the OME-Zarr input, else ``None``."""
     if source.ome is None or source.path is None:
         return None
-    return "../../" if out.resolve().parent == (Path(source.path) / "labels").resolve() else None
-
-
-def _marker(index: tuple, tile, tile_shape: tuple) -> str:
-    """Marker file name of a tile of a frame: the frame's index and the tile's chunk index, e.g. ``"2.0.3"``."""
-    return ".".join([str(i) for i in index] + [str(s.start // t) for s, t in zip(tile.write, tile_shape)])
+    where = locate(source.path)
+    if out.local and where.local:
+        inside = Path(out.path).resolve().parent == (Path(where.path) / "labels").resolve()
+    else:
+        inside = posixpath.dirname(out.store.rstrip("/")) == f"{where.store.rstrip('/')}/labels"
+    return "../../" if inside else None
 
 
 # -- whole files -------------------------------------------------------------------

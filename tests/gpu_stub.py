@@ -89,7 +89,7 @@ def fake_cupy(build: Path, allocator_log: list) -> types.ModuleType:
     """A ``cupy`` module of NumPy arrays with the few CUDA calls gpuseg makes."""
     cp = types.ModuleType("cupy")
     for name in ("asarray", "ascontiguousarray", "empty", "float32", "int32", "gradient", "isfinite",
-                 "concatenate", "zeros", "moveaxis"):
+                 "concatenate", "zeros", "moveaxis", "sqrt"):
         setattr(cp, name, getattr(np, name))
     cp.asnumpy = np.asarray
     cp.ndarray = np.ndarray
@@ -124,6 +124,17 @@ def fake_cupy(build: Path, allocator_log: list) -> types.ModuleType:
     return cp
 
 
+def fake_cupyx() -> dict:
+    """``cupyx.scipy.ndimage`` backed by SciPy's, which it mirrors."""
+    from scipy import ndimage
+
+    root = types.ModuleType("cupyx")
+    scipy = types.ModuleType("cupyx.scipy")
+    scipy.ndimage = ndimage
+    root.scipy = scipy
+    return {"cupyx": root, "cupyx.scipy": scipy, "cupyx.scipy.ndimage": ndimage}
+
+
 def fake_cucim() -> dict:
     """``cucim.skimage`` modules backed by scikit-image, which cuCIM mirrors."""
     import skimage.feature
@@ -147,7 +158,7 @@ def install(monkeypatch, build: Path, cuml=None) -> types.ModuleType:
     monkeypatch.setitem(sys.modules, "cupy", cp)
     monkeypatch.setitem(sys.modules, "cupy.cuda", cp.cuda)
     monkeypatch.setitem(sys.modules, "cupy.cuda.memory", cp.cuda.memory)
-    for name, module in fake_cucim().items():
+    for name, module in {**fake_cupyx(), **fake_cucim()}.items():
         monkeypatch.setitem(sys.modules, name, module)
     if cuml is None:
         monkeypatch.setitem(sys.modules, "cuml", None)  # import cuml raises ImportError

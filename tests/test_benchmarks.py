@@ -8,6 +8,7 @@ import pytest
 from benchmarks import report
 from benchmarks.data import TEXTURES, make_image
 from benchmarks.runners import REFERENCE, STAGES
+from benchmarks.scale_plan import scale_section
 
 REPO = Path(__file__).resolve().parent.parent
 FIELDS = {"runner", "shape", "stage", "repeat", "seconds", "peak_rss_GB", "peak_gpu_GB", "device", "n_features",
@@ -56,6 +57,22 @@ def test_targets_not_evaluated_without_the_target_size():
     assert report.targets(report.summarise(rows))[1] is None
 
 
+def test_scale_section_from_the_rows():
+    def row(workers, seconds):
+        details = {"workers": workers, "tile_edge": 512, "halo": 66, "n_tiles": 16, "input_chunk_bytes": 9e5,
+                   "output_chunk_bytes": 3e4}
+        return {**_row(f"gpuseg-cluster-{workers}", "predict", seconds, 0.5, None, shape=(2048, 2048)),
+                "details": details}
+
+    meta = {"load_before": 1.0, "load_after": 1.5, "cpu": "a CPU (2 cores)"}
+    lines = scale_section(report.summarise([row(1, 16.0), row(2, 10.0)]), meta)
+    text = "\n".join(lines)
+    assert "| 2048x2048 | 2 | 16 | 10 | 1.6 | 1.25 | 80% |" in text  # 1.6 tiles/s against 2 x 1.0
+    assert "a plan on paper, not a measurement" in text
+    assert "100 tasks/s" in text  # 100 workers / 1 s per tile
+    assert "9 input chunks" in text and "8.1 MB" in text  # 3x3 chunks of 0.9 MB read per tile
+
+
 def test_quick_run_writes_measured_rows_report_and_plots(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path)],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -100,3 +117,29 @@ def test_gpu_check_refuses_without_a_gpu(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "needs a GPU" in proc.stderr
     assert not (tmp_path / "gpu").exists()
+
+
+def test_validation_set_is_offline_and_scribbled_inside_the_truth():
+    from benchmarks import validation
+
+    cases = validation.cases(small=True)
+    assert len(cases) >= 5 and {c.image.ndim for c in cases} == {2, 3}
+    for case in cases:
+        assert case.image.dtype == np.float32 and case.truth.shape == case.image.shape
+        for density in validation.DENSITIES:
+            s = case.scribbles(density)
+            assert np.array_equal(s[s > 0], case.truth[s > 0])
+            assert set(np.unique(s[s > 0])) == set(np.unique(case.truth))
+
+
+def test_accuracy_scores_and_report():
+    from benchmarks import accuracy
+
+    truth = np.array([1, 1, 2, 2])
+    assert accuracy.scores(np.array([1, 2, 2, 2]), truth) == (0.75, (1 / 2 + 2 / 3) / 2)
+    rows = [{"case": "c", "density": "sparse", "config": name, "accuracy": 0.9, "miou": m, "fit_s": 1, "predict_s": 1}
+            for name, m in (("recipe", 0.5), ("compact", 0.6))]
+    rows += [{"timing": name, "edge": 64, "repeat": 0, "seconds": s} for name, s in
+             (("previous-defaults", 2.0), ("defaults", 3.0))]
+    text = accuracy.report(rows, {"machine": "m", "command": "x", "commit": "abc", "started": "now"})
+    assert "Δ +0.100" in text and "| defaults | 3.00 | 1.50x |" in text

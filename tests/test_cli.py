@@ -1,3 +1,4 @@
+import dataclasses
 import subprocess
 import sys
 
@@ -8,6 +9,7 @@ import tifffile
 
 import gpuseg
 from gpuseg.cli import main
+from gpuseg.features import PRESETS
 
 
 @pytest.fixture
@@ -73,6 +75,20 @@ def test_demo_writes_its_files(tmp_path, monkeypatch, capsys):
     assert labels.shape == (256, 256)
     np.testing.assert_array_equal(gpuseg.load(demo / "model.gpuseg").classes_, [1, 2, 3])
     assert iio.imread(demo / "overlay.png").shape == (256, 256, 3)
+
+
+def test_train_with_a_preset_and_spacing_from_imagej_metadata(tmp_path, rng, capsys):
+    volume = rng.random((6, 24, 24), dtype=np.float32)
+    scribbles = np.zeros(volume.shape, np.uint8)
+    scribbles[2, 2:6, 2:12], scribbles[3, 15:20, 10:20] = 1, 2
+    tifffile.imwrite(tmp_path / "stack.tif", volume, imagej=True, metadata={"spacing": 3.0, "axes": "ZYX"})
+    tifffile.imwrite(tmp_path / "scribbles.tif", scribbles)
+    model = tmp_path / "model.gpuseg"
+    assert main(["train", str(tmp_path / "stack.tif"), str(tmp_path / "scribbles.tif"), "-o", str(model),
+                 "--preset", "ilastik", "--n-estimators", "4", "--backend", "cpu"]) == 0
+    assert "spacing (3.0, 1.0, 1.0)" in capsys.readouterr().out
+    seg = gpuseg.load(model)
+    assert seg.feature_params == dataclasses.replace(PRESETS["ilastik"], spacing=(3.0, 1.0, 1.0))
 
 
 def _predict(*args):

@@ -100,3 +100,23 @@ def test_future_on_device_features(cp, mosaic):
     rf = fit_segmenter(scribbles, features, RandomForestClassifier(n_estimators=10, random_state=0))
     host = predict_segmenter(features, rf)
     assert isinstance(host, np.ndarray) and np.mean(host == cp.asnumpy(labels)) > 0.9
+
+
+@pytest.mark.parametrize("preset, shape, spacing", [("compact", (96, 120), None), ("ilastik", (16, 40, 48), (3, 1, 1))])
+def test_filters_gpu_vs_cpu(cp, preset, shape, spacing):
+    image = np.random.default_rng(0).random(shape).astype(np.float32)
+    kw = {**gpuseg.features.PRESETS[preset].to_dict(), "spacing": spacing}
+    cpu = gpuseg.multiscale_features(image, **kw, backend="cpu")
+    gpu = gpuseg.multiscale_features(cp.asarray(image), **kw, backend="gpu")
+    np.testing.assert_allclose(cp.asnumpy(gpu), cpu, rtol=1e-4, atol=1e-5)
+
+
+def test_auto_context_on_the_gpu_tiled_equals_whole_and_agrees_with_cpu(cp, mosaic):
+    image, _, scribbles = mosaic
+    kw = dict(sigma_max=4, n_estimators=8, random_state=0, auto_context=True)
+    gpu = Segmenter(backend="gpu", **kw).fit(image, scribbles)
+    whole = gpu.predict_proba(cp.asarray(image))
+    np.testing.assert_array_equal(cp.asnumpy(gpu.predict_proba(cp.asarray(image), tile_shape=(60, 70))),
+                                  cp.asnumpy(whole))
+    cpu = Segmenter(backend="cpu", **kw).fit(image, scribbles)
+    assert np.mean(cp.asnumpy(whole).argmax(-1) == cpu.predict_proba(image).argmax(-1)) > 0.97

@@ -167,6 +167,27 @@ def test_segmenter_on_the_gpu_backend_equals_cpu(stub_gpu, mosaic):
     np.testing.assert_allclose(proba.sum(-1), 1, atol=1e-5)
 
 
+def test_gpu_filters_equal_cpu(stub_gpu, rng):
+    """ilastik's filters through the GPU module (cupyx's stand-in is SciPy), with spacing, against the CPU."""
+    from gpuseg.features import FILTERS
+
+    volume = rng.random((9, 20, 22), dtype=np.float32)
+    kw = dict(sigma_max=1, filters={name: (0.7, 1.6) for name in FILTERS}, spacing=(2, 1, 1))
+    gpu = gpuseg.multiscale_features(volume, backend="gpu", **kw)
+    np.testing.assert_allclose(gpu, gpuseg.multiscale_features(volume, backend="cpu", **kw), rtol=1e-5, atol=1e-6)
+
+
+def test_auto_context_through_the_gpu_module(stub_gpu, mosaic):
+    """Auto-context's fit (fold forests, context rows) and two-stage tiles through the GPU module's stand-ins."""
+    image, _, scribbles = mosaic
+    kw = dict(sigma_max=2, n_estimators=6, random_state=0, auto_context=True)
+    gpu = gpuseg.Segmenter(backend="gpu", **kw).fit(image, scribbles)
+    whole = gpu.predict_proba(image)
+    np.testing.assert_array_equal(gpu.predict_proba(image, tile_shape=(70, 90)), whole)
+    cpu = gpuseg.Segmenter(backend="cpu", **kw).fit(image, scribbles)
+    assert np.mean(whole.argmax(-1) == cpu.predict_proba(image).argmax(-1)) > 0.97
+
+
 class _CumlFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Imports a ``cuml`` stand-in that does what cuML's ``__init__`` does to CuPy: sets RMM's allocator."""
 

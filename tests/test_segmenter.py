@@ -6,6 +6,7 @@ from skimage.future import fit_segmenter, predict_segmenter
 
 import gpuseg
 from gpuseg import Segmenter
+from gpuseg.features import FeatureParams
 from gpuseg._backend import gpu_unavailable_reason
 
 
@@ -42,7 +43,7 @@ def test_same_labels_as_skimage_future_with_same_forest(mosaic):
     """The accuracy case: gpuseg with the reference's parameters vs skimage.future + scikit-learn."""
     image, truth, scribbles = mosaic
     forest = dict(n_estimators=50, max_depth=10, max_samples=0.05, random_state=0)
-    ours = Segmenter(backend="cpu", **forest).fit(image, scribbles).predict(image)
+    ours = Segmenter(backend="cpu", preset="skimage", **forest).fit(image, scribbles).predict(image)
     features = multiscale_basic_features(image)
     clf = fit_segmenter(scribbles, features, RandomForestClassifier(n_jobs=-1, **forest))
     ref = predict_segmenter(features, clf)
@@ -154,3 +155,15 @@ def test_auto_max_samples_caps_the_draws_per_tree(mosaic, monkeypatch, cap, expe
     Segmenter(backend="cpu", sigma_max=2, n_estimators=3, random_state=0).fit(image, scribbles)
     assert seen["n"] == np.count_nonzero(scribbles)
     assert seen["max_samples"] == (cap / seen["n"] if expected == "fraction" else expected)
+
+
+def test_default_features_are_the_compact_preset_and_arguments_select_skimages():
+    from gpuseg.features import PRESETS
+
+    assert Segmenter().feature_params == PRESETS["compact"]
+    assert Segmenter(sigma_max=4).feature_params == FeatureParams(sigma_max=4)
+    assert Segmenter(preset="ilastik", spacing=(2, 1, 1)).feature_params.spacing == (2.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="not both"):
+        Segmenter(preset="skimage", sigma_max=4)
+    with pytest.raises(ValueError, match="Unknown feature preset"):
+        Segmenter(preset="weka")

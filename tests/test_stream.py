@@ -150,6 +150,47 @@ def test_ome_zarr_in_ome_zarr_out(scene, tmp_path, version, proba):
     assert open_image(out).shape == group["0"].shape
 
 
+@pytest.mark.parametrize("ome", [False, True])
+def test_memory_urls_round_trip(scene, ome, monkeypatch):
+    """A Zarr input and the output both as memory:// URLs (one process: fsspec's memory is per process)."""
+    import fsspec
+
+    seg, image, _, labels = scene
+    root = f"memory://gpuseg-round-trip-{ome}"
+    if ome:
+        _ome_zarr(f"{root}/in.ome.zarr", image, "0.5")
+    else:
+        zarr.create_array(f"{root}/in.zarr", data=image, chunks=(40, 40))
+    src = f"{root}/in.ome.zarr" if ome else f"{root}/in.zarr"
+    out = predict_to_zarr(seg, src, f"{root}/out.zarr", tile_shape=(32, 32), progress=False)
+    assert out == f"{root}/out.zarr"
+    np.testing.assert_array_equal(open_image(out)[:], labels)
+    fs = fsspec.filesystem("memory")
+    done = f"/gpuseg-round-trip-{ome}/out.zarr/0/{DONE_DIR}"
+    assert not fs.exists(done)  # markers go when complete
+    # as if killed before its last tile: the markers of all tiles but one, not complete
+    group = zarr.open_group(out, mode="r+")
+    group.attrs["gpuseg"] = {**group.attrs["gpuseg"], "complete": False}
+    for marker in [f"{i}.{j}" for i in range(4) for j in range(5)][1:]:
+        fs.touch(f"{done}/{marker}")
+    assert len(fs.ls(done)) == 4 * 5 - 1  # one tile lost: the resumed run computes it, and only it, again
+    calls = []
+    real = Predictor.classify
+    monkeypatch.setattr(Predictor, "classify", lambda *a, **k: calls.append(1) or real(*a, **k))
+    predict_to_zarr(seg, src, out, progress=False)
+    assert len(calls) == 1
+    assert not fs.exists(done)
+    assert zarr.open_group(out, mode="r").attrs["gpuseg"]["complete"]
+    assert zarr.open(out, mode="r").attrs["gpuseg"]["input"]["path"] == src
+    np.testing.assert_array_equal(open_image(out)[:], labels)
+    fs.rm(f"/gpuseg-round-trip-{ome}", recursive=True)
+
+
+def test_credentials_in_urls_refused(scene):
+    with pytest.raises(ValueError, match="environment"):
+        predict_to_zarr(scene[0], scene[1], "s3://key:secret@bucket/out.zarr", progress=False)
+
+
 def test_ome_zarr_channels_are_dropped(scene, tmp_path):
     _, image, _, labels = scene
     stacked = np.stack([image, image[::-1]])  # (c, y, x)

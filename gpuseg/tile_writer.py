@@ -1,0 +1,114 @@
+"""Classified tiles into a prediction output: each tile's Zarr chunk, then its done-marker.
+
+:class:`TileWriter` is the one sink of :func:`gpuseg.stream.predict_to_zarr`,
+in this process or on the workers of a Dask cluster (:mod:`gpuseg.cluster`).
+A tile of a frame (along ``T``) has a marker, an empty file
+``.gpuseg-done/<frame index>.<chunk index>`` in level ``0``'s directory (or key
+prefix, on an object store), written only after its chunk.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import numpy as np
+import zarr
+
+from .axes import Frames
+from .image_io import locate, open_image
+
+DONE_DIR = ".gpuseg-done"
+
+
+class TileWriter:
+    """Writes classified tiles of an image's frames into a prediction output: each tile's chunk, then its marker.
+
+    Every caller classifies and writes through :meth:`write`, in this process
+    or on a Dask worker. It pickles without the opened image and array; where
+    it is unpickled, it opens them the first time it writes, and cuts the image
+    into the same frames (:class:`gpuseg.axes.Frames`) from ``axes``.
+
+    Parameters
+    ----------
+    source : str or array
+        The image's path or URL (opened by :func:`open_image`), or the image.
+    axes : str
+        The image's axes (OME letters).
+    ndim, channel_axis
+        The model's spatial dimensions and channel axis.
+    store : str
+        Path or URL of the Zarr array the tiles go into (level ``0``; chunks are tiles).
+    axes_out : str
+        The array's axes (OME order): the frames' loop axes, ``C`` for the classes, the spatial axes.
+    kind : {"labels", "proba"}
+    tile_shape : tuple of int
+    opened : Frames, optional
+        The frames already opened from ``source`` in this process (not pickled).
+    """
+
+    def __init__(self, source, axes: str, ndim: int, channel_axis, store: str, axes_out: str, kind: str,
+                 tile_shape: tuple, opened=None):
+        self.source, self.axes, self.ndim, self.channel_axis = source, axes, ndim, channel_axis
+        self.store, self.axes_out, self.kind, self.tile_shape = store, axes_out, kind, tuple(tile_shape)
+        where = locate(store)
+        self.fs, self.done = where.fs, f"{where.path}/{DONE_DIR}"
+        self._frames, self._array = opened, None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_frames": None, "_array": None}
+
+    def marker(self, index: tuple, tile) -> str:
+        """Marker file name of a tile of a frame: the frame's index and the tile's chunk index, e.g. ``"2.0.3"``."""
+        return ".".join([str(i) for i in index] + [str(s.start // t) for s, t in zip(tile.write, self.tile_shape)])
+
+    def done_markers(self) -> set:
+        """Names of the markers written so far."""
+        try:
+            return {name.rsplit("/", 1)[-1] for name in self.fs.ls(self.done, detail=False)}
+        except FileNotFoundError:  # object stores have no empty directories
+            return set()
+
+    def frames(self) -> Frames:
+        """The image's frames, opened the first time."""
+        if self._frames is None:
+            image = open_image(self.source) if isinstance(self.source, (str, os.PathLike)) else self.source
+            self._frames = Frames(image, self.axes, self.ndim, self.channel_axis)
+        return self._frames
+
+    def write(self, predictor, tiles, *, skip_done=False):
+        """Classify ``tiles`` with ``predictor`` and write each one's chunk, then its marker.
+
+        Parameters
+        ----------
+        predictor : gpuseg.predictor.Predictor
+        tiles : iterable of (index, Tile)
+            A frame's index into the loop axes, and a tile of the output's grid;
+            each is one whole chunk, so writing one again (a retried task)
+            rewrites the same bytes. Tiles of a frame come together.
+        skip_done : bool
+            Leave out tiles whose marker exists (a task retried after its worker died).
+
+        Yields
+        ------
+        (index, tile)
+            Each tile, once its marker is written.
+        """
+        frames = self.frames()
+        if self._array is None:
+            self._array = zarr.open_array(self.store, mode="r+")
+        if skip_done:
+            tiles = [(i, t) for i, t in tiles if not self.fs.exists(f"{self.done}/{self.marker(i, t)}")]
+        for index, group in itertools.groupby(tiles, key=lambda pair: pair[0]):
+            frame_tiles = (t for _, t in group)
+            for tile, result in predictor.classify_tiles(frames.frame(index), frame_tiles, self.kind):
+                where = self._index(frames, index, tile.write)
+                self._array[where] = np.moveaxis(result, -1, 0) if self.kind == "proba" else result
+                self.fs.touch(f"{self.done}/{self.marker(index, tile)}")
+                yield index, tile
+
+    def _index(self, frames: Frames, index: tuple, write: tuple) -> tuple:
+        """Where a tile of a frame goes: the frame's index on the loop axes, the tile on the spatial ones."""
+        at = dict(zip(frames.loop, index))
+        at.update(zip(frames.spatial, write))
+        return tuple(at.get(a, slice(None)) for a in self.axes_out)
