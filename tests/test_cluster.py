@@ -157,3 +157,15 @@ def test_cli_local_cluster(scene, tmp_path, capsys):
         assert main(["predict", str(model), str(folder / "a.npy"), "-o", str(tmp_path / refused),
                      "--scheduler", scheduler]) == 2
         assert match in capsys.readouterr().err
+
+
+def test_time_series_frame_by_frame(scene, client, tmp_path):
+    """A T axis on the cluster: each task is one tile of one frame; the output equals one process's."""
+    seg, _, folder, _ = scene
+    image = np.load(folder / "a.npy")
+    np.save(tmp_path / "movie.npy", np.stack([image, image[::-1]]))
+    kwargs = dict(axes="TYX", tile_shape=TILE, progress=False)
+    whole = predict_to_zarr(seg, tmp_path / "movie.npy", tmp_path / "whole.zarr", client=None, **kwargs)
+    out = predict_to_zarr(seg, tmp_path / "movie.npy", tmp_path / "movie.zarr", client=client, **kwargs)
+    _same_output(out, whole)
+    assert zarr.open_group(str(out), mode="r")["0"].shape == (2,) + image.shape
