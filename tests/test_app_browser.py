@@ -85,7 +85,7 @@ def browser(tmp_path):
     driver.quit()
 
 
-def wait_for(condition, timeout=30.0, what="the page", driver=None):
+def wait_for(condition, timeout=60.0, what="the page", driver=None):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         result = condition()
