@@ -367,3 +367,18 @@ class Predictor(TileFeatures):
         X = self.be.xp.ascontiguousarray(self.be.xp.moveaxis(stack, -1, 0), dtype=np.float32)  # the one copy
         proba = self.proba_of_matrix(X.reshape(self.n_features, -1)).reshape(stack.shape[:-1] + (self.classes.size,))
         return proba if kind == "proba" else self._device_arrays()[1][proba.argmax(axis=-1)]
+
+
+def uncertainty(proba):
+    """Where the forest is least sure: ``(1 - p_max) * K / (K - 1)``, 0 (certain) to 1 (even odds).
+
+    Parameters
+    ----------
+    proba : float32 ndarray of shape ``S + (K,)``
+
+    Returns
+    -------
+    float32 ndarray of shape ``S``
+    """
+    k = proba.shape[-1]
+    return ((1.0 - proba.max(axis=-1)) * (k / (k - 1))).astype(np.float32)

@@ -6,6 +6,7 @@ import base64
 
 import numpy as np
 
+from ..predictor import uncertainty
 from .files import encode_png
 
 COLORS = {"red": "#e6194b", "green": "#3cb44b", "blue": "#4363d8", "orange": "#f58231", "purple": "#911eb4",
@@ -67,8 +68,7 @@ def colour_prediction(proba: np.ndarray, classes: np.ndarray, colors: dict, view
         p = proba[..., k] if k < classes.size and classes[k] == label else np.zeros(proba.shape[:-1], np.float32)
         return _colormap(p, "viridis")
     if view == "uncertainty":
-        n = proba.shape[-1]
-        return _colormap((1.0 - proba.max(axis=-1)) * n / (n - 1), "magma")
+        return _colormap(uncertainty(proba), "magma")
     lut = np.array([_rgb(colors.get(int(c), "#808080")) for c in classes], np.uint8)
     return lut[np.argmax(proba, axis=-1)]
 

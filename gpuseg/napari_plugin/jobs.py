@@ -17,7 +17,8 @@ import dask.array as da
 import numpy as np
 
 from .. import Segmenter
-from .layers import ImageInput, uncertainty
+from ..predictor import uncertainty
+from .layers import ImageInput
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Block:
     proba : float32 ndarray or None
         Class probabilities, shape of the block + ``(n_classes,)`` (when asked for).
     uncertainty : float32 ndarray or None
-        See :func:`gpuseg.napari_plugin.layers.uncertainty` (when probabilities were asked for).
+        See :func:`gpuseg.predictor.uncertainty` (when probabilities were asked for).
     """
 
     where: tuple

@@ -147,18 +147,3 @@ def visible_region(layer, image: ImageInput, point, displayed) -> tuple:
             index = int(np.clip(np.round(data_point[axis]), 0, size - 1))
             region.append(slice(index, index + 1))
     return tuple(region)
-
-
-def uncertainty(proba):
-    """Where the forest is least sure: ``(1 - p_max) * K / (K - 1)``, 0 (certain) to 1 (even odds).
-
-    Parameters
-    ----------
-    proba : float32 ndarray of shape ``S + (K,)``
-
-    Returns
-    -------
-    float32 ndarray of shape ``S``
-    """
-    k = proba.shape[-1]
-    return ((1.0 - proba.max(axis=-1)) * (k / (k - 1))).astype(np.float32)
