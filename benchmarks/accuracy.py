@@ -101,7 +101,7 @@ def run_timing(edge: int, repeats: int) -> list[dict]:
     for r in range(repeats):
         for name, kwargs in (("previous-defaults", PREVIOUS_DEFAULTS), ("defaults", {})):
             t0 = time.perf_counter()
-            gpuseg.Segmenter(backend="cpu", random_state=0, **kwargs).fit(image, scribbles).predict(image)
+            gpuseg.Segmenter(backend="cpu", random_state=0, **kwargs).fit_predict(image, scribbles)
             seconds = time.perf_counter() - t0
             rows.append({"timing": name, "edge": edge, "repeat": r, "seconds": seconds})
             print(f"{edge}x{edge} {name:18s} end to end {seconds:7.2f} s", flush=True)

@@ -257,8 +257,9 @@ def _setup(meta) -> list[str]:
         "- Stages: `features` = the feature stack of the whole image; `fit` = training on the scribbles (the "
         "reference and stock runners reuse the stack of `features`; gpuseg's `fit` computes features of the "
         "scribbled tiles itself and is reported as is); `predict` = labels of every pixel back on the host; "
-        "`end_to_end` = features + fit + predict from a host image to host labels (gpuseg: `Segmenter.fit` + "
-        "`predict` on a fresh Segmenter, which never holds the whole feature stack).",
+        "`end_to_end` = features + fit + predict from a host image to host labels (gpuseg: `Segmenter.fit_predict` "
+        "on a fresh Segmenter, which computes the scribbled tiles' features once where they fit in a quarter of "
+        "the tile memory budget, and never holds the whole feature stack of a larger image).",
         f"- Timing: each runner and image in a fresh process; one warm-up on a small image of the same kind, then "
         f"{meta['repeats']} repeats per stage, median quoted; GPU work synchronised before the clock stops. "
         "Peak RSS: the worker process's high-water mark during the stage (largest over repeats), including "

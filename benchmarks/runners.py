@@ -191,7 +191,7 @@ class GpusegCPU(Runner):
         return self._model.predict(image, progress=False)
 
     def end_to_end(self, image, scribbles):
-        return self._segmenter().fit(image, scribbles).predict(image, progress=False)
+        return self._segmenter().fit_predict(image, scribbles, progress=False)
 
 
 class GpusegCPUDefaults(GpusegCPU):

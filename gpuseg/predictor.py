@@ -16,6 +16,7 @@ host for a host input (for a device input it stays there).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from typing import NamedTuple
 
@@ -103,7 +104,7 @@ class TileFeatures:
             X[i].reshape(shape)[...] = f[index]  # one copy (reshape(-1) of a crop would make a second)
         return X
 
-    def labelled_rows(self, image, labels, tile_shape=None, rows_of=None) -> tuple:
+    def labelled_rows(self, image, labels, tile_shape=None, rows_of=None, cache=None) -> tuple:
         """Features and classes of the labelled pixels, computed only on tiles that hold some.
 
         Rows come in the image's C order whatever the tiles, so the forest (whose
@@ -122,6 +123,10 @@ class TileFeatures:
             Other rows than the features: a column-per-pixel matrix of the
             backend for the labelled ``points`` (relative to the tile) of a
             tile's prepared block (auto-context's context features).
+        cache : gpuseg.tile_cache.TileCache, optional
+            Where a labelled tile's whole feature matrix is kept, while the
+            cache has room, for :meth:`Predictor.classify_tiles` of the same
+            image; the rows are taken from it.
 
         Returns
         -------
@@ -154,6 +159,10 @@ class TileFeatures:
             block = self.read_block(image, tile)
             if rows_of is not None:
                 parts.append(rows_of(block, tile, points))
+            elif cache is not None and cache.has_room(4 * n_features * math.prod(tile.shape)):
+                whole = self.feature_matrix(block, tile.crop, tile.shape).copy()
+                cache.put(tile, whole)
+                parts.append(whole[:, self.be.asarray(np.ravel_multi_index(points, tile.shape))])
             else:
                 core = tuple(self.be.asarray(p + c.start) for p, c in zip(points, tile.crop))
                 parts.append(self.feature_matrix(block, core, (points[0].size,)).copy())
@@ -256,7 +265,7 @@ class Predictor(TileFeatures):
         tile_shape = check_tile_shape(tile_shape, len(spatial))
         return Plan(spatial, tile_shape, iter_tiles(spatial, tile_shape, self.halo))
 
-    def classify_tiles(self, image, tiles, kind: str):
+    def classify_tiles(self, image, tiles, kind: str, cache=None):
         """Classify tiles of an image, one after the other: the tile loop.
 
         Parameters
@@ -266,6 +275,11 @@ class Predictor(TileFeatures):
             CuPy, memory-mapped, Zarr, or anything supporting slicing.
         tiles : iterable of Tile
         kind : {"labels", "proba"}
+        cache : gpuseg.tile_cache.TileCache, optional
+            Feature matrices of some of these tiles, kept by
+            :meth:`TileFeatures.labelled_rows` of this image: such a tile is
+            classified from its matrix (same result), which is then dropped.
+            Not for auto-context models.
 
         Yields
         ------
@@ -275,9 +289,17 @@ class Predictor(TileFeatures):
         """
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
+        if cache is not None and self.context is not None:
+            raise ValueError("An auto-context model's second stage reads the first's probabilities around each "
+                             "pixel: classify its tiles without a cache.")
         out = module_of(image)
         for tile in tiles:
-            yield tile, out.asarray(self.classify(self.read_block(image, tile), tile.crop, kind))
+            X = None if cache is None else cache.pop(tile)
+            if X is None:
+                result = self.classify(self.read_block(image, tile), tile.crop, kind)
+            else:
+                result = self._result(self.proba_of_matrix(X).reshape(tile.shape + (self.classes.size,)), kind)
+            yield tile, out.asarray(result)
 
     def classify(self, block, crop: tuple, kind: str):
         """Labels or probabilities of the region ``crop`` of a prepared block, on the device.
@@ -304,7 +326,10 @@ class Predictor(TileFeatures):
         MemoryError
             When even a region one pixel wide along every axis does not fit.
         """
-        proba = self._proba_of_crop(block, crop)
+        return self._result(self._proba_of_crop(block, crop), kind)
+
+    def _result(self, proba, kind: str):
+        """``proba`` (``S + (n_classes,)``) itself, or the labels of its largest class (``S``)."""
         return proba if kind == "proba" else self._device_arrays()[1][proba.argmax(axis=-1)]
 
     def _proba_of_crop(self, block, crop):
@@ -365,8 +390,8 @@ class Predictor(TileFeatures):
                              f"the model expects {self.n_features}.")
         stack = self.be.asarray(features)
         X = self.be.xp.ascontiguousarray(self.be.xp.moveaxis(stack, -1, 0), dtype=np.float32)  # the one copy
-        proba = self.proba_of_matrix(X.reshape(self.n_features, -1)).reshape(stack.shape[:-1] + (self.classes.size,))
-        return proba if kind == "proba" else self._device_arrays()[1][proba.argmax(axis=-1)]
+        return self._result(self.proba_of_matrix(X.reshape(self.n_features, -1)).reshape(
+            stack.shape[:-1] + (self.classes.size,)), kind)
 
 
 def uncertainty(proba):

@@ -10,11 +10,12 @@ from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
 from . import _backend, autocontext
-from ._validation import image_series
+from ._validation import image_series, spatial_shape
 from .features import FeatureParams, feature_set
 from .guards import describe_images
 from .model_io import json_value, save_model
 from .predictor import NOT_FITTED, Predictor, TileFeatures
+from .tile_cache import TileCache
 from .training import FOREST_DEFAULTS, fit_forest, image_geometry
 
 log = logging.getLogger("gpuseg")
@@ -164,13 +165,18 @@ class Segmenter(BaseEstimator):
             labels, no labelled pixel, a single class, NaN/inf in the image, or
             images of a series that differ in channels or dimensionality.
         """
+        return self._fit(image, labels, tile_shape)
+
+    def _fit(self, image, labels, tile_shape, cache=None):
+        """:meth:`fit`, keeping the whole feature matrices of labelled tiles in ``cache`` (a TileCache) while
+        it has room."""
         images, label_list = image_series(image, labels)
         be = self._backend_module()
         rows = TileFeatures(self.feature_params, self.channel_axis, be, context=self.auto_context)
         Xs, ys, geometry = [], [], None
         t0 = time.perf_counter()
         for img, lab in zip(images, label_list):
-            X, y, shape = rows.labelled_rows(img, lab, tile_shape)
+            X, y, shape = rows.labelled_rows(img, lab, tile_shape, cache=cache)
             if geometry not in (None, shape):
                 raise ValueError(
                     f"All training images must have the same dimensionality and channels; got "
@@ -243,8 +249,54 @@ class Segmenter(BaseEstimator):
         if not hasattr(self, "forest_"):
             raise RuntimeError(NOT_FITTED)
 
-    def _predict(self, image, tile_shape, kind: str, progress):
-        """Predict an image tile by tile into one output array: the host for a host input."""
+    def fit_predict(self, image, labels, *, tile_shape=None, progress=None):
+        """Train on an image's scribbles and label every pixel of it, computing each tile's features once.
+
+        The same as ``fit(image, labels).predict(image)``, label for label, but
+        the tiles holding scribbles keep their features from training for the
+        prediction, as long as they fit in a quarter of the tile memory budget
+        (a NumPy or CuPy image; a model without auto-context), which saves
+        their second computation. The tiles of larger images are computed
+        again, as :meth:`predict` does, so memory stays bounded by the tile.
+
+        Parameters
+        ----------
+        image : array
+            One image, as in :meth:`fit` (not a series).
+        labels : integer array of shape ``S``
+        tile_shape, progress
+            As in :meth:`predict`; one tile shape serves both steps.
+
+        Returns
+        -------
+        labels : integer array of shape ``S``
+            As :meth:`predict` returns.
+
+        Raises
+        ------
+        TypeError
+            A list of images: train on a series with :meth:`fit`, then predict each.
+        ValueError
+            As :meth:`fit`.
+        """
+        if isinstance(image, (list, tuple)):
+            raise TypeError("fit_predict takes one image; for a series, call fit(images, labels) and then "
+                            "predict(image) for each image.")
+        be = self._backend_module()
+        if self.auto_context or _backend.is_dask_array(image) or not hasattr(image, "shape"):
+            return self._fit(image, labels, tile_shape).predict(image, tile_shape=tile_shape, progress=progress)
+        rows = TileFeatures(self.feature_params, self.channel_axis, be)
+        spatial = spatial_shape(image.shape, self.channel_axis)
+        n_channels = 1 if self.channel_axis is None else image.shape[self.channel_axis]
+        if tile_shape is None:
+            tile_shape = rows.default_tile_shape(spatial, self.feature_params.n_features(len(spatial), n_channels))
+        cache = TileCache(be.memory_budget() / 4)
+        self._fit(image, labels, tile_shape, cache)
+        return self._predict(image, tile_shape, "labels", progress, cache)
+
+    def _predict(self, image, tile_shape, kind: str, progress, cache=None):
+        """Predict an image tile by tile into one output array: the host for a host input; tiles whose
+        features ``cache`` (a TileCache) holds are classified from them."""
         if _backend.is_dask_array(image):
             from .lazy import predict_dask
 
@@ -255,7 +307,7 @@ class Segmenter(BaseEstimator):
         out = xp.empty(plan.spatial + (self.classes_.size,)) if kind == "proba" else \
             xp.empty(plan.spatial, self.label_dtype)
         show = progress if progress is not None else len(plan.tiles) > 4
-        results = predictor.classify_tiles(image, plan.tiles, kind)
+        results = predictor.classify_tiles(image, plan.tiles, kind, cache)
         for tile, result in tqdm(results, total=len(plan.tiles), desc="gpuseg predict", unit="tile",
                                  disable=not show, leave=False):
             out[tile.write] = result
