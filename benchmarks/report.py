@@ -288,6 +288,9 @@ def write_report(rows: list[dict], meta: dict, out: Path) -> Path:
                          ["(No plots: matplotlib is not installed; `pip install '.[bench]'`.)"])
     if meta["scenario"] == "scale":
         lines += ["", "## Scaling over worker processes", ""] + scale_section(summary, meta)
+    floor = out / "floor.md"
+    if meta["scenario"] == "standard" and floor.exists():  # written by python -m benchmarks.floor --out
+        lines += ["", floor.read_text().rstrip()]
     if meta["skipped"]:
         lines += ["", "## Not run", ""] + [f"- {s}" for s in meta["skipped"]]
     path = out / "report.md"

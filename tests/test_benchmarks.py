@@ -143,3 +143,19 @@ def test_accuracy_scores_and_report():
              (("previous-defaults", 2.0), ("defaults", 3.0))]
     text = accuracy.report(rows, {"machine": "m", "command": "x", "commit": "abc", "started": "now"})
     assert "Δ +0.100" in text and "| defaults | 3.00 | 1.50x |" in text
+
+
+def test_cpu_floor_counts_the_passes_and_writes_its_table(tmp_path):
+    """benchmarks.floor: the passes counted for the skimage preset are its 6 sigmas x 2 axes; the table has
+    a row per stage."""
+    from benchmarks import floor
+
+    m = floor.measure(64, repeats=1)
+    skimage = next(f for f in m["features"] if f["preset"] == "skimage")
+    assert skimage["passes"] == 12 and skimage["n_features"] == 24
+    assert skimage["taps"] == 2 * sum(2 * int(4 * s + 0.5) + 1 for s in (0.5, 1, 2, 4, 8, 16))
+    assert m["walk"]["trained"]["steps_per_s"] > 0 and m["walk"]["floor"]["steps_per_s"] > 0
+    text = floor.report(m)
+    assert text.count("| features `") == 3 and "| forest walk |" in text
+    floor.main(["--size", "64", "--repeats", "1", "--out", str(tmp_path)])
+    assert (tmp_path / "floor.md").read_text().startswith("## CPU floor (64x64")

@@ -1,0 +1,225 @@
+"""How far gpuseg's CPU stages are from what this machine's cores can do (the "CPU floor").
+
+Run ``python -m benchmarks.floor [--size 2048] [--repeats 3] [--out DIR]``. It
+prints, and writes as ``floor.md`` into ``--out`` (which the standard report
+then quotes), two stages:
+
+* **Forest walk** (``predict`` without the features). Work: node steps, the
+  pixels times the trees' depths (the kernel walks every tree its full depth).
+  Measured: gpuseg's kernel on 50 depth-10 trees trained on 24 features of the
+  pixels, as the benchmark's forest is. Floor: the same kernel on 50 depth-10
+  trees of 21 nodes each (a chain whose every node keeps one leaf), where
+  every load of the walk hits the L1 cache: the rate of the dependent-load
+  chain itself on these cores.
+* **Features** of the whole image, per preset. Work: the separable Gaussian
+  passes the features need (counted while computing them) and their taps;
+  each pass reads and writes a float32 image, and the features are written
+  once more (feature-major). Floor: those bytes at this machine's memory
+  bandwidth, measured here as a parallel copy of a 256 MiB array on every core;
+  and the taps (one multiply-add each) at the float64 multiply-add rate of
+  Numba-compiled code on L1-resident data on every core (no fast-math, as the
+  filter kernels are compiled: not the processor's SIMD peak), measured here
+  too. The floor is the slower.
+
+Both floors are measured on this machine in this run; nothing is quoted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+FLOOR_TREES, FLOOR_DEPTH = 50, 10
+
+
+def _best(fn, repeats: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+@numba.njit(parallel=True, nogil=True)
+def _copy(src, dst):
+    for i in numba.prange(src.size):
+        dst[i] = src[i]
+
+
+def bandwidth(repeats: int) -> float:
+    """Bytes per second a parallel copy moves (read + write) on every core."""
+    src = np.ones(2**26, np.float32)
+    dst = np.empty_like(src)
+    return 2 * src.nbytes / _best(lambda: _copy(src, dst), repeats)
+
+
+@numba.njit(nogil=True)
+def _multiply_add_rounds(x, acc, rounds):
+    w = 1.000001
+    for _ in range(rounds):
+        for j in range(x.size):
+            acc[j] += x[j] * w
+
+
+@numba.njit(parallel=True, nogil=True)
+def _multiply_adds(x, acc, rounds):
+    for t in numba.prange(acc.shape[0]):
+        _multiply_add_rounds(x, acc[t], rounds)
+
+
+def multiply_add_rate(repeats: int) -> float:
+    """float64 multiply-adds per second of Numba-compiled code on L1-resident data, every core.
+
+    Compiled as gpuseg's filter kernels are (no fast-math, so no fused
+    multiply-add): what a filter tap costs at best in such code, not the
+    processor's peak.
+    """
+    threads = numba.get_num_threads()
+    x = np.ones(512)
+    acc = np.zeros((threads, x.size))
+    rounds = 20_000
+    return threads * rounds * x.size / _best(lambda: _multiply_adds(x, acc, rounds), repeats)
+
+
+def chain_forest(n_features: int):
+    """50 trees of depth 10 whose every internal node has one leaf child: 21 nodes a tree, all in L1."""
+    from gpuseg.forest import Forest
+
+    rng = np.random.default_rng(1)
+    trees = []
+    for _ in range(FLOOR_TREES):
+        n = 2 * FLOOR_DEPTH + 1
+        left, right = np.full(n, -1), np.full(n, -1)
+        internal = np.arange(0, n - 1, 2)  # node 2k: left child 2k + 1 (a leaf), right child 2k + 2
+        left[internal], right[internal] = internal + 1, internal + 2
+        feature = np.where(left >= 0, rng.integers(0, n_features, n), -2)
+        threshold = np.where(left >= 0, rng.random(n), -2.0)
+        trees.append((left, right, feature, threshold, rng.random((n, 3))))
+    return Forest.from_trees(trees, n_features, 3)
+
+
+def trained_forest(X: np.ndarray):
+    """50 depth-10 trees trained on the rows of ``X`` (24 features), as ``benchmarks.filters`` trains them."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from gpuseg.forest import Forest
+
+    y = (X[:, 0] + X[:, 1] > 1).astype(int) + (X[:, 2] > 0.7)
+    clf = RandomForestClassifier(n_estimators=50, max_depth=10, max_samples=20_000, random_state=0, n_jobs=-1)
+    return Forest.from_sklearn(clf.fit(X[:200_000], y[:200_000]))
+
+
+def walk_rates(n_pixels: int, repeats: int) -> dict:
+    """Node steps per second of the trained forest and of the L1-resident chain forest, on every core."""
+    from gpuseg import _cpu
+
+    X = np.random.default_rng(0).random((n_pixels, 24), dtype=np.float32)
+    Xt = np.ascontiguousarray(X.T)
+    rates = {}
+    for name, forest in (("trained", trained_forest(X)), ("floor", chain_forest(24))):
+        arrays = forest.arrays(_cpu)
+        seconds = _best(lambda: _cpu.forest_predict_proba(arrays, Xt), repeats)
+        rates[name] = {"seconds": seconds, "steps_per_s": n_pixels * int(forest.depth.sum()) / seconds}
+    return rates
+
+
+@contextlib.contextmanager
+def counted_passes(be):
+    """Count the separable Gaussian passes (and their taps) the backend ``be`` runs meanwhile."""
+    from gpuseg.filters import gaussian_radius
+
+    passes = []
+    one_d, nd = be.gaussian_1d, be.gaussian
+
+    def gaussian_1d(image, sigma, order, axis):
+        passes.append(2 * gaussian_radius(sigma) + 1)
+        return one_d(image, sigma, order, axis)
+
+    def gaussian(image, sigma, order=0):
+        sigmas = np.broadcast_to(np.asarray(sigma, float), (image.ndim,))
+        passes.extend(2 * gaussian_radius(s) + 1 for s in sigmas)
+        return nd(image, sigma, order)
+
+    be.gaussian_1d, be.gaussian = gaussian_1d, gaussian
+    try:
+        yield passes
+    finally:
+        be.gaussian_1d, be.gaussian = one_d, nd
+
+
+def feature_costs(edge: int, preset: str, repeats: int) -> dict:
+    """Seconds, passes, taps and bytes per pixel of a preset's features of an ``edge`` x ``edge`` image."""
+    from gpuseg import _cpu
+    from gpuseg.features import PRESETS
+    from gpuseg.predictor import TileFeatures
+
+    params = PRESETS[preset]
+    image = np.random.default_rng(0).random((edge, edge, 1), dtype=np.float32)
+    rows = TileFeatures(params, -1, _cpu)
+    crop = (slice(0, edge), slice(0, edge))
+    with counted_passes(_cpu) as passes:
+        rows.feature_matrix(image, crop, (edge, edge))
+    n_features = params.n_features(2)
+    seconds = _best(lambda: rows.feature_matrix(image, crop, (edge, edge)), repeats)
+    return {"preset": preset, "seconds": seconds, "passes": len(passes), "taps": int(sum(passes)),
+            "n_features": n_features, "bytes_per_pixel": 8 * len(passes) + 4 * n_features}
+
+
+def measure(edge: int, repeats: int) -> dict:
+    """Everything :func:`report` shows, measured now."""
+    return {"edge": edge, "threads": numba.get_num_threads(), "bandwidth": bandwidth(repeats),
+            "multiply_adds": multiply_add_rate(repeats),
+            "walk": walk_rates(edge * edge, repeats),
+            "features": [feature_costs(edge, p, repeats) for p in ("skimage", "compact", "ilastik")]}
+
+
+def report(m: dict) -> str:
+    """Markdown tables of the measured rates against the floors."""
+    edge, walk = m["edge"], m["walk"]
+    pixels = edge * edge
+    lines = [f"## CPU floor ({edge}x{edge}, {m['threads']} threads; `python -m benchmarks.floor --size {edge}`)", "",
+             "| stage | work | measured | floor | measured / floor |", "|---|---|---|---|---|"]
+    trained, floor = walk["trained"], walk["floor"]
+    lines.append(f"| forest walk | {pixels * FLOOR_TREES * FLOOR_DEPTH / 1e9:.2f} G node steps | "
+                 f"{trained['steps_per_s'] / 1e9:.2f} G steps/s ({trained['seconds']:.2f} s) | "
+                 f"{floor['steps_per_s'] / 1e9:.2f} G steps/s (L1-resident trees) | "
+                 f"{trained['steps_per_s'] / floor['steps_per_s']:.0%} |")
+    for f in m["features"]:
+        memory_s = f["bytes_per_pixel"] * pixels / m["bandwidth"]
+        taps_s = f["taps"] * pixels / m["multiply_adds"]
+        floor_s = max(memory_s, taps_s)
+        lines.append(f"| features `{f['preset']}` ({f['n_features']}) | {f['passes']} Gaussian passes, "
+                     f"{f['taps']} taps/px, {f['bytes_per_pixel']} B/px | {f['seconds']:.2f} s | "
+                     f"{floor_s:.2f} s: taps {taps_s:.2f} s at {m['multiply_adds'] / 1e9:.1f} G multiply-adds/s, "
+                     f"bytes {memory_s:.2f} s at {m['bandwidth'] / 1e9:.1f} GB/s | {floor_s / f['seconds']:.0%} |")
+    lines += ["", "The last column is the share of the floor's rate each stage reaches (100 %: at the floor). "
+              "The forest walk's floor is the same kernel with every load in L1 (the dependent-load chain "
+              "alone). The features' floor is the slower of their taps at the float64 multiply-add rate of "
+              "Numba-compiled code on L1-resident data (the passes accumulate in float64, as SciPy's do; "
+              "not the processor's SIMD peak) and their bytes at the "
+              "parallel copy bandwidth; it ignores the eigenvalues and the other pointwise arithmetic."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, help="folder to write floor.md into")
+    args = parser.parse_args(argv)
+    text = report(measure(args.size, args.repeats))
+    print(text)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "floor.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
