@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .frames import Frames
 from .session import Session
 from .store import FeatureCache
 
@@ -33,7 +34,7 @@ def measure_stroke_to_overlay(image, *, channel_axis=None, backend: str = "auto"
     """
     image = np.asarray(image)
     image = image[..., None] if channel_axis is None else np.moveaxis(image, channel_axis, -1)
-    session = Session(image, "benchmark", FeatureCache(), backend)
+    session = Session(Frames(image[None]), "benchmark", FeatureCache(), backend)
     rows, cols = session.spatial_shape[-2:]
 
     def line(frac_row, start, stop):

@@ -130,7 +130,7 @@ class SessionStore:
 
 
 def work_record(session) -> str:
-    """A session's scribbling work as JSON: image name, classes and strokes (plane, label, SVG path, width).
+    """A session's scribbling work as JSON: image name, classes and strokes (frame, plane, label, SVG path, width).
 
     A session that recovered a dropped one's record holds it under ``"recovered"``.
     """
@@ -139,7 +139,8 @@ def work_record(session) -> str:
     record = {
         "image": session.name,
         "classes": [asdict(c) for c in session.classes],
-        "strokes": [{"plane": s.plane, "label": s.label, "path": s.path, "width": s.width} for s in session.strokes],
+        "strokes": [{"frame": s.frame, "plane": s.plane, "label": s.label, "path": s.path, "width": s.width}
+                    for s in session.strokes],
     }
     if session.recovered:
         record["recovered"] = json.loads(session.recovered)
