@@ -45,8 +45,8 @@ def scribbled(image=None, **kw):
     image = two_region_image() if image is None else image
     session = sessions.Session(still(image), "test", stores.FeatureCache(), "cpu", **kw)
     cols = image.shape[-1]
-    session.add_stroke(hline(10, 2, cols // 2 - 6), 1, 2)
-    session.add_stroke(hline(30, cols // 2 + 6, cols - 3), 2, 2)
+    session.strokes.add(hline(10, 2, cols // 2 - 6), 1, 2)
+    session.strokes.add(hline(30, cols // 2 + 6, cols - 3), 2, 2)
     return session
 
 
@@ -85,28 +85,30 @@ def test_rasterise_puts_strokes_on_their_plane():
     assert labels.shape == (2, 3, 10, 10) and labels[1, 2, 5, 4] == 1 and labels.sum() == labels[1, 2].sum()
 
 
-def test_sync_shapes_adds_edits_and_erases():
-    session = scribbled()
-    first, second = session.strokes
+def test_sync_adds_edits_and_erases_the_strokes_of_the_plane_shown():
+    drawn = strokes.Strokes()
+    first, second = drawn.add(hline(10, 2, 26), 1, 2), drawn.add(hline(30, 38, 61), 2, 2)
+    elsewhere = drawn.add(hline(20, 2, 26), 2, 2, plane=0, frame=1)
     shapes = [{"type": "path", "name": f"s{first.id}", "path": first.path},
               {"type": "path", "name": f"s{second.id}", "path": hline(31, 40, 60)},
-              {"type": "path", "name": "c2", "path": hline(40, 40, 60)}]
-    assert session.sync_shapes(shapes, 0, default_label=1, width=3)
-    assert [s.label for s in session.strokes] == [1, 2, 2]
-    assert session.strokes[1].path == hline(31, 40, 60) and session.strokes[2].width == 3
-    assert not session.sync_shapes([dict(s, name=f"s{t.id}", path=t.path) for s, t in zip(shapes, session.strokes)],
-                                   0, 1, 3)
-    assert session.sync_shapes(shapes[:1], 0, 1, 3)  # the other two erased
-    assert [s.id for s in session.strokes] == [first.id]
+              {"type": "path", "name": "c2", "path": hline(40, 40, 60)},
+              {"type": "path", "name": "c9", "path": hline(44, 40, 60)}]  # no class 9: the first class
+    assert drawn.sync(shapes, 0, default_label=1, width=3, classes=[1, 2])
+    assert [s.label for s in drawn.on(0)] == [1, 2, 2, 1] and drawn.on(0, frame=1) == [elsewhere]
+    assert second.path == hline(31, 40, 60) and drawn[-1].width == 3
+    same = [dict(s, name=f"s{t.id}", path=t.path) for s, t in zip(shapes, drawn.on(0))]
+    assert not drawn.sync(same, 0, 1, 3, classes=[1, 2])
+    assert drawn.sync(shapes[:1], 0, 1, 3, classes=[1, 2])  # the other three erased, frame 1's stays
+    assert [s.id for s in drawn] == [first.id, elsewhere.id]
 
 
 def test_edit_path_undo_and_clear():
     session = scribbled()
-    assert session.edit_path(0, 1, hline(35, 40, 60))
-    assert not session.edit_path(0, 5, hline(35, 40, 60))
-    assert session.undo() and len(session.strokes) == 1
+    assert session.strokes.edit_path(0, 1, hline(35, 40, 60))
+    assert not session.strokes.edit_path(0, 5, hline(35, 40, 60))
+    assert session.strokes.undo() and len(session.strokes) == 1
     session.clear()
-    assert session.strokes == [] and not session.undo()
+    assert session.strokes == [] and not session.strokes.undo()
 
 
 # -- caches and sessions ----------------------------------------------------------
@@ -131,7 +133,7 @@ def test_sessions_are_separate_and_bounded():
     store = stores.SessionStore(lambda: made.append(1) or sessions.Session(
         still(two_region_image()), "x", stores.FeatureCache(), "cpu"), max_sessions=2)
     a, b = store.get("a"), store.get("b")
-    a.add_stroke(hline(5, 1, 9), 1, 2)
+    a.strokes.add(hline(5, 1, 9), 1, 2)
     assert b.strokes == [] and store.get("a") is a
     store.get("c")  # drops "b", the least recently used
     assert "b" not in store and "a" in store and len(store) == 2
@@ -154,7 +156,7 @@ def test_display_is_downsampled_to_fit(shape, scale):
 # -- training and prediction ----------------------------------------------------------
 def test_one_class_does_not_train():
     session = scribbled()
-    session.undo()
+    session.strokes.undo()
     assert not session.train()
     assert "two classes" in session.message and session.model is None
 
@@ -180,14 +182,18 @@ def test_training_gathers_at_most_the_cap_per_class(monkeypatch):
     assert session.timings["train_pixels"] == 20
 
 
-def test_volume_trains_on_all_planes_and_predicts_the_shown_one():
+def test_volume_trains_on_all_planes_and_predicts_the_shown_one(monkeypatch):
+    monkeypatch.setattr(sessions, "KEPT_VIEWS", 2)
     volume = np.stack([two_region_image(seed=i) for i in range(4)])
     session = sessions.Session(still(volume), "stack", stores.FeatureCache(), "cpu")
-    session.add_stroke(hline(10, 2, 25), 1, 2, plane=0)
-    session.add_stroke(hline(30, 40, 60), 2, 2, plane=3)
+    session.strokes.add(hline(10, 2, 25), 1, 2, plane=0)
+    session.strokes.add(hline(30, 40, 60), 2, 2, plane=3)
     assert session.train() and session.model.ndim_ == 3
     assert session.predict_display(2).shape == (48, 64, 2)
     assert session.predict_full().shape == (4, 48, 64)
+    for plane in range(4):
+        session.predict_display(plane)
+    assert list(session.views) == [(0, 2), (0, 3)] and session.views_nbytes == 2 * session.proba.nbytes
 
 
 def test_measure_stroke_to_overlay_returns_seconds():
@@ -238,7 +244,7 @@ def controller():
 def draw(controller, label, path, sid=SID, plane=0, frame=0):
     """What the figure sends after a stroke: its shapes (those of the shown plane) and the new one."""
     session = controller.sessions.get(sid)
-    shapes = [{"type": "path", "name": f"s{s.id}", "path": s.path} for s in session.strokes_on(plane, frame)]
+    shapes = [{"type": "path", "name": f"s{s.id}", "path": s.path} for s in session.strokes.on(plane, frame)]
     shapes.append({"type": "path", "name": f"c{label}", "path": path})
     return controller.update(sid, "graph", relayout={"shapes": shapes}, label=label, width=2, plane=plane,
                              frame=frame)
@@ -472,8 +478,17 @@ def test_time_lapse_trains_on_every_frame_and_predicts_the_one_shown():
     assert session.proba_at == (2, 1) and out["figure"].layout.shapes == () and out["frame"] == 2
     frame = session.image.frame(2)
     np.testing.assert_allclose(session.proba, session.model.predict_proba(frame)[1], atol=1e-6)
+    shown = session.proba
+    controller.update(SID, "frame", frame=0, plane=1)
+    controller.update(SID, "frame", frame=2, plane=1)
+    assert session.proba is shown and list(session.views) == [(1, 2), (0, 1), (2, 1)]  # predicted once per model
     predicted = np.stack([session.model.predict(session.image.frame(t)) for t in range(3)])
     np.testing.assert_array_equal(np.stack([session.predict_full(t) for t in range(3)]), predicted)
+
+    draw(controller, 2, hline(40, 38, 61), plane=1, frame=2)  # a new model: its predictions are new
+    assert session.proba is not shown and list(session.views) == [(2, 1)]
+    np.testing.assert_allclose(session.proba, session.model.predict_proba(frame)[1], atol=1e-6)
+    predicted = np.stack([session.model.predict(session.image.frame(t)) for t in range(3)])
 
     tif, _ = controller.download(SID, "download-tiff")
     png, _ = controller.download(SID, "download-png", plane=1, frame=2)
@@ -541,7 +556,7 @@ def test_uploaded_model_adds_only_its_classes():
     session.refresh(full=True, retrain=False)
     rgb = session.overlay()
     assert tuple(rgb[5, -5]) == tuple(int(session.class_of(5).color[i:i + 2], 16) for i in (1, 3, 5))
-    session.add_stroke(hline(20, 40, 60), 5, 2)  # strokes of class 5 rasterise as 5
+    session.strokes.add(hline(20, 40, 60), 5, 2)  # strokes of class 5 rasterise as 5
     assert 5 in np.unique(session.labels())
 
 

@@ -104,8 +104,8 @@ def _store(clock, **kw):
 
 
 def _scribble(session):
-    session.add_stroke("M2,10L20,10", 1, 2)
-    session.add_stroke("M40,30L60,30", 2, 2)
+    session.strokes.add("M2,10L20,10", 1, 2)
+    session.strokes.add("M40,30L60,30", 2, 2)
 
 
 def test_evicted_tab_is_told_and_its_strokes_are_recoverable():

@@ -142,12 +142,13 @@ class Controller:
             stale = tokens != session.shown_tokens
             retrain, full = False, stale or trigger in (None, "image-token", "model-token", "plane", "frame", "channel")
             if trigger == "graph":
-                retrain = session.apply_figure_edits(relayout, plane, label, width, frame)
+                retrain = session.strokes.apply_figure_edits(relayout, plane, label, width,
+                                                             classes=session.class_values(), frame=frame)
                 if not (retrain or stale):  # a zoom, a pan, a resize: nothing to redraw
                     session.message = previous
                     raise dash.exceptions.PreventUpdate
             elif trigger == "undo":
-                retrain = session.undo()
+                retrain = session.strokes.undo()
             elif trigger == "clear":
                 session.clear()
                 retrain = True

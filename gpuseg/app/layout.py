@@ -39,7 +39,7 @@ def shapes(session: Session, plane: int, frame: int = 0) -> list:
     return [
         {"type": "path", "path": s.path, "name": f"s{s.id}", "editable": True, "opacity": 0.9,
          "line": {"color": session.class_of(s.label).color, "width": s.width}}
-        for s in session.strokes_on(plane, frame)
+        for s in session.strokes.on(plane, frame)
     ]
 
 

@@ -10,7 +10,8 @@ Python. The speed of the app rests on three things:
   ``MAX_TRAIN_PER_CLASS`` per class, drawn at random from all frames);
 * after a stroke the forest predicts the pixels of the *displayed* plane of
   the displayed frame only, a strided sample of that frame's full-resolution
-  feature stack; the full resolution is predicted for downloads.
+  feature stack, kept for the last ``KEPT_VIEWS`` planes shown until the model
+  changes; the full resolution is predicted for downloads.
 
 :meth:`Session.refresh` is what the app does after every change before it
 redraws, and what :func:`gpuseg.app.latency.measure_stroke_to_overlay` times.
@@ -18,9 +19,9 @@ redraws, and what :func:`gpuseg.app.latency.measure_stroke_to_overlay` times.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,12 +32,12 @@ from ..segmenter import Segmenter
 from .display import PALETTE, colour_prediction, display_scale, png_source
 from .frames import Frames
 from .store import FeatureCache
-from .strokes import Stroke, parse_path, rasterise
+from .strokes import Strokes, rasterise
 
-_EDIT = re.compile(r"^shapes\[(\d+)\]\.path$")  # a relayout key editing one stroke's path
 MAX_CLASSES = 256  # classes an uploaded model may bring: each is a row of the page's class list
 MAX_TRAIN_PER_CLASS = 3_000  # pixels along one stroke are alike: more only slows training
 LIVE_FOREST = {"n_estimators": 32, "max_depth": 10, "max_samples": 0.5, "random_state": 0}
+KEPT_VIEWS = 8  # predictions of displayed planes kept per session: going back to a frame shows it at once
 
 
 @dataclass
@@ -72,17 +73,17 @@ class Session:
     params: FeatureParams = field(default_factory=FeatureParams)
     classes: list = field(default_factory=lambda: [ImageClass("background", PALETTE[0], 1),
                                                    ImageClass("foreground", PALETTE[1], 2)])
-    strokes: list = field(default_factory=list)
+    strokes: Strokes = field(default_factory=Strokes)
     model: Segmenter | None = None
     model_source: str = ""  # "scribbles" or the uploaded file's name
     proba: np.ndarray | None = None  # displayed plane's class probabilities (rows, cols, K)
     proba_at: tuple = (0, 0)  # the (frame, plane) of proba
+    views: OrderedDict = field(default_factory=OrderedDict, repr=False)  # (frame, plane) -> proba, latest last
     timings: dict = field(default_factory=dict)
     message: str = ""
     shown_tokens: tuple = (0, 0)  # the (image, model) upload counters the page last drew
     recovered: str = ""  # a dropped session's strokes (see SessionStore), for download
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _next_id: int = 0
 
     def __post_init__(self):
         self.backend = resolve_backend(self.backend, quiet=True)
@@ -91,8 +92,11 @@ class Session:
 
     def set_image(self, image: Frames, name: str) -> None:
         """Work on another image: strokes are dropped; a model is kept if it fits the image."""
-        self.image, self.name, self.strokes, self.proba = image, name, [], None
-        if self.model is not None and (self.model.n_channels_, self.model.ndim_) != self._geometry():
+        self.image, self.name = image, name
+        self.strokes.clear()
+        if self.model is not None and (self.model.n_channels_, self.model.ndim_) == self._geometry():
+            self._use_model(self.model, self.model_source)  # its predictions were of the other image
+        else:
             self.forget_model()
 
     # -- the image ---------------------------------------------------------
@@ -153,79 +157,9 @@ class Session:
         (see :func:`~gpuseg.app.strokes.rasterise`)."""
         return rasterise(self.strokes, self.spatial_shape, self.scale, self.n_frames)
 
-    def strokes_on(self, plane: int, frame: int = 0) -> list:
-        """The strokes drawn on a plane, oldest first."""
-        return [s for s in self.strokes if s.where == (frame, plane)]
-
-    def add_stroke(self, path: str, label: int, width: float, plane: int = 0, frame: int = 0) -> Stroke:
-        """Append a stroke drawn on a plane with class ``label``; returns it."""
-        stroke = Stroke(self._next_id, plane, int(label), parse_path(path), path, float(width), frame)
-        self._next_id += 1
-        self.strokes.append(stroke)
-        return stroke
-
-    def sync_shapes(self, shapes: list, plane: int, default_label: int, width: float, frame: int = 0) -> bool:
-        """Make the strokes of a plane what the figure's shapes say (after a draw or an erase).
-
-        A shape named ``s<id>`` is an existing stroke (its path may have been
-        edited); a shape named ``c<label>`` (or unnamed) was just drawn with
-        that class (or ``default_label``). Strokes of the plane missing from
-        ``shapes`` were erased; those of other planes and frames stay.
-
-        Returns
-        -------
-        changed : bool
-        """
-        before = [(s.id, s.path) for s in self.strokes]
-        by_id = {s.id: s for s in self.strokes_on(plane, frame)}
-        kept = set()
-        for shape in shapes:
-            if shape.get("type", "path") != "path" or not shape.get("path"):
-                continue
-            name = str(shape.get("name") or "")
-            if name[:1] == "s" and name[1:].isdigit() and int(name[1:]) in by_id:
-                stroke = by_id[int(name[1:])]
-                if stroke.path != shape["path"]:
-                    stroke.points, stroke.path = parse_path(shape["path"]), shape["path"]
-                kept.add(stroke.id)
-            else:
-                label = int(name[1:]) if name[:1] == "c" and name[1:].isdigit() else default_label
-                label = label if label in self.class_values() else self.class_values()[0]
-                kept.add(self.add_stroke(shape["path"], label, width, plane, frame).id)
-        self.strokes = [s for s in self.strokes if s.where != (frame, plane) or s.id in kept]
-        return before != [(s.id, s.path) for s in self.strokes]
-
-    def apply_figure_edits(self, relayout: dict, plane: int, default_label: int, width: float,
-                           frame: int = 0) -> bool:
-        """Apply what a figure's ``relayoutData`` says of the strokes of the plane it shows: shapes drawn,
-        erased (``shapes``) or edited (``shapes[i].path``); other keys (a zoom, a pan) change nothing.
-
-        Returns
-        -------
-        changed : bool
-        """
-        changed = "shapes" in relayout and self.sync_shapes(relayout["shapes"], plane, default_label, width, frame)
-        for key, value in relayout.items():
-            match = _EDIT.match(key)
-            if match:
-                changed |= self.edit_path(plane, int(match.group(1)), value, frame)
-        return changed
-
-    def edit_path(self, plane: int, index: int, path: str, frame: int = 0) -> bool:
-        """Apply a ``shapes[index].path`` edit of the figure showing a plane."""
-        on_plane = self.strokes_on(plane, frame)
-        if not 0 <= index < len(on_plane) or on_plane[index].path == path:
-            return False
-        on_plane[index].points, on_plane[index].path = parse_path(path), path
-        return True
-
-    def undo(self) -> bool:
-        """Remove the latest stroke; False when there is none."""
-        return self.strokes.pop() is not None if self.strokes else False
-
     def clear(self) -> None:
         """Remove every stroke and the model trained on them."""
-        self.strokes = []
+        self.strokes.clear()
         if self.model_source == "scribbles":
             self.forget_model()
 
@@ -244,7 +178,17 @@ class Session:
         return True
 
     def forget_model(self) -> None:
-        self.model, self.model_source, self.proba = None, "", None
+        self._use_model(None, "")
+
+    def _use_model(self, model: Segmenter | None, source: str) -> None:
+        """Predict with ``model`` (from ``source``) from now on: the predictions of the displayed planes are dropped."""
+        self.model, self.model_source, self.proba = model, source, None
+        self.views.clear()
+
+    @property
+    def views_nbytes(self) -> int:
+        """Bytes of the kept predictions of displayed planes."""
+        return sum(p.nbytes for p in self.views.values())
 
     # -- classes -----------------------------------------------------------
     def class_values(self) -> list:
@@ -287,8 +231,8 @@ class Session:
         model = Segmenter(backend=self.backend, channel_axis=self.image.channel_axis, **self.params.to_dict(),
                           **LIVE_FOREST)
         channels, ndim = self._geometry()
-        self.model = model.fit_features(self._rows(index), labels[index], ndim=ndim, n_channels=channels)
-        self.model_source, self.proba = "scribbles", None
+        self._use_model(model.fit_features(self._rows(index), labels[index], ndim=ndim, n_channels=channels),
+                        "scribbles")
         self.timings["train"] = time.perf_counter() - start
         self.timings["train_pixels"] = int(index.size)
         self.message = ""
@@ -328,7 +272,7 @@ class Session:
             if int(value) not in known:
                 self.add_class(value=int(value))
         self.params = model.feature_params
-        self.model, self.model_source, self.proba = model, source, None
+        self._use_model(model, source)
 
     def top_features(self, n: int = 5) -> list:
         """The model's ``n`` most important features (mean decrease in impurity), most important first.
@@ -350,8 +294,9 @@ class Session:
         return [(names[i], float(importances[i])) for i in order]
 
     def predict_display(self, plane: int = 0, frame: int = 0) -> np.ndarray | None:
-        """Class probabilities of the displayed pixels of a plane, kept in ``proba`` (and its place in
-        ``proba_at``) until the model or the plane shown changes.
+        """Class probabilities of the displayed pixels of a plane, in ``proba`` (and its place in ``proba_at``).
+
+        Predicted once per model: the last ``KEPT_VIEWS`` planes shown are kept in ``views``.
 
         Returns
         -------
@@ -361,8 +306,13 @@ class Session:
             self.proba = None
             return None
         start = time.perf_counter()
-        self.proba = self.be.to_host(self.model.predict_proba_features(self.display_features(plane, frame)))
-        self.proba_at = (frame, plane)
+        at = (frame, plane)
+        if at not in self.views:
+            self.views[at] = self.be.to_host(self.model.predict_proba_features(self.display_features(plane, frame)))
+            while len(self.views) > KEPT_VIEWS:
+                self.views.popitem(last=False)
+        self.views.move_to_end(at)
+        self.proba, self.proba_at = self.views[at], at
         self.timings["predict"] = time.perf_counter() - start
         return self.proba
 

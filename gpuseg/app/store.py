@@ -117,9 +117,9 @@ class SessionStore:
                 self._notes.popitem(last=False)
 
     def nbytes(self) -> int:
-        """Bytes of the stored sessions' images and overlays, each image counted once."""
+        """Bytes of the stored sessions' images and predictions of displayed planes, each image counted once."""
         images = {id(s.image): s.image.nbytes for s, _ in self._sessions.values()}
-        overlays = sum(s.proba.nbytes for s, _ in self._sessions.values() if s.proba is not None)
+        overlays = sum(s.views_nbytes for s, _ in self._sessions.values())
         return sum(images.values()) + overlays
 
     def __contains__(self, session_id):

@@ -1,4 +1,4 @@
-"""Scribbles: strokes as the figure draws them, and the label image they make.
+"""Scribbles: strokes as the figure draws and edits them, and the label image they make.
 
 Coordinates: the figure shows the image so that its data coordinates are the
 pixel coordinates of the full-resolution image (``x`` = column, ``y`` = row),
@@ -70,6 +70,95 @@ def parse_path(path: str) -> np.ndarray:
     if not numbers or len(numbers) % 2:
         raise ValueError(f"Not a drawn path: {path[:60]!r}")
     return np.asarray(numbers, dtype=np.float64).reshape(-1, 2)
+
+
+_EDIT = re.compile(r"^shapes\[(\d+)\]\.path$")  # a relayout key editing one stroke's path
+
+
+class Strokes(list):
+    """A session's strokes, oldest first, as the figure's events draw, edit and erase them.
+
+    Where a method takes ``plane`` and ``frame``, they are those of the figure: it shows the
+    strokes of plane ``plane`` of frame ``frame``. Ids are never reused, even after :meth:`clear`.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._next_id = 0
+
+    def on(self, plane: int, frame: int = 0) -> list:
+        """The strokes drawn on a plane, oldest first."""
+        return [s for s in self if s.where == (frame, plane)]
+
+    def add(self, path: str, label: int, width: float, plane: int = 0, frame: int = 0) -> Stroke:
+        """Append a stroke drawn on a plane with class ``label``; returns it."""
+        stroke = Stroke(self._next_id, plane, int(label), parse_path(path), path, float(width), frame)
+        self._next_id += 1
+        self.append(stroke)
+        return stroke
+
+    def sync(self, shapes: list, plane: int, default_label: int, width: float, *, classes: list,
+             frame: int = 0) -> bool:
+        """Make the strokes of a plane what the figure's shapes say (after a draw or an erase).
+
+        A shape named ``s<id>`` is an existing stroke (its path may have been
+        edited); a shape named ``c<label>`` (or unnamed) was just drawn with
+        that class (or ``default_label``; the first of ``classes``, the label
+        values there are, for a label not among them). Strokes of the plane
+        missing from ``shapes`` were erased; those of other planes and frames stay.
+
+        Returns
+        -------
+        changed : bool
+        """
+        before = [(s.id, s.path) for s in self]
+        by_id = {s.id: s for s in self.on(plane, frame)}
+        kept = set()
+        for shape in shapes:
+            if shape.get("type", "path") != "path" or not shape.get("path"):
+                continue
+            name = str(shape.get("name") or "")
+            if name[:1] == "s" and name[1:].isdigit() and int(name[1:]) in by_id:
+                stroke = by_id[int(name[1:])]
+                if stroke.path != shape["path"]:
+                    stroke.points, stroke.path = parse_path(shape["path"]), shape["path"]
+                kept.add(stroke.id)
+            else:
+                label = int(name[1:]) if name[:1] == "c" and name[1:].isdigit() else default_label
+                label = label if label in classes else classes[0]
+                kept.add(self.add(shape["path"], label, width, plane, frame).id)
+        self[:] = [s for s in self if s.where != (frame, plane) or s.id in kept]
+        return before != [(s.id, s.path) for s in self]
+
+    def apply_figure_edits(self, relayout: dict, plane: int, default_label: int, width: float, *, classes: list,
+                           frame: int = 0) -> bool:
+        """Apply what a figure's ``relayoutData`` says of the strokes of the plane it shows: shapes drawn,
+        erased (``shapes``, see :meth:`sync`) or edited (``shapes[i].path``); other keys (a zoom, a pan)
+        change nothing.
+
+        Returns
+        -------
+        changed : bool
+        """
+        changed = "shapes" in relayout and self.sync(relayout["shapes"], plane, default_label, width,
+                                                     classes=classes, frame=frame)
+        for key, value in relayout.items():
+            match = _EDIT.match(key)
+            if match:
+                changed |= self.edit_path(plane, int(match.group(1)), value, frame)
+        return changed
+
+    def edit_path(self, plane: int, index: int, path: str, frame: int = 0) -> bool:
+        """Apply a ``shapes[index].path`` edit of the figure showing a plane."""
+        on_plane = self.on(plane, frame)
+        if not 0 <= index < len(on_plane) or on_plane[index].path == path:
+            return False
+        on_plane[index].points, on_plane[index].path = parse_path(path), path
+        return True
+
+    def undo(self) -> bool:
+        """Remove the latest stroke; False when there is none."""
+        return self.pop() is not None if self else False
 
 
 def rasterise(strokes, spatial_shape: tuple, scale: float, n_frames: int = 1) -> np.ndarray:
