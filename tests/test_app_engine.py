@@ -403,11 +403,12 @@ def test_model_of_other_geometry_is_refused(controller, tmp_path):
 
 
 # -- channels and frames -------------------------------------------------------------------
-def imagej_tiff(array, axes) -> bytes:
+def axes_tiff(array, axes, kind="imagej") -> bytes:
+    """TIFF bytes of ``array`` with OME letters ``axes``: an ImageJ hyperstack, or (``kind="ome"``) an OME-TIFF."""
     import tifffile
 
     buf = io.BytesIO()
-    tifffile.imwrite(buf, array, imagej=True, metadata={"axes": axes})
+    tifffile.imwrite(buf, array, **{kind: True}, metadata={"axes": axes})
     return buf.getvalue()
 
 
@@ -418,7 +419,7 @@ def stack_controller(image: Frames) -> Controller:
 
 def test_channel_choice_changes_the_picture_not_the_training(tmp_path):
     cells = np.stack([np.stack([two_region_image(seed=z), two_region_image(seed=z)[::-1]]) for z in range(4)])
-    image = read_image(imagej_tiff(cells, "ZCYX"), "cells.tif")  # scikit-image's cells3d layout
+    image = read_image(axes_tiff(cells, "ZCYX"), "cells.tif")  # scikit-image's cells3d layout
     assert image.data.shape == (1, 4, 48, 64, 2) and image.channel_choice and not image.rgb
     np.testing.assert_array_equal(image.data[0, ..., 1], cells[:, 1])
     controller = stack_controller(image)
@@ -446,13 +447,14 @@ def test_channel_choice_changes_the_picture_not_the_training(tmp_path):
     assert "3D images with 1 channel(s); this image is 3D with 2 channel(s)" in message and session.model is model
 
 
+@pytest.mark.parametrize("kind", ["imagej", "ome"])
 @pytest.mark.parametrize("axes, shape", [
     ("TYX", (3, 48, 64, 1)), ("TZYX", (3, 4, 48, 64, 1)), ("TCYX", (3, 48, 64, 2)), ("TZCYX", (3, 4, 48, 64, 2)),
 ])
-def test_time_lapses_are_read_frames_first(axes, shape):
+def test_time_lapses_are_read_frames_first(axes, shape, kind):
     sizes = {"T": 3, "Z": 4, "C": 2, "Y": 48, "X": 64}
     array = np.random.default_rng(0).integers(0, 255, [sizes[a] for a in axes], dtype=np.uint8)
-    image = read_image(imagej_tiff(array, axes), "movie.tif")
+    image = read_image(axes_tiff(array, axes, kind), "movie.tif")
     assert image.data.shape == shape
     order = [axes.index(a) for a in "TZYXC" if a in axes]
     np.testing.assert_array_equal(image.data, np.transpose(array, order).reshape(shape))
@@ -460,7 +462,7 @@ def test_time_lapses_are_read_frames_first(axes, shape):
 
 def test_time_lapse_trains_on_every_frame_and_predicts_the_one_shown():
     movie = np.stack([np.stack([two_region_image(seed=3 * t + z) for z in range(3)]) for t in range(3)])
-    controller = stack_controller(read_image(imagej_tiff(movie, "TZYX"), "movie.tif"))
+    controller = stack_controller(read_image(axes_tiff(movie, "TZYX"), "movie.tif"))
     out = controller.update(SID, None)
     assert out["frame_style"] == out["plane_style"] == {"display": "block"} and (out["frames"], out["planes"]) == (2, 2)
     assert out["channel_style"] == {"display": "none"} and out["image_name"] == "s.tif: 3 frames of 3 x 48 x 64"
@@ -501,9 +503,9 @@ def test_size_limit_counts_every_frame(monkeypatch):
 
     movie = np.stack([two_region_image(seed=t) for t in range(3)])
     monkeypatch.setattr(files, "MAX_PIXELS", 3 * 48 * 64 - 1)
-    assert read_image(imagej_tiff(movie[0], "YX"), "one.tif").n_frames == 1
+    assert read_image(axes_tiff(movie[0], "YX"), "one.tif").n_frames == 1
     with pytest.raises(UnreadableImage, match=r"9216 pixels \(3 frames of 3072\); the app takes at most 9215"):
-        read_image(imagej_tiff(movie, "TYX"), "movie.tif")
+        read_image(axes_tiff(movie, "TYX"), "movie.tif")
 
 
 # -- the app ------------------------------------------------------------------------------
