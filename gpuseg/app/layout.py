@@ -89,8 +89,7 @@ def class_options(session: Session) -> list:
 def channel_options(session: Session) -> list:
     """Dropdown options of the channel shown: the composite (``COMPOSITE``), then each channel (its index)."""
     n = session.image.n_channels
-    composite = "Composite: channels 0 and 1 as red and green" if n == 2 else \
-        "Composite: channels 0, 1, 2 as red, green, blue"
+    composite = "Composite (0 red, 1 green)" if n == 2 else "Composite (0 red, 1 green, 2 blue)"
     return [{"label": composite, "value": COMPOSITE}] + [{"label": f"Channel {c}", "value": c} for c in range(n)]
 
 
