@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 
 pytest.importorskip("dash")
 selenium = pytest.importorskip("selenium")
@@ -158,7 +159,7 @@ def test_scribble_segment_download(serve, browser, tmp_path):
 
     browser.find_element(By.ID, "download-model").click()
     model_path = wait_for(lambda: next(iter(tmp_path.glob("*.gpuseg")), None), what="the model download")
-    image = sample_image()[0][..., 0]
+    image = sample_image()[0].frame(0)
     labels = gpuseg.load(model_path, backend="cpu").predict(image)
     assert labels.shape == image.shape
     rows, cols = zip(*[(y, x) for x, y in BACKGROUND_STROKE[:-1]])
@@ -170,7 +171,7 @@ def test_scribble_segment_download(serve, browser, tmp_path):
     assert browser.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 0
 
 
-def test_uploads_give_messages_and_stacks_get_a_slice_slider(serve, browser, tmp_path):
+def test_uploads_give_messages_and_stacks_get_their_controls(serve, browser, tmp_path):
     browser.get(serve(max_upload_mb=1))
     wait_for(lambda: "backend:" in text(browser, "status"), what="the first render", driver=browser)
     def upload(path):
@@ -187,9 +188,12 @@ def test_uploads_give_messages_and_stacks_get_a_slice_slider(serve, browser, tmp
     wait_for(lambda: "over the upload limit of 1 MB" in text(browser, "message"), what="the size-limit message",
              driver=browser)
 
-    stack = tmp_path / "stack.tif"
-    stack.write_bytes(encode_tiff(np.random.default_rng(0).integers(0, 255, (5, 40, 50), dtype=np.uint8)))
+    stack = tmp_path / "stack.tif"  # a time-lapse of 3D stacks with two channels
+    tifffile.imwrite(stack, np.random.default_rng(0).integers(0, 255, (2, 5, 2, 40, 50), dtype=np.uint8),
+                     imagej=True, metadata={"axes": "TZCYX"})
     upload(stack)
-    wait_for(lambda: text(browser, "image-name").startswith("stack.tif: 5 x 40 x 50"), what="the stack to load",
-             driver=browser)
-    assert browser.find_element(By.ID, "plane-box").is_displayed() and text(browser, "message") == ""
+    wait_for(lambda: text(browser, "image-name").startswith("stack.tif: 2 frames of 5 x 40 x 50, 2 channels"),
+             what="the stack to load", driver=browser)
+    for box in ("channel-box", "frame-box", "plane-box"):
+        assert browser.find_element(By.ID, box).is_displayed(), box
+    assert text(browser, "message") == ""

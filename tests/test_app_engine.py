@@ -18,6 +18,7 @@ from gpuseg.app import store as stores  # noqa: E402
 from gpuseg.app import session as sessions  # noqa: E402
 from gpuseg.app.callbacks import Controller  # noqa: E402
 from gpuseg.app.files import UnreadableImage, encode_png, encode_tiff, read_image  # noqa: E402
+from gpuseg.app.frames import Frames  # noqa: E402
 
 SID = "0123456789abcdef0123456789abcdef"
 
@@ -34,13 +35,18 @@ def hline(row, c0, c1):
     return f"M{c0},{row}L{(c0 + c1) / 2},{row}L{c1},{row}"
 
 
+def still(image):
+    """One grayscale frame: ``image`` as a Session takes it."""
+    return Frames(image[None, ..., None])
+
+
 def scribbled(image=None, **kw):
     """A CPU session on ``image`` with a stroke of class 1 on the left half and class 2 on the right."""
     image = two_region_image() if image is None else image
-    session = sessions.Session(image[..., None], "test", stores.FeatureCache(), "cpu", **kw)
+    session = sessions.Session(still(image), "test", stores.FeatureCache(), "cpu", **kw)
     cols = image.shape[-1]
-    session.add_stroke(hline(10, 2, cols // 2 - 6), 1, 2)
-    session.add_stroke(hline(30, cols // 2 + 6, cols - 3), 2, 2)
+    session.strokes.add(hline(10, 2, cols // 2 - 6), 1, 2)
+    session.strokes.add(hline(30, cols // 2 + 6, cols - 3), 2, 2)
     return session
 
 
@@ -65,7 +71,7 @@ def test_parse_path_refuses_non_paths(path):
 def test_rasterise_draws_thick_lines_later_strokes_on_top(scale, width):
     first = strokes.Stroke(0, 0, 1, strokes.parse_path(hline(20, 5, 50)), "", width)
     second = strokes.Stroke(1, 0, 2, strokes.parse_path("M30,5L30,40"), "", width)
-    labels = strokes.rasterise([first, second], (40, 60), scale)
+    labels = strokes.rasterise([first, second], (40, 60), scale)[0]
     thickness = max(1, round(width * scale))
     assert labels.dtype == np.uint8
     assert labels[20, 10] == 1 and labels[10, 30] == 2 and labels[20, 30] == 2
@@ -74,33 +80,35 @@ def test_rasterise_draws_thick_lines_later_strokes_on_top(scale, width):
 
 
 def test_rasterise_puts_strokes_on_their_plane():
-    stroke = strokes.Stroke(0, 2, 1, strokes.parse_path(hline(5, 1, 8)), "", 1)
-    labels = strokes.rasterise([stroke], (3, 10, 10), 1)
-    assert labels[2, 5, 4] == 1 and labels[:2].sum() == 0
+    stroke = strokes.Stroke(0, 2, 1, strokes.parse_path(hline(5, 1, 8)), "", 1, frame=1)
+    labels = strokes.rasterise([stroke], (3, 10, 10), 1, n_frames=2)
+    assert labels.shape == (2, 3, 10, 10) and labels[1, 2, 5, 4] == 1 and labels.sum() == labels[1, 2].sum()
 
 
-def test_sync_shapes_adds_edits_and_erases():
-    session = scribbled()
-    first, second = session.strokes
+def test_sync_adds_edits_and_erases_the_strokes_of_the_plane_shown():
+    drawn = strokes.Strokes()
+    first, second = drawn.add(hline(10, 2, 26), 1, 2), drawn.add(hline(30, 38, 61), 2, 2)
+    elsewhere = drawn.add(hline(20, 2, 26), 2, 2, plane=0, frame=1)
     shapes = [{"type": "path", "name": f"s{first.id}", "path": first.path},
               {"type": "path", "name": f"s{second.id}", "path": hline(31, 40, 60)},
-              {"type": "path", "name": "c2", "path": hline(40, 40, 60)}]
-    assert session.sync_shapes(shapes, 0, default_label=1, width=3)
-    assert [s.label for s in session.strokes] == [1, 2, 2]
-    assert session.strokes[1].path == hline(31, 40, 60) and session.strokes[2].width == 3
-    assert not session.sync_shapes([dict(s, name=f"s{t.id}", path=t.path) for s, t in zip(shapes, session.strokes)],
-                                   0, 1, 3)
-    assert session.sync_shapes(shapes[:1], 0, 1, 3)  # the other two erased
-    assert [s.id for s in session.strokes] == [first.id]
+              {"type": "path", "name": "c2", "path": hline(40, 40, 60)},
+              {"type": "path", "name": "c9", "path": hline(44, 40, 60)}]  # no class 9: the first class
+    assert drawn.sync(shapes, 0, default_label=1, width=3, classes=[1, 2])
+    assert [s.label for s in drawn.on(0)] == [1, 2, 2, 1] and drawn.on(0, frame=1) == [elsewhere]
+    assert second.path == hline(31, 40, 60) and drawn[-1].width == 3
+    same = [dict(s, name=f"s{t.id}", path=t.path) for s, t in zip(shapes, drawn.on(0))]
+    assert not drawn.sync(same, 0, 1, 3, classes=[1, 2])
+    assert drawn.sync(shapes[:1], 0, 1, 3, classes=[1, 2])  # the other three erased, frame 1's stays
+    assert [s.id for s in drawn] == [first.id, elsewhere.id]
 
 
 def test_edit_path_undo_and_clear():
     session = scribbled()
-    assert session.edit_path(0, 1, hline(35, 40, 60))
-    assert not session.edit_path(0, 5, hline(35, 40, 60))
-    assert session.undo() and len(session.strokes) == 1
+    assert session.strokes.edit_path(0, 1, hline(35, 40, 60))
+    assert not session.strokes.edit_path(0, 5, hline(35, 40, 60))
+    assert session.strokes.undo() and len(session.strokes) == 1
     session.clear()
-    assert session.strokes == [] and not session.undo()
+    assert session.strokes == [] and not session.strokes.undo()
 
 
 # -- caches and sessions ----------------------------------------------------------
@@ -123,18 +131,18 @@ def test_feature_cache_computes_once_and_keeps_to_its_budget():
 def test_sessions_are_separate_and_bounded():
     made = []
     store = stores.SessionStore(lambda: made.append(1) or sessions.Session(
-        two_region_image()[..., None], "x", stores.FeatureCache(), "cpu"), max_sessions=2)
+        still(two_region_image()), "x", stores.FeatureCache(), "cpu"), max_sessions=2)
     a, b = store.get("a"), store.get("b")
-    a.add_stroke(hline(5, 1, 9), 1, 2)
+    a.strokes.add(hline(5, 1, 9), 1, 2)
     assert b.strokes == [] and store.get("a") is a
     store.get("c")  # drops "b", the least recently used
     assert "b" not in store and "a" in store and len(store) == 2
 
 
 def test_sessions_share_cached_features_of_the_same_image():
-    cache, image = stores.FeatureCache(), two_region_image()[..., None]
-    a = sessions.Session(image, "a", cache, "cpu")
-    b = sessions.Session(image.copy(), "b", cache, "cpu")
+    cache, image = stores.FeatureCache(), two_region_image()
+    a = sessions.Session(still(image), "a", cache, "cpu")
+    b = sessions.Session(still(image.copy()), "b", cache, "cpu")
     assert a.features() is b.features() and len(cache) == 1
 
 
@@ -148,7 +156,7 @@ def test_display_is_downsampled_to_fit(shape, scale):
 # -- training and prediction ----------------------------------------------------------
 def test_one_class_does_not_train():
     session = scribbled()
-    session.undo()
+    session.strokes.undo()
     assert not session.train()
     assert "two classes" in session.message and session.model is None
 
@@ -174,14 +182,18 @@ def test_training_gathers_at_most_the_cap_per_class(monkeypatch):
     assert session.timings["train_pixels"] == 20
 
 
-def test_volume_trains_on_all_planes_and_predicts_the_shown_one():
+def test_volume_trains_on_all_planes_and_predicts_the_shown_one(monkeypatch):
+    monkeypatch.setattr(sessions, "KEPT_VIEWS", 2)
     volume = np.stack([two_region_image(seed=i) for i in range(4)])
-    session = sessions.Session(volume[..., None], "stack", stores.FeatureCache(), "cpu")
-    session.add_stroke(hline(10, 2, 25), 1, 2, plane=0)
-    session.add_stroke(hline(30, 40, 60), 2, 2, plane=3)
+    session = sessions.Session(still(volume), "stack", stores.FeatureCache(), "cpu")
+    session.strokes.add(hline(10, 2, 25), 1, 2, plane=0)
+    session.strokes.add(hline(30, 40, 60), 2, 2, plane=3)
     assert session.train() and session.model.ndim_ == 3
     assert session.predict_display(2).shape == (48, 64, 2)
     assert session.predict_full().shape == (4, 48, 64)
+    for plane in range(4):
+        session.predict_display(plane)
+    assert list(session.views) == [(0, 2), (0, 3)] and session.views_nbytes == 2 * session.proba.nbytes
 
 
 def test_measure_stroke_to_overlay_returns_seconds():
@@ -197,34 +209,13 @@ def test_measure_stroke_to_overlay_returns_seconds():
     (np.zeros((20, 30, 4), np.uint8), (20, 30, 3)),
 ])
 def test_read_png(array, shape):
-    assert read_image(encode_png(array), "a.png").shape == shape
+    image = read_image(encode_png(array), "a.png")
+    assert image.data.shape == (1,) + shape and image.rgb == (shape[-1] == 3)
 
 
 def test_read_tiff_stack():
     image = read_image(encode_tiff(np.zeros((5, 20, 30), np.float32)), "a.tif")
-    assert image.shape == (5, 20, 30, 1) and image.dtype == np.float32
-
-
-def test_zcyx_stack_trains_on_its_channels_and_time_lapses_are_refused():
-    import io
-
-    import tifffile
-
-    cells = np.stack([np.stack([two_region_image(seed=z), two_region_image(seed=z)[::-1]]) for z in range(4)])
-    buf = io.BytesIO()
-    tifffile.imwrite(buf, cells, imagej=True, metadata={"axes": "ZCYX"})  # scikit-image's cells3d layout
-    image = read_image(buf.getvalue(), "cells.tif")
-    assert image.shape == (4, 48, 64, 2)
-    np.testing.assert_array_equal(image[..., 1], cells[:, 1])
-    session = sessions.Session(image, "cells", stores.FeatureCache(), "cpu")
-    assert session.display_image(0).shape == (48, 64, 3)  # channel 0 shown in gray
-    session.add_stroke(hline(10, 2, 25), 1, 2, plane=0)
-    session.add_stroke(hline(30, 40, 60), 2, 2, plane=3)
-    assert session.train() and (session.model.ndim_, session.model.n_channels_) == (3, 2)
-    buf = io.BytesIO()
-    tifffile.imwrite(buf, cells[:, 0], imagej=True, metadata={"axes": "TYX"})
-    with pytest.raises(UnreadableImage, match="4 time points.*gpuseg predict"):
-        read_image(buf.getvalue(), "movie.tif")
+    assert image.data.shape == (1, 5, 20, 30, 1) and image.data.dtype == np.float32
 
 
 NOISE = np.random.default_rng(2).integers(0, 255, (40, 40), dtype=np.uint8)
@@ -245,17 +236,18 @@ def test_unreadable_uploads_get_a_message(data, match):
 # -- callbacks --------------------------------------------------------------------------
 @pytest.fixture
 def controller():
-    image = two_region_image()[..., None]
+    image = still(two_region_image())
     cache = stores.FeatureCache()
     return Controller(stores.SessionStore(lambda: sessions.Session(image, "two.png", cache, "cpu")), "cpu")
 
 
-def draw(controller, label, path, sid=SID, plane=0):
+def draw(controller, label, path, sid=SID, plane=0, frame=0):
     """What the figure sends after a stroke: its shapes (those of the shown plane) and the new one."""
     session = controller.sessions.get(sid)
-    shapes = [{"type": "path", "name": f"s{s.id}", "path": s.path} for s in session.strokes if s.plane == plane]
+    shapes = [{"type": "path", "name": f"s{s.id}", "path": s.path} for s in session.strokes.on(plane, frame)]
     shapes.append({"type": "path", "name": f"c{label}", "path": path})
-    return controller.update(sid, "graph", relayout={"shapes": shapes}, label=label, width=2, plane=plane)
+    return controller.update(sid, "graph", relayout={"shapes": shapes}, label=label, width=2, plane=plane,
+                             frame=frame)
 
 
 def test_first_render_is_a_full_figure(controller):
@@ -280,7 +272,7 @@ def test_strokes_train_and_patch_the_overlay(controller):
 
 
 def test_stack_shows_one_plane_and_trains_on_all():
-    volume = np.stack([two_region_image(seed=i) for i in range(4)])[..., None]
+    volume = still(np.stack([two_region_image(seed=i) for i in range(4)]))
     controller = Controller(stores.SessionStore(lambda: sessions.Session(volume, "s.tif", stores.FeatureCache(), "cpu")))
     out = controller.update(SID, None)
     assert out["plane_style"] == {"display": "block"} and out["planes"] == 3
@@ -289,7 +281,7 @@ def test_stack_shows_one_plane_and_trains_on_all():
     assert "trained on scribbles" in out["status"][1].children
     out = controller.update(SID, "plane", plane=2)
     assert out["figure"].data[1].visible and [s.name for s in out["figure"].layout.shapes] == ["s1"]
-    assert controller.sessions.get(SID).proba_plane == 2
+    assert controller.sessions.get(SID).proba_at == (0, 2)
 
 
 def test_zoom_changes_nothing(controller):
@@ -370,8 +362,8 @@ def test_downloads_and_model_upload(controller, tmp_path):
     png, _ = controller.download(SID, "download-png")
     tif, _ = controller.download(SID, "download-tiff")
     assert png["filename"] == "two-labels.png"
-    np.testing.assert_array_equal(read_image(base64.b64decode(png["content"]), "l.png")[..., 0], labels)
-    np.testing.assert_array_equal(read_image(base64.b64decode(tif["content"]), "l.tif")[..., 0], labels)
+    np.testing.assert_array_equal(read_image(base64.b64decode(png["content"]), "l.png").frame(0), labels)
+    np.testing.assert_array_equal(read_image(base64.b64decode(tif["content"]), "l.tif").frame(0), labels)
 
     other = "e" * 32
     controller.upload_model(other, {"contents": data_uri(path.read_bytes()), "filename": "m.gpuseg"})
@@ -410,6 +402,112 @@ def test_model_of_other_geometry_is_refused(controller, tmp_path):
     assert "3 channel(s)" in controller.update(SID, "model-token")["message"]
 
 
+# -- channels and frames -------------------------------------------------------------------
+def axes_tiff(array, axes, kind="imagej") -> bytes:
+    """TIFF bytes of ``array`` with OME letters ``axes``: an ImageJ hyperstack, or (``kind="ome"``) an OME-TIFF."""
+    import tifffile
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, array, **{kind: True}, metadata={"axes": axes})
+    return buf.getvalue()
+
+
+def stack_controller(image: Frames) -> Controller:
+    return Controller(stores.SessionStore(lambda: sessions.Session(image, "s.tif", stores.FeatureCache(), "cpu")),
+                      "cpu")
+
+
+def test_channel_choice_changes_the_picture_not_the_training(tmp_path):
+    cells = np.stack([np.stack([two_region_image(seed=z), two_region_image(seed=z)[::-1]]) for z in range(4)])
+    image = read_image(axes_tiff(cells, "ZCYX"), "cells.tif")  # scikit-image's cells3d layout
+    assert image.data.shape == (1, 4, 48, 64, 2) and image.channel_choice and not image.rgb
+    np.testing.assert_array_equal(image.data[0, ..., 1], cells[:, 1])
+    controller = stack_controller(image)
+    out = controller.update(SID, None)
+    assert out["channel_style"] == {"display": "block"} and out["channel"] == "composite"
+    assert [o["value"] for o in out["channels"]] == ["composite", 0, 1] and out["image_name"].endswith("2 channels")
+    session = controller.sessions.get(SID)
+    composite = session.display_image(2)  # uint8: shown as it is, channel 0 red, channel 1 green
+    np.testing.assert_array_equal(composite, np.stack([cells[2, 0], cells[2, 1], np.zeros_like(cells[2, 0])], -1))
+    np.testing.assert_array_equal(session.display_image(2, channel=1), np.repeat(cells[2, 1][..., None], 3, -1))
+
+    draw(controller, 1, hline(10, 2, 26), plane=0)
+    draw(controller, 2, hline(30, 38, 61), plane=3)
+    model, proba = session.model, session.proba
+    assert (model.ndim_, model.n_channels_) == (3, 2)
+    shown = [controller.update(SID, "channel", plane=3, channel=c)["figure"].data[0].source for c in ("composite", 1)]
+    assert shown[0] != shown[1]
+    assert session.model is model and session.proba is proba  # the picture changed, the training did not
+    assert controller.update(SID, "channel", channel=7)["channel"] == "composite"  # no such channel
+
+    gray = gpuseg.Segmenter(backend="cpu", sigma_max=2, n_estimators=2).fit(cells[:, 0], session.labels()[0])
+    path = gray.save(tmp_path / "gray.gpuseg")
+    controller.upload_model(SID, {"contents": data_uri(path.read_bytes()), "filename": "gray.gpuseg"})
+    message = controller.update(SID, "model-token")["message"]
+    assert "3D images with 1 channel(s); this image is 3D with 2 channel(s)" in message and session.model is model
+
+
+@pytest.mark.parametrize("kind", ["imagej", "ome"])
+@pytest.mark.parametrize("axes, shape", [
+    ("TYX", (3, 48, 64, 1)), ("TZYX", (3, 4, 48, 64, 1)), ("TCYX", (3, 48, 64, 2)), ("TZCYX", (3, 4, 48, 64, 2)),
+])
+def test_time_lapses_are_read_frames_first(axes, shape, kind):
+    sizes = {"T": 3, "Z": 4, "C": 2, "Y": 48, "X": 64}
+    array = np.random.default_rng(0).integers(0, 255, [sizes[a] for a in axes], dtype=np.uint8)
+    image = read_image(axes_tiff(array, axes, kind), "movie.tif")
+    assert image.data.shape == shape
+    order = [axes.index(a) for a in "TZYXC" if a in axes]
+    np.testing.assert_array_equal(image.data, np.transpose(array, order).reshape(shape))
+
+
+def test_time_lapse_trains_on_every_frame_and_predicts_the_one_shown():
+    movie = np.stack([np.stack([two_region_image(seed=3 * t + z) for z in range(3)]) for t in range(3)])
+    controller = stack_controller(read_image(axes_tiff(movie, "TZYX"), "movie.tif"))
+    out = controller.update(SID, None)
+    assert out["frame_style"] == out["plane_style"] == {"display": "block"} and (out["frames"], out["planes"]) == (2, 2)
+    assert out["channel_style"] == {"display": "none"} and out["image_name"] == "s.tif: 3 frames of 3 x 48 x 64"
+    assert "two classes" in draw(controller, 1, hline(10, 2, 26), plane=1, frame=0)["message"]
+    out = draw(controller, 2, hline(30, 38, 61), plane=2, frame=1)  # the other class, on another frame
+    session = controller.sessions.get(SID)
+    assert [s.where for s in session.strokes] == [(0, 1), (1, 2)]  # drawing on frame 1 kept frame 0's stroke
+    assert "trained on scribbles" in out["status"][1].children
+    labels = session.labels()
+    assert set(np.unique(labels[0])) == {0, 1} and set(np.unique(labels[1])) == {0, 2} and not labels[2].any()
+    assert session.timings["train_pixels"] == int((labels > 0).sum())
+    assert [s["frame"] for s in json.loads(stores.work_record(session))["strokes"]] == [0, 1]
+
+    out = controller.update(SID, "frame", frame=2, plane=1)
+    assert session.proba_at == (2, 1) and out["figure"].layout.shapes == () and out["frame"] == 2
+    frame = session.image.frame(2)
+    np.testing.assert_allclose(session.proba, session.model.predict_proba(frame)[1], atol=1e-6)
+    shown = session.proba
+    controller.update(SID, "frame", frame=0, plane=1)
+    controller.update(SID, "frame", frame=2, plane=1)
+    assert session.proba is shown and list(session.views) == [(1, 2), (0, 1), (2, 1)]  # predicted once per model
+    predicted = np.stack([session.model.predict(session.image.frame(t)) for t in range(3)])
+    np.testing.assert_array_equal(np.stack([session.predict_full(t) for t in range(3)]), predicted)
+
+    draw(controller, 2, hline(40, 38, 61), plane=1, frame=2)  # a new model: its predictions are new
+    assert session.proba is not shown and list(session.views) == [(2, 1)]
+    np.testing.assert_allclose(session.proba, session.model.predict_proba(frame)[1], atol=1e-6)
+    predicted = np.stack([session.model.predict(session.image.frame(t)) for t in range(3)])
+
+    tif, _ = controller.download(SID, "download-tiff")
+    png, _ = controller.download(SID, "download-png", plane=1, frame=2)
+    np.testing.assert_array_equal(read_image(base64.b64decode(tif["content"]), "l.tif").data[..., 0], predicted)
+    np.testing.assert_array_equal(read_image(base64.b64decode(png["content"]), "l.png").frame(0), predicted[2, 1])
+
+
+def test_size_limit_counts_every_frame(monkeypatch):
+    from gpuseg.app import files
+
+    movie = np.stack([two_region_image(seed=t) for t in range(3)])
+    monkeypatch.setattr(files, "MAX_PIXELS", 3 * 48 * 64 - 1)
+    assert read_image(axes_tiff(movie[0], "YX"), "one.tif").n_frames == 1
+    with pytest.raises(UnreadableImage, match=r"9216 pixels \(3 frames of 3072\); the app takes at most 9215"):
+        read_image(axes_tiff(movie, "TYX"), "movie.tif")
+
+
 # -- the app ------------------------------------------------------------------------------
 def test_create_app_limits_uploads_and_binds_locally():
     import inspect
@@ -438,7 +536,7 @@ def session_with_model(value):
     """A scribbled session given a model trained on its strokes, class 2 relabelled ``value``."""
     image = two_region_image()
     session = scribbled(image)
-    labels = session.labels().astype(np.int64)
+    labels = session.labels()[0].astype(np.int64)
     model = gpuseg.Segmenter(backend="cpu", sigma_max=16, n_estimators=5, random_state=0).fit(
         image, np.where(labels == 2, value, labels))
     session.apply_model(model, f"class-{value}.gpuseg")
@@ -460,7 +558,7 @@ def test_uploaded_model_adds_only_its_classes():
     session.refresh(full=True, retrain=False)
     rgb = session.overlay()
     assert tuple(rgb[5, -5]) == tuple(int(session.class_of(5).color[i:i + 2], 16) for i in (1, 3, 5))
-    session.add_stroke(hline(20, 40, 60), 5, 2)  # strokes of class 5 rasterise as 5
+    session.strokes.add(hline(20, 40, 60), 5, 2)  # strokes of class 5 rasterise as 5
     assert 5 in np.unique(session.labels())
 
 

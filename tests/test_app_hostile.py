@@ -94,17 +94,18 @@ def test_download_names_are_safe(name, stem):
 
 # -- sessions ---------------------------------------------------------------------------
 def _store(clock, **kw):
+    from gpuseg.app.frames import Frames
     from gpuseg.app.session import Session
     from gpuseg.app.store import FeatureCache, SessionStore
 
-    image = (np.arange(48 * 64) % 200).reshape(48, 64, 1).astype(np.uint8)
+    image = (np.arange(48 * 64) % 200).reshape(1, 48, 64, 1).astype(np.uint8)
     cache = FeatureCache()
-    return SessionStore(lambda: Session(image.copy(), "x.png", cache, "cpu"), clock=clock, **kw)
+    return SessionStore(lambda: Session(Frames(image.copy()), "x.png", cache, "cpu"), clock=clock, **kw)
 
 
 def _scribble(session):
-    session.add_stroke("M2,10L20,10", 1, 2)
-    session.add_stroke("M40,30L60,30", 2, 2)
+    session.strokes.add("M2,10L20,10", 1, 2)
+    session.strokes.add("M40,30L60,30", 2, 2)
 
 
 def test_evicted_tab_is_told_and_its_strokes_are_recoverable():
@@ -188,7 +189,8 @@ def test_a_model_with_too_many_classes_is_refused(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("changed, values", [
-    ("plane.value", {"plane": "x"}), ("active-class.value", {"active-class": "x"}),
+    ("plane.value", {"plane": "x"}), ("frame.value", {"frame": [1]}), ("channel.value", {"channel": {"a": 1}}),
+    ("active-class.value", {"active-class": "x"}),
     ("image-token.data", {"image-token": "x", "opacity": "x"}), ("class-color.value", {"class-color": {"a": 1}}),
     ("features.value", {"features": 5}), ("view.value", {"view": 5}),
     ("stroke-edits.data", {"stroke-edits": {"shapes": "x"}}), ("stroke-edits.data", {"stroke-edits": ["x"]}),
@@ -203,4 +205,5 @@ def test_requests_with_values_no_control_sends_are_answered(client, changed, val
 
 
 def test_a_download_request_with_a_bad_plane_is_answered(client):
-    assert post(client, "download.data", {"session-id": SID, "plane": "x"}, "download-png.n_clicks").status_code == 200
+    assert post(client, "download.data", {"session-id": SID, "plane": "x", "frame": -5},
+                "download-png.n_clicks").status_code == 200

@@ -26,10 +26,12 @@ def _require_dash():
 
 
 def sample_image():
-    """The bundled sample (scikit-image's ``coins``, no download), channels last, and its name."""
+    """The bundled sample (scikit-image's ``coins``, no download) as :class:`~gpuseg.app.frames.Frames`, and its name."""
     from skimage import data
 
-    return data.coins()[..., None], "coins.png (scikit-image sample)"
+    from .frames import Frames
+
+    return Frames(data.coins()[None, ..., None]), "coins.png (scikit-image sample)"
 
 
 def create_app(image_path=None, model=None, *, backend="auto", max_upload_mb=64.0, max_sessions=32,

@@ -15,18 +15,19 @@ import time
 from pathlib import Path
 
 import dash
+import numpy as np
 from dash import Input, Output, Patch, State, ctx, dcc, html, no_update
 
 from .. import load
 from ..features import FeatureParams
 from .files import encode_png, encode_tiff, read_image
-from .layout import FEATURES, class_options, figure, newshape, shapes
-from .request_checks import (decode_upload, download_stem, figure_edits, request_color, request_int, request_number,
-                       sigma_range)
+from .layout import COMPOSITE, FEATURES, channel_options, class_options, figure, newshape, shapes
+from .request_checks import (decode_upload, download_stem, figure_edits, request_color, request_index, request_int,
+                             request_number, sigma_range)
 from .store import SessionStore, work_record
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
-_KEEP_MESSAGE = {None, "image-token", "model-token", "opacity", "view", "width", "active-class"}
+_KEEP_MESSAGE = {None, "image-token", "model-token", "opacity", "view", "width", "active-class", "channel"}
 
 # Checks an upload's size in the browser, so that a file over the limit is never sent, and empties the
 # upload (so that the same file can be uploaded again).
@@ -103,10 +104,13 @@ class Controller:
             session.message = ""
 
     # -- the page ------------------------------------------------------------
-    def update(self, session_id: str, trigger: str | None, *, relayout=None, plane=0, label=1, width=8,
-               features=tuple(FEATURES), sigma=(-1, 4), view="segmentation", opacity=0.5, class_name=None,
-               class_color=None, tokens=(0, 0)) -> dict:
+    def update(self, session_id: str, trigger: str | None, *, relayout=None, plane=0, frame=0, channel=COMPOSITE,
+               label=1, width=8, features=tuple(FEATURES), sigma=(-1, 4), view="segmentation", opacity=0.5,
+               class_name=None, class_color=None, tokens=(0, 0)) -> dict:
         """Apply the control that fired (``trigger``, a component id) and say what the page shows.
+
+        ``plane`` and ``frame`` are the Z and T sliders' values; ``channel`` the channel shown (an int)
+        or ``COMPOSITE``; out-of-range values are brought into range.
 
         ``tokens`` are the page's (image, model) upload counters. When they differ from those the
         session last drew, the page is redrawn whatever fired: the browser drops the answer to a
@@ -119,7 +123,9 @@ class Controller:
             ``figure`` (a full figure, or a ``Patch`` when only strokes,
             overlay or drawing style changed), ``status``, ``message``,
             ``classes`` (radio options), ``label``, ``color``, ``planes``
-            (slider maximum), ``plane``, ``plane_style``, ``features``, ``sigma``,
+            (slider maximum), ``plane``, ``plane_style``, ``frames``, ``frame``,
+            ``frame_style`` (the same for the T slider), ``channels`` (dropdown
+            options), ``channel``, ``channel_style``, ``features``, ``sigma``,
             ``image_name``.
         """
         session = self.session(session_id)
@@ -127,19 +133,22 @@ class Controller:
         opacity = request_number(opacity, 0.5, 0.0, 1.0)
         class_color = request_color(class_color)
         with session.lock:
-            plane = min(max(request_int(plane), 0), session.n_planes - 1)
+            plane, frame = request_index(plane, session.n_planes), request_index(frame, session.n_frames)
+            channel = request_int(channel, -1) if session.image.channel_choice else -1
+            channel = channel if 0 <= channel < session.image.n_channels else None
             label = request_int(label) if request_int(label) in session.class_values() else session.class_values()[0]
             previous, session.message = session.message, ""
             tokens = tuple(request_int(t) for t in tokens) if isinstance(tokens, (list, tuple)) else (0, 0)
             stale = tokens != session.shown_tokens
-            retrain, full = False, stale or trigger in (None, "image-token", "model-token", "plane")
+            retrain, full = False, stale or trigger in (None, "image-token", "model-token", "plane", "frame", "channel")
             if trigger == "graph":
-                retrain = session.apply_figure_edits(relayout, plane, label, width)
+                retrain = session.strokes.apply_figure_edits(relayout, plane, label, width,
+                                                             classes=session.class_values(), frame=frame)
                 if not (retrain or stale):  # a zoom, a pan, a resize: nothing to redraw
                     session.message = previous
                     raise dash.exceptions.PreventUpdate
             elif trigger == "undo":
-                retrain = session.undo()
+                retrain = session.strokes.undo()
             elif trigger == "clear":
                 session.clear()
                 retrain = True
@@ -155,19 +164,20 @@ class Controller:
                 session.class_of(label).name = str(class_name)[:40]
             elif trigger == "class-color" and class_color:
                 session.class_of(label).color = class_color
-            overlay = session.refresh(plane, retrain=retrain, full=full, view=view, label=label)
+            overlay = session.refresh(plane, frame=frame, retrain=retrain, full=full, view=view, label=label)
             if not session.message and (stale or trigger in _KEEP_MESSAGE):
                 session.message = previous  # e.g. an upload's error, still true after a change of view
             session.shown_tokens = tokens
-            return self._outputs(session, full, overlay, plane=plane, label=label, width=width,
-                                 opacity=opacity, revision=str(tokens[0]))
+            return self._outputs(session, full, overlay, plane=plane, frame=frame, channel=channel, label=label,
+                                 width=width, opacity=opacity, revision=str(tokens[0]))
 
-    def _outputs(self, session, full, overlay, *, plane, label, width, opacity, revision) -> dict:
+    def _outputs(self, session, full, overlay, *, plane, frame, channel, label, width, opacity, revision) -> dict:
         if full:
-            fig = figure(session, plane, overlay, label=label, width=width, opacity=opacity, revision=revision)
+            fig = figure(session, plane, overlay, frame=frame, channel=channel, label=label, width=width,
+                         opacity=opacity, revision=revision)
         else:
             fig = Patch()
-            fig["layout"]["shapes"] = shapes(session, plane)
+            fig["layout"]["shapes"] = shapes(session, plane, frame)
             fig["layout"]["newshape"] = newshape(session, label, width)
             fig["data"][1]["visible"] = overlay is not None
             if overlay is not None:
@@ -183,16 +193,23 @@ class Controller:
             "color": session.class_of(label).color,
             "planes": session.n_planes - 1,
             "plane": plane,
-            "plane_style": {"display": "block" if session.n_planes > 1 else "none"},
+            "plane_style": _shown(session.n_planes > 1),
+            "frames": session.n_frames - 1,
+            "frame": frame,
+            "frame_style": _shown(session.n_frames > 1),
+            "channels": channel_options(session),
+            "channel": COMPOSITE if channel is None else channel,
+            "channel_style": _shown(session.image.channel_choice),
             "features": [k for k in FEATURES if getattr(params, k)],
             "sigma": [_log2(params.sigma_min), _log2(params.sigma_max)],
             "image_name": image_caption(session),
         }
 
     # -- downloads -----------------------------------------------------------
-    def download(self, session_id: str, what: str, plane: int = 0) -> tuple:
+    def download(self, session_id: str, what: str, plane: int = 0, frame: int = 0) -> tuple:
         """The model (``what="download-model"``), the full-resolution labels (``"download-png"``:
-        the shown slice; ``"download-tiff"``: the whole image or stack) or the strokes
+        the shown slice of the shown frame; ``"download-tiff"``: the whole image or stack, every frame
+        of a time-lapse, ``T`` first, see :func:`gpuseg.app.files.encode_tiff`) or the strokes
         (``"download-strokes"``: JSON, see :func:`gpuseg.app.store.work_record`).
 
         Returns
@@ -213,24 +230,36 @@ class Controller:
                     path = session.model.save(Path(tmp) / "model.gpuseg")
                     return dcc.send_bytes(path.read_bytes(), f"{stem}.gpuseg"), ""
             start = time.perf_counter()
-            labels = session.predict_full()
-            session.timings["predict_full"] = time.perf_counter() - start
             if what == "download-png":
-                plane_labels = labels[min(max(request_int(plane), 0), labels.shape[0] - 1)] if labels.ndim == 3 else labels
-                return dcc.send_bytes(encode_png(plane_labels), f"{stem}-labels.png"), ""
-            return dcc.send_bytes(encode_tiff(labels), f"{stem}-labels.tif"), ""
+                labels = session.predict_full(request_index(frame, session.n_frames))
+                labels = labels[request_index(plane, session.n_planes)] if labels.ndim == 3 else labels
+                data = dcc.send_bytes(encode_png(labels), f"{stem}-labels.png")
+            else:
+                labels = np.stack([session.predict_full(t) for t in range(session.n_frames)])
+                axes = "T" + "ZYX"[-len(session.spatial_shape):]
+                if session.n_frames == 1:
+                    labels, axes = labels[0], axes[1:]
+                data = dcc.send_bytes(encode_tiff(labels, axes), f"{stem}-labels.tif")
+            session.timings["predict_full"] = time.perf_counter() - start
+            return data, ""
 
 
 def _log2(x: float) -> float:
     return round(math.log2(x) * 2) / 2
 
 
+def _shown(shown: bool) -> dict:
+    return {"display": "block" if shown else "none"}
+
+
 def image_caption(session) -> str:
-    """Name, shape and display scale of the session's image."""
+    """Name, frames, shape, channels and display scale of the session's image."""
+    image = session.image
+    frames = f"{image.n_frames} frames of " if image.n_frames > 1 else ""
     shape = " x ".join(map(str, session.spatial_shape))
-    rgb = ", RGB" if session.image.shape[-1] == 3 else ""
+    channels = ", RGB" if image.rgb else f", {image.n_channels} channels" if image.n_channels > 1 else ""
     shown = f", shown at 1/{session.scale} size" if session.scale > 1 else ""
-    return f"{session.name}: {shape}{rgb}{shown}"
+    return f"{session.name}: {frames}{shape}{channels}{shown}"
 
 
 def status_lines(session) -> list:
@@ -291,28 +320,31 @@ def register(app: dash.Dash, controller: Controller, max_upload_bytes: int) -> N
         return (token or 0) + 1
 
     names = ("figure", "status", "message", "classes", "label", "color", "planes", "plane", "plane_style",
-             "features", "sigma", "image_name")
+             "frames", "frame", "frame_style", "channels", "channel", "channel_style", "features", "sigma",
+             "image_name")
 
     @app.callback(
         Output("graph", "figure"), Output("status", "children"),
         Output("message", "children", allow_duplicate=True), Output("active-class", "options"),
         Output("active-class", "value"), Output("class-color", "value"), Output("plane", "max"),
-        Output("plane", "value"), Output("plane-box", "style"), Output("features", "value"),
+        Output("plane", "value"), Output("plane-box", "style"), Output("frame", "max"), Output("frame", "value"),
+        Output("frame-box", "style"), Output("channel", "options"), Output("channel", "value"),
+        Output("channel-box", "style"), Output("features", "value"),
         Output("sigma", "value"), Output("image-name", "children"),
         Input("stroke-edits", "data"), Input("undo", "n_clicks"), Input("clear", "n_clicks"),
-        Input("features", "value"), Input("sigma", "value"), Input("plane", "value"),
-        Input("opacity", "value"), Input("view", "value"), Input("active-class", "value"),
+        Input("features", "value"), Input("sigma", "value"), Input("plane", "value"), Input("frame", "value"),
+        Input("channel", "value"), Input("opacity", "value"), Input("view", "value"), Input("active-class", "value"),
         Input("width", "value"), Input("add-class", "n_clicks"), Input("rename-class", "n_clicks"),
         Input("class-color", "value"), Input("image-token", "data"), Input("model-token", "data"),
         State("class-name", "value"), State("session-id", "data"),
         prevent_initial_call=True,
     )
-    def on_change(relayout, _undo, _clear, features, sigma, plane, opacity, view, label, width, _add, _rename,
-                  class_color, image_token, model_token, class_name, session_id):
+    def on_change(relayout, _undo, _clear, features, sigma, plane, frame, channel, opacity, view, label, width, _add,
+                  _rename, class_color, image_token, model_token, class_name, session_id):
         trigger = "graph" if ctx.triggered_id == "stroke-edits" else ctx.triggered_id
         out = controller.update(
-            session_id, trigger, relayout=relayout, plane=plane, label=label, width=width,
-            features=features, sigma=sigma, view=view, opacity=opacity, class_name=class_name,
+            session_id, trigger, relayout=relayout, plane=plane, frame=frame, channel=channel, label=label,
+            width=width, features=features, sigma=sigma, view=view, opacity=opacity, class_name=class_name,
             class_color=class_color, tokens=(image_token, model_token),
         )
         return tuple(out[n] for n in names)
@@ -320,6 +352,7 @@ def register(app: dash.Dash, controller: Controller, max_upload_bytes: int) -> N
     @app.callback(Output("download", "data"), Output("message", "children", allow_duplicate=True),
                   Input("download-model", "n_clicks"), Input("download-png", "n_clicks"),
                   Input("download-tiff", "n_clicks"), Input("download-strokes", "n_clicks"),
-                  State("session-id", "data"), State("plane", "value"), prevent_initial_call=True)
-    def on_download(_model, _png, _tiff, _strokes, session_id, plane):
-        return controller.download(session_id, ctx.triggered_id, plane)
+                  State("session-id", "data"), State("plane", "value"), State("frame", "value"),
+                  prevent_initial_call=True)
+    def on_download(_model, _png, _tiff, _strokes, session_id, plane, frame):
+        return controller.download(session_id, ctx.triggered_id, plane, frame)

@@ -7,7 +7,6 @@ import base64
 import numpy as np
 
 from ..predictor import uncertainty
-from .files import encode_png
 
 COLORS = {"red": "#e6194b", "green": "#3cb44b", "blue": "#4363d8", "orange": "#f58231", "purple": "#911eb4",
           "cyan": "#42d4f4", "magenta": "#f032e6", "lime": "#bfef45", "pink": "#fabed4", "teal": "#469990",
@@ -21,13 +20,63 @@ def display_scale(spatial_shape: tuple, display_max: int = DISPLAY_MAX) -> int:
     return max(1, -(-max(spatial_shape[-2:]) // display_max))
 
 
-def to_display_uint8(image: np.ndarray) -> np.ndarray:
-    """Scale a channels-last image to uint8 for display (min to max, per image)."""
+def channel_limits(data: np.ndarray, rgb: bool = False) -> np.ndarray:
+    """The range of each channel of a channels-last image that the display maps to 0..255.
+
+    Parameters
+    ----------
+    data : ndarray of shape ``(..., n_channels)``
+        The whole image (all its frames and planes), so that every plane is shown alike.
+    rgb : bool
+        A colour picture: one range for its three channels, so that its colours stay.
+
+    Returns
+    -------
+    limits : float64 ndarray of shape ``(n_channels, 2)``
+        ``(lo, hi)`` per channel: ``(0, 255)`` for uint8, else the channel's minimum and maximum.
+    """
+    if data.dtype == np.uint8:
+        return np.tile([0.0, 255.0], (data.shape[-1], 1))
+    flat = data.reshape(-1, data.shape[-1])
+    lo, hi = flat.min(axis=0).astype(np.float64), flat.max(axis=0).astype(np.float64)
+    if rgb:
+        lo, hi = np.full_like(lo, lo.min()), np.full_like(hi, hi.max())
+    return np.stack([lo, hi], axis=1)
+
+
+def to_display_uint8(image: np.ndarray, limits: np.ndarray) -> np.ndarray:
+    """Scale a channels-last image to uint8 for display: channel ``c`` from ``limits[c]`` to 0..255 (uint8 as it is)."""
     if image.dtype == np.uint8:
         return image
-    lo, hi = float(image.min()), float(image.max())
-    out = (image.astype(np.float32) - lo) * (255.0 / (hi - lo) if hi > lo else 0.0)
+    lo, span = limits[:, 0], limits[:, 1] - limits[:, 0]
+    gain = np.divide(255.0, span, out=np.zeros_like(span), where=span > 0)
+    out = (image.astype(np.float32) - lo.astype(np.float32)) * gain.astype(np.float32)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def picture(plane: np.ndarray, limits: np.ndarray, channel: int | None, scale: int) -> np.ndarray:
+    """The RGB uint8 picture shown of one plane.
+
+    Parameters
+    ----------
+    plane : ndarray of shape ``(rows, cols, n_channels)``
+    limits : ndarray of shape ``(n_channels, 2)``
+        See :func:`channel_limits`.
+    channel : int or None
+        Show this channel in grey; None: the composite, the first (up to) three channels as red,
+        green and blue (one channel in grey, an RGB picture in its colours).
+    scale : int
+        Downsampling factor (see :func:`display_scale`).
+
+    Returns
+    -------
+    rgb : uint8 ndarray of shape ``(ceil(rows / scale), ceil(cols / scale), 3)``
+    """
+    chosen = [channel] if channel is not None else list(range(min(3, plane.shape[-1])))
+    shown = downsample(to_display_uint8(plane[..., chosen], limits[chosen]), scale)
+    if len(chosen) == 1:
+        return np.repeat(shown, 3, axis=-1)
+    return np.pad(shown, ((0, 0), (0, 0), (0, 3 - len(chosen))))
 
 
 def downsample(plane: np.ndarray, scale: int) -> np.ndarray:
@@ -43,6 +92,8 @@ def downsample(plane: np.ndarray, scale: int) -> np.ndarray:
 
 def png_source(rgb: np.ndarray) -> str:
     """``data:`` URI of a PNG of an RGB(A) uint8 image."""
+    from .files import encode_png  # files reads images into Frames, whose pictures are drawn here
+
     return "data:image/png;base64," + base64.b64encode(encode_png(rgb)).decode()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .frames import Frames
 from .session import Session
 from .store import FeatureCache
 
@@ -33,7 +34,7 @@ def measure_stroke_to_overlay(image, *, channel_axis=None, backend: str = "auto"
     """
     image = np.asarray(image)
     image = image[..., None] if channel_axis is None else np.moveaxis(image, channel_axis, -1)
-    session = Session(image, "benchmark", FeatureCache(), backend)
+    session = Session(Frames(image[None]), "benchmark", FeatureCache(), backend)
     rows, cols = session.spatial_shape[-2:]
 
     def line(frac_row, start, stop):
@@ -42,11 +43,11 @@ def measure_stroke_to_overlay(image, *, channel_axis=None, backend: str = "auto"
         return "M" + "L".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
 
     session.features()
-    session.add_stroke(line(0.25, 0.1, 0.9), 1, width)
-    session.add_stroke(line(0.75, 0.1, 0.9), 2, width)
+    session.strokes.add(line(0.25, 0.1, 0.9), 1, width)
+    session.strokes.add(line(0.75, 0.1, 0.9), 2, width)
     times = []
     for i in range(repeats):
-        session.add_stroke(line(0.3 + 0.4 * (i % 2) + 0.02 * i, 0.2, 0.8), 1 + i % 2, width)
+        session.strokes.add(line(0.3 + 0.4 * (i % 2) + 0.02 * i, 0.2, 0.8), 1 + i % 2, width)
         session.refresh()
         times.append(session.timings["stroke_to_overlay"])
     return float(np.median(times))

@@ -18,6 +18,7 @@ SIGMA_LOG2 = (-1, 5)  # sigma slider range: 0.5 to 32 pixels, log2 scale
 VIEWS = {"segmentation": "Segmentation", "probability": "Probability of the selected class",
          "uncertainty": "Uncertainty (where the forest is least sure)"}
 FEATURES = {"intensity": "Intensity", "edges": "Edges", "texture": "Texture"}
+COMPOSITE = "composite"  # the channel dropdown's value for the first three channels as red, green, blue
 GRAPH_CONFIG = {
     "modeBarButtonsToAdd": ["drawopenpath", "eraseshape"],
     "displaylogo": False,
@@ -33,12 +34,12 @@ _UPLOAD = {"border": "1px dashed #888", "borderRadius": "6px", "padding": "8px",
            "cursor": "pointer", "marginBottom": "6px", "fontSize": "13px"}
 
 
-def shapes(session: Session, plane: int) -> list:
-    """The figure's shapes: the strokes of ``plane``, named ``s<id>``, in their class colours."""
+def shapes(session: Session, plane: int, frame: int = 0) -> list:
+    """The figure's shapes: the strokes of the plane shown, named ``s<id>``, in their class colours."""
     return [
         {"type": "path", "path": s.path, "name": f"s{s.id}", "editable": True, "opacity": 0.9,
          "line": {"color": session.class_of(s.label).color, "width": s.width}}
-        for s in session.strokes if s.plane == plane
+        for s in session.strokes.on(plane, frame)
     ]
 
 
@@ -48,20 +49,21 @@ def newshape(session: Session, label: int, width: float) -> dict:
             "name": f"c{label}"}
 
 
-def figure(session: Session, plane: int, overlay: str | None, *, label: int, width: float, opacity: float,
-           revision: str) -> go.Figure:
+def figure(session: Session, plane: int, overlay: str | None, *, frame: int = 0, channel: int | None = None,
+           label: int, width: float, opacity: float, revision: str) -> go.Figure:
     """The image (downsampled for display) in full-resolution pixel coordinates, overlay and strokes.
 
-    ``overlay`` is the ``data:`` URI :meth:`Session.refresh` returns, or None.
+    ``overlay`` is the ``data:`` URI :meth:`Session.refresh` returns, or None; ``plane``, ``frame`` and
+    ``channel`` are what :meth:`Session.display_image` shows.
     """
     scale = session.scale
     at = {"x0": (scale - 1) / 2, "y0": (scale - 1) / 2, "dx": scale, "dy": scale, "hoverinfo": "skip"}
     fig = go.Figure([
-        go.Image(source=png_source(session.display_image(plane)), name="image", **at),
+        go.Image(source=png_source(session.display_image(plane, frame, channel)), name="image", **at),
         go.Image(source=overlay or _BLANK, name="overlay", opacity=opacity, visible=overlay is not None, **at),
     ])
     fig.update_layout(
-        dragmode="drawopenpath", newshape=newshape(session, label, width), shapes=shapes(session, plane),
+        dragmode="drawopenpath", newshape=newshape(session, label, width), shapes=shapes(session, plane, frame),
         margin={"l": 0, "r": 0, "t": 0, "b": 0}, uirevision=revision,
         xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"},
         plot_bgcolor="white", paper_bgcolor="white",
@@ -82,6 +84,21 @@ def class_options(session: Session) -> list:
             c.name]), "value": c.value}
         for c in session.classes
     ]
+
+
+def channel_options(session: Session) -> list:
+    """Dropdown options of the channel shown: the composite (``COMPOSITE``), then each channel (its index)."""
+    n = session.image.n_channels
+    composite = "Composite (0 red, 1 green)" if n == 2 else "Composite (0 red, 1 green, 2 blue)"
+    return [{"label": composite, "value": COMPOSITE}] + [{"label": f"Channel {c}", "value": c} for c in range(n)]
+
+
+def _index_slider(what: str, title: str, shown: dict) -> html.Div:
+    """Slider ``what`` (``"plane"``, ``"frame"``) in box ``what-box``, hidden for an image with one of them;
+    its maximum, value and style are ``shown[what + "s"]``, ``shown[what]``, ``shown[what + "_style"]``."""
+    return html.Div(id=f"{what}-box", style=shown[f"{what}_style"], children=[
+        html.Label(title), dcc.Slider(id=what, min=0, max=max(shown[f"{what}s"], 1), step=1, value=shown[what],
+                                      marks=None, tooltip={"placement": "bottom"})])
 
 
 def serve_layout(palette: dict, max_upload_mb: float, session_id: str, shown: dict):
@@ -110,10 +127,12 @@ def serve_layout(palette: dict, max_upload_mb: float, session_id: str, shown: di
                                                                   " (PNG, JPEG, TIFF)"]),
                             style=_UPLOAD, accept=".png,.jpg,.jpeg,.tif,.tiff"),
                  html.Div(shown["image_name"], id="image-name", style={"fontSize": "12px", "color": "#555"}),
-                 html.Div(id="plane-box", style=shown["plane_style"], children=[
-                     html.Label("Slice"), dcc.Slider(id="plane", min=0, max=max(shown["planes"], 1), step=1,
-                                                     value=shown["plane"], marks=None,
-                                                     tooltip={"placement": "bottom"})])),
+                 html.Div(id="channel-box", style=shown["channel_style"], children=[
+                     html.Label("Channel shown (training uses all)"),
+                     dcc.Dropdown(id="channel", options=shown["channels"], value=shown["channel"],
+                                  clearable=False, searchable=False)]),
+                 _index_slider("frame", "Time point (T)", shown),
+                 _index_slider("plane", "Slice (Z)", shown)),
         _section("Classes",
                  dcc.RadioItems(id="active-class", options=shown["classes"], value=shown["label"],
                                 labelStyle={"display": "block"}),

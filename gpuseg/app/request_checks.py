@@ -45,6 +45,11 @@ def request_int(value, default: int = 0) -> int:
     return int(value)
 
 
+def request_index(value, n: int) -> int:
+    """An index in ``range(n)`` from a request's value: brought into range, 0 for anything but a number."""
+    return min(max(request_int(value), 0), n - 1)
+
+
 def request_number(value, default: float, lo: float, hi: float) -> float:
     """A number in ``[lo, hi]`` from a request's value, ``default`` for anything else."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

@@ -3,14 +3,15 @@
 Nothing here imports Dash, so every step can be tested, and timed, as plain
 Python. The speed of the app rests on three things:
 
-* the feature stack of an image is computed once per image and feature
-  parameters and kept in a :class:`FeatureCache` shared by all sessions
-  (two tabs on the same image share it);
+* the feature stack of an image is computed once per frame (time point) and
+  feature parameters, when first needed, and kept in a :class:`FeatureCache`
+  shared by all sessions (two tabs on the same image share it);
 * training gathers the features of the scribbled pixels only (at most
-  ``MAX_TRAIN_PER_CLASS`` per class, drawn at random);
-* after a stroke the forest predicts the pixels of the *displayed* image
-  only, a strided sample of the full-resolution feature stack; the full
-  resolution is predicted for downloads.
+  ``MAX_TRAIN_PER_CLASS`` per class, drawn at random from all frames);
+* after a stroke the forest predicts the pixels of the *displayed* plane of
+  the displayed frame only, a strided sample of that frame's full-resolution
+  feature stack, kept for the last ``KEPT_VIEWS`` planes shown until the model
+  changes; the full resolution is predicted for downloads.
 
 :meth:`Session.refresh` is what the app does after every change before it
 redraws, and what :func:`gpuseg.app.latency.measure_stroke_to_overlay` times.
@@ -18,10 +19,9 @@ redraws, and what :func:`gpuseg.app.latency.measure_stroke_to_overlay` times.
 
 from __future__ import annotations
 
-import hashlib
-import re
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,14 +29,15 @@ import numpy as np
 from .._backend import backend_module, resolve_backend
 from ..features import FeatureParams, multiscale_features
 from ..segmenter import Segmenter
-from .display import PALETTE, colour_prediction, display_scale, downsample, png_source, to_display_uint8
+from .display import PALETTE, colour_prediction, display_scale, png_source
+from .frames import Frames
 from .store import FeatureCache
-from .strokes import Stroke, parse_path, rasterise
+from .strokes import Strokes, rasterise
 
-_EDIT = re.compile(r"^shapes\[(\d+)\]\.path$")  # a relayout key editing one stroke's path
 MAX_CLASSES = 256  # classes an uploaded model may bring: each is a row of the page's class list
 MAX_TRAIN_PER_CLASS = 3_000  # pixels along one stroke are alike: more only slows training
 LIVE_FOREST = {"n_estimators": 32, "max_depth": 10, "max_samples": 0.5, "random_state": 0}
+KEPT_VIEWS = 8  # predictions of displayed planes kept per session: going back to a frame shows it at once
 
 
 @dataclass
@@ -52,171 +53,113 @@ class ImageClass:
 class Session:
     """What one browser tab works on: its image, classes, strokes, features and model.
 
+    Where a method takes ``plane`` and ``frame``, they say what the page shows: plane ``plane``
+    (0 for a 2D image) of frame ``frame`` (0 for a still image).
+
     Parameters
     ----------
-    image : ndarray of shape ``spatial_shape + (n_channels,)``
-        ``n_channels`` 1, 3 (RGB) or a TIFF's channels; see :func:`gpuseg.app.files.read_image`.
+    image : Frames
+        ``(n_frames,) + spatial_shape + (n_channels,)``; see :func:`gpuseg.app.files.read_image`.
     name : str
         Shown in the page and used for download names.
     cache : FeatureCache
     backend : {"auto", "cpu", "gpu"}
     """
 
-    image: np.ndarray
+    image: Frames
     name: str
     cache: FeatureCache
     backend: str = "auto"
     params: FeatureParams = field(default_factory=FeatureParams)
     classes: list = field(default_factory=lambda: [ImageClass("background", PALETTE[0], 1),
                                                    ImageClass("foreground", PALETTE[1], 2)])
-    strokes: list = field(default_factory=list)
+    strokes: Strokes = field(default_factory=Strokes)
     model: Segmenter | None = None
     model_source: str = ""  # "scribbles" or the uploaded file's name
     proba: np.ndarray | None = None  # displayed plane's class probabilities (rows, cols, K)
-    proba_plane: int = 0
+    proba_at: tuple = (0, 0)  # the (frame, plane) of proba
+    views: OrderedDict = field(default_factory=OrderedDict, repr=False)  # (frame, plane) -> proba, latest last
     timings: dict = field(default_factory=dict)
     message: str = ""
     shown_tokens: tuple = (0, 0)  # the (image, model) upload counters the page last drew
     recovered: str = ""  # a dropped session's strokes (see SessionStore), for download
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _next_id: int = 0
 
     def __post_init__(self):
         self.backend = resolve_backend(self.backend, quiet=True)
         self.be = backend_module(self.backend)
         self.set_image(self.image, self.name)
 
-    def set_image(self, image: np.ndarray, name: str) -> None:
+    def set_image(self, image: Frames, name: str) -> None:
         """Work on another image: strokes are dropped; a model is kept if it fits the image."""
-        digest = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).hexdigest()
-        self.image, self.name, self.strokes, self.proba = image, name, [], None
-        self._key = (digest, image.shape, str(image.dtype))
-        if self.model is not None and (self.model.n_channels_, self.model.ndim_) != (image.shape[-1], image.ndim - 1):
+        self.image, self.name = image, name
+        self.strokes.clear()
+        if self.model is not None and (self.model.n_channels_, self.model.ndim_) == self._geometry():
+            self._use_model(self.model, self.model_source)  # its predictions were of the other image
+        else:
             self.forget_model()
 
     # -- the image ---------------------------------------------------------
     @property
     def spatial_shape(self) -> tuple:
-        return self.image.shape[:-1]
+        """``(rows, cols)`` or ``(planes, rows, cols)`` of one frame."""
+        return self.image.spatial_shape
 
     @property
     def n_planes(self) -> int:
-        return self.spatial_shape[0] if len(self.spatial_shape) == 3 else 1
+        return self.image.n_planes
+
+    @property
+    def n_frames(self) -> int:
+        return self.image.n_frames
 
     @property
     def scale(self) -> int:
         return display_scale(self.spatial_shape)
 
-    @property
-    def channel_axis(self) -> int | None:
-        return -1 if self.image.shape[-1] > 1 else None
+    def _geometry(self) -> tuple:
+        """``(n_channels, ndim)`` of the image, as a model has them (``n_channels_``, ``ndim_``)."""
+        return self.image.n_channels, len(self.spatial_shape)
 
-    def plane(self, z: int) -> np.ndarray:
-        """Full-resolution ``(rows, cols, channels)`` plane ``z`` (the image itself when 2D)."""
-        return self.image[z] if self.image.ndim == 4 else self.image
+    def display_image(self, plane: int = 0, frame: int = 0, channel: int | None = None) -> np.ndarray:
+        """Displayed RGB uint8 picture of a plane, of shape ``(ceil(rows/scale), ceil(cols/scale), 3)``.
 
-    def display_image(self, z: int = 0) -> np.ndarray:
-        """Displayed RGB uint8 image of plane ``z``, of shape ``(ceil(rows/scale), ceil(cols/scale), 3)``: RGB, or channel 0."""
-        plane = downsample(to_display_uint8(self.plane(z)), self.scale)
-        return plane if plane.shape[-1] == 3 else np.repeat(plane[..., :1], 3, axis=-1)
+        ``channel`` picks the channel shown in grey; None shows the composite (see
+        :meth:`Frames.picture <gpuseg.app.frames.Frames.picture>`). Training uses every channel whatever is shown.
+        """
+        return self.image.picture(frame, plane, channel, self.scale)
 
     # -- features ----------------------------------------------------------
-    def features(self):
-        """Full-resolution feature stack ``spatial_shape + (n_features,)``, computed once and cached."""
-        image = self.image if self.channel_axis is not None else self.image[..., 0]
-
+    def features(self, frame: int = 0):
+        """Full-resolution feature stack of a frame, ``spatial_shape + (n_features,)``, computed once and cached."""
         def compute():
-            return multiscale_features(image, channel_axis=self.channel_axis, backend=self.backend,
-                                       **self.params.to_dict())
+            return multiscale_features(self.image.frame(frame), channel_axis=self.image.channel_axis,
+                                       backend=self.backend, **self.params.to_dict())
 
         start = time.perf_counter()
-        stack, cached = self.cache.get((self._key, self.params, self.backend), compute)
+        stack, cached = self.cache.get((self.image.key(frame), self.params, self.backend), compute)
         if not cached:
             self.timings["features"] = time.perf_counter() - start
         elif "features" not in self.timings:
             self.timings["features"] = None  # computed earlier, for this image or another session
         return stack
 
-    def display_features(self, z: int = 0):
-        """Features at the displayed pixels of plane ``z``: the block centres, ``(rows', cols', n_features)``."""
-        stack = self.features()
-        plane = stack[z] if stack.ndim == 4 else stack
+    def display_features(self, plane: int = 0, frame: int = 0):
+        """Features at the displayed pixels of a plane: the block centres, ``(rows', cols', n_features)``."""
+        stack = self.features(frame)
+        shown = stack[plane] if stack.ndim == 4 else stack
         half = self.scale // 2
-        return plane[half::self.scale, half::self.scale]
+        return shown[half::self.scale, half::self.scale]
 
     # -- strokes -----------------------------------------------------------
     def labels(self) -> np.ndarray:
-        """Full-resolution scribble labels of ``spatial_shape`` (see :func:`~gpuseg.app.strokes.rasterise`)."""
-        return rasterise(self.strokes, self.spatial_shape, self.scale)
-
-    def add_stroke(self, path: str, label: int, width: float, plane: int = 0) -> Stroke:
-        """Append a stroke drawn on ``plane`` with class ``label``; returns it."""
-        stroke = Stroke(self._next_id, plane, int(label), parse_path(path), path, float(width))
-        self._next_id += 1
-        self.strokes.append(stroke)
-        return stroke
-
-    def sync_shapes(self, shapes: list, plane: int, default_label: int, width: float) -> bool:
-        """Make the strokes of ``plane`` what the figure's shapes say (after a draw or an erase).
-
-        A shape named ``s<id>`` is an existing stroke (its path may have been
-        edited); a shape named ``c<label>`` (or unnamed) was just drawn with
-        that class (or ``default_label``). Strokes of ``plane`` missing from
-        ``shapes`` were erased.
-
-        Returns
-        -------
-        changed : bool
-        """
-        before = [(s.id, s.path) for s in self.strokes]
-        by_id = {s.id: s for s in self.strokes if s.plane == plane}
-        kept = set()
-        for shape in shapes:
-            if shape.get("type", "path") != "path" or not shape.get("path"):
-                continue
-            name = str(shape.get("name") or "")
-            if name[:1] == "s" and name[1:].isdigit() and int(name[1:]) in by_id:
-                stroke = by_id[int(name[1:])]
-                if stroke.path != shape["path"]:
-                    stroke.points, stroke.path = parse_path(shape["path"]), shape["path"]
-                kept.add(stroke.id)
-            else:
-                label = int(name[1:]) if name[:1] == "c" and name[1:].isdigit() else default_label
-                label = label if label in self.class_values() else self.class_values()[0]
-                kept.add(self.add_stroke(shape["path"], label, width, plane).id)
-        self.strokes = [s for s in self.strokes if s.plane != plane or s.id in kept]
-        return before != [(s.id, s.path) for s in self.strokes]
-
-    def apply_figure_edits(self, relayout: dict, plane: int, default_label: int, width: float) -> bool:
-        """Apply what a figure's ``relayoutData`` says of the strokes of ``plane``: shapes drawn, erased
-        (``shapes``) or edited (``shapes[i].path``); other keys (a zoom, a pan) change nothing.
-
-        Returns
-        -------
-        changed : bool
-        """
-        changed = "shapes" in relayout and self.sync_shapes(relayout["shapes"], plane, default_label, width)
-        for key, value in relayout.items():
-            match = _EDIT.match(key)
-            if match:
-                changed |= self.edit_path(plane, int(match.group(1)), value)
-        return changed
-
-    def edit_path(self, plane: int, index: int, path: str) -> bool:
-        """Apply a ``shapes[index].path`` edit of the figure showing ``plane``."""
-        on_plane = [s for s in self.strokes if s.plane == plane]
-        if not 0 <= index < len(on_plane) or on_plane[index].path == path:
-            return False
-        on_plane[index].points, on_plane[index].path = parse_path(path), path
-        return True
-
-    def undo(self) -> bool:
-        """Remove the latest stroke; False when there is none."""
-        return self.strokes.pop() is not None if self.strokes else False
+        """Full-resolution scribble labels of every frame, ``(n_frames,) + spatial_shape``
+        (see :func:`~gpuseg.app.strokes.rasterise`)."""
+        return rasterise(self.strokes, self.spatial_shape, self.scale, self.n_frames)
 
     def clear(self) -> None:
         """Remove every stroke and the model trained on them."""
-        self.strokes = []
+        self.strokes.clear()
         if self.model_source == "scribbles":
             self.forget_model()
 
@@ -235,7 +178,17 @@ class Session:
         return True
 
     def forget_model(self) -> None:
-        self.model, self.model_source, self.proba = None, "", None
+        self._use_model(None, "")
+
+    def _use_model(self, model: Segmenter | None, source: str) -> None:
+        """Predict with ``model`` (from ``source``) from now on: the predictions of the displayed planes are dropped."""
+        self.model, self.model_source, self.proba = model, source, None
+        self.views.clear()
+
+    @property
+    def views_nbytes(self) -> int:
+        """Bytes of the kept predictions of displayed planes."""
+        return sum(p.nbytes for p in self.views.values())
 
     # -- classes -----------------------------------------------------------
     def class_values(self) -> list:
@@ -255,7 +208,10 @@ class Session:
 
     # -- training and prediction ------------------------------------------
     def train(self) -> bool:
-        """Fit a forest on the scribbled pixels' cached features.
+        """Fit a forest on the scribbled pixels' cached features, those of every frame with strokes.
+
+        Each frame is one image of the training series, as in ``Segmenter.fit([frame0, frame1, ...], ...)``:
+        its own features, from the cache or computed now.
 
         Returns
         -------
@@ -272,17 +228,25 @@ class Session:
             return False
         start = time.perf_counter()
         index = _balanced_sample(index, labels[index], MAX_TRAIN_PER_CLASS)
-        stack = self.features()
-        rows = stack.reshape(-1, stack.shape[-1])[self.be.asarray(index)]
-        model = Segmenter(backend=self.backend, channel_axis=self.channel_axis, **self.params.to_dict(),
+        model = Segmenter(backend=self.backend, channel_axis=self.image.channel_axis, **self.params.to_dict(),
                           **LIVE_FOREST)
-        self.model = model.fit_features(rows, labels[index], ndim=len(self.spatial_shape),
-                                        n_channels=self.image.shape[-1])
-        self.model_source = "scribbles"
+        channels, ndim = self._geometry()
+        self._use_model(model.fit_features(self._rows(index), labels[index], ndim=ndim, n_channels=channels),
+                        "scribbles")
         self.timings["train"] = time.perf_counter() - start
         self.timings["train_pixels"] = int(index.size)
         self.message = ""
         return True
+
+    def _rows(self, index: np.ndarray):
+        """Feature rows ``(index.size, n_features)`` of increasing flat indices into :meth:`labels`."""
+        size = int(np.prod(self.spatial_shape))
+        frame_of = index // size
+        rows = []
+        for t in np.unique(frame_of):
+            stack = self.features(int(t))
+            rows.append(stack.reshape(-1, stack.shape[-1])[self.be.asarray(index[frame_of == t] - t * size)])
+        return self.be.xp.concatenate(rows)
 
     def apply_model(self, model: Segmenter, source: str) -> None:
         """Use an uploaded model: take its feature parameters and make room for its classes.
@@ -296,18 +260,19 @@ class Session:
         if model.classes_.size > MAX_CLASSES:
             raise ValueError(f"{source} has {model.classes_.size} classes; the app shows at most {MAX_CLASSES}. "
                              "Use it with gpuseg predict or the Python API.")
-        channels, ndim = self.image.shape[-1], len(self.spatial_shape)
-        if model.n_channels_ != channels or model.ndim_ != ndim:
+        channels, ndim = self._geometry()
+        if (model.n_channels_, model.ndim_) != (channels, ndim):
+            frames = f" (each of its {self.n_frames} frames)" if self.n_frames > 1 else ""
             raise ValueError(
                 f"{source} was trained on {model.ndim_}D images with {model.n_channels_} channel(s); "
-                f"this image is {ndim}D with {channels}."
+                f"this image{frames} is {ndim}D with {channels} channel(s)."
             )
         known = set(self.class_values())
         for value in model.classes_:
             if int(value) not in known:
                 self.add_class(value=int(value))
         self.params = model.feature_params
-        self.model, self.model_source, self.proba = model, source, None
+        self._use_model(model, source)
 
     def top_features(self, n: int = 5) -> list:
         """The model's ``n`` most important features (mean decrease in impurity), most important first.
@@ -328,8 +293,10 @@ class Session:
         order = np.argsort(-importances, kind="stable")[:n]  # ties in feature order
         return [(names[i], float(importances[i])) for i in order]
 
-    def predict_display(self, z: int = 0) -> np.ndarray | None:
-        """Class probabilities of the displayed pixels of plane ``z``, kept in ``proba``.
+    def predict_display(self, plane: int = 0, frame: int = 0) -> np.ndarray | None:
+        """Class probabilities of the displayed pixels of a plane, in ``proba`` (and its place in ``proba_at``).
+
+        Predicted once per model: the last ``KEPT_VIEWS`` planes shown are kept in ``views``.
 
         Returns
         -------
@@ -339,13 +306,19 @@ class Session:
             self.proba = None
             return None
         start = time.perf_counter()
-        self.proba = self.be.to_host(self.model.predict_proba_features(self.display_features(z)))
-        self.proba_plane = z
+        at = (frame, plane)
+        if at not in self.views:
+            self.views[at] = self.be.to_host(self.model.predict_proba_features(self.display_features(plane, frame)))
+            while len(self.views) > KEPT_VIEWS:
+                self.views.popitem(last=False)
+        self.views.move_to_end(at)
+        self.proba, self.proba_at = self.views[at], at
         self.timings["predict"] = time.perf_counter() - start
         return self.proba
 
-    def predict_full(self) -> np.ndarray:
-        """Full-resolution segmentation: label values of ``spatial_shape``, in the model's ``label_dtype``.
+    def predict_full(self, frame: int = 0) -> np.ndarray:
+        """Full-resolution segmentation of a frame: label values of ``spatial_shape``, in the model's
+        ``label_dtype`` (what ``model.predict`` gives for ``image.frame(frame)``).
 
         Raises
         ------
@@ -354,7 +327,7 @@ class Session:
         """
         if self.model is None:
             raise RuntimeError("No model yet: scribble at least two classes, or upload a model.")
-        return self.be.to_host(self.model.predict_features(self.features()))
+        return self.be.to_host(self.model.predict_features(self.features(frame)))
 
     def overlay(self, view: str = "segmentation", label: int = 1) -> np.ndarray | None:
         """RGB uint8 image of the displayed plane's prediction, or None without one (see
@@ -364,19 +337,20 @@ class Session:
         colors = {c.value: c.color for c in self.classes}
         return colour_prediction(self.proba, self.model.classes_, colors, view, label)
 
-    def refresh(self, plane: int = 0, *, retrain: bool = True, full: bool = False, view: str = "segmentation",
-                label: int = 1) -> str | None:
+    def refresh(self, plane: int = 0, *, frame: int = 0, retrain: bool = True, full: bool = False,
+                view: str = "segmentation", label: int = 1) -> str | None:
         """Bring the prediction up to date after a change and encode the overlay: what the app does before
         it redraws.
 
         Parameters
         ----------
-        plane : int
-            The plane shown.
+        plane, frame : int
+            The plane shown, and its frame.
         retrain : bool
             Strokes or feature parameters changed: train again (or, without strokes, clear).
         full : bool
-            A new image, model or plane: the features are computed (or taken from the cache) first.
+            A new image, model, plane or frame: the frame's features are computed (or taken from the
+            cache) first.
         view, label
             As in :meth:`overlay`.
 
@@ -387,14 +361,14 @@ class Session:
             ``timings["stroke_to_overlay"]`` holds the seconds from training to this URI.
         """
         if full:
-            self.features()  # computed once, here, so that the first stroke is quick
+            self.features(frame)  # computed once, here, so that the first stroke is quick
         start = time.perf_counter()
         if retrain and self.strokes:
             self.train()
         elif retrain:
             self.clear()
-        if self.model is not None and (retrain or full or self.proba is None):
-            self.predict_display(plane)
+        if self.model is not None and (retrain or self.proba is None or self.proba_at != (frame, plane)):
+            self.predict_display(plane, frame)
         elif self.model is None:
             self.proba = None
         rgb = self.overlay(view, label)

@@ -117,9 +117,9 @@ class SessionStore:
                 self._notes.popitem(last=False)
 
     def nbytes(self) -> int:
-        """Bytes of the stored sessions' images and overlays, each image counted once."""
+        """Bytes of the stored sessions' images and predictions of displayed planes, each image counted once."""
         images = {id(s.image): s.image.nbytes for s, _ in self._sessions.values()}
-        overlays = sum(s.proba.nbytes for s, _ in self._sessions.values() if s.proba is not None)
+        overlays = sum(s.views_nbytes for s, _ in self._sessions.values())
         return sum(images.values()) + overlays
 
     def __contains__(self, session_id):
@@ -130,7 +130,7 @@ class SessionStore:
 
 
 def work_record(session) -> str:
-    """A session's scribbling work as JSON: image name, classes and strokes (plane, label, SVG path, width).
+    """A session's scribbling work as JSON: image name, classes and strokes (frame, plane, label, SVG path, width).
 
     A session that recovered a dropped one's record holds it under ``"recovered"``.
     """
@@ -139,7 +139,8 @@ def work_record(session) -> str:
     record = {
         "image": session.name,
         "classes": [asdict(c) for c in session.classes],
-        "strokes": [{"plane": s.plane, "label": s.label, "path": s.path, "width": s.width} for s in session.strokes],
+        "strokes": [{"frame": s.frame, "plane": s.plane, "label": s.label, "path": s.path, "width": s.width}
+                    for s in session.strokes],
     }
     if session.recovered:
         record["recovered"] = json.loads(session.recovered)
