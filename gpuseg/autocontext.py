@@ -135,7 +135,7 @@ def label_folds(labels, rows_per_read: int = 256) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
 
-def fit_context(model, rows, images: list, labels: list, X, y: np.ndarray, tile_shape=None):
+def fit_context(model, rows, images: list, labels: list, X, y: np.ndarray, tile_shape=None, n_pixels=None):
     """Train the second stage of a model whose first (``model.forest_``) is trained on ``X, y``.
 
     Parameters
@@ -149,6 +149,8 @@ def fit_context(model, rows, images: list, labels: list, X, y: np.ndarray, tile_
     X : float32 array of the backend, (n_labelled, n_features); y : int ndarray (n_labelled,)
         The labelled rows (classes as label values), in the images' C order.
     tile_shape : tuple of int, optional
+    n_pixels : int, optional
+        Pixels of ``images`` in all (``max_samples="auto"``'s draws, as the first stage's).
 
     Returns
     -------
@@ -167,7 +169,7 @@ def fit_context(model, rows, images: list, labels: list, X, y: np.ndarray, tile_
             firsts.append(_stage(model.forest_, np.arange(classes.size), classes.size, be))
             continue
         keep = be.asarray(np.flatnonzero(plan[0]))
-        fold_classes, forest = fit_forest(be, be.ascontiguous(X[keep]), y[plan[0]], fewer)
+        fold_classes, forest = fit_forest(be, be.ascontiguous(X[keep]), y[plan[0]], fewer, n_pixels)
         firsts.append(_stage(forest, np.searchsorted(classes, fold_classes), classes.size, be))
 
     def context_rows(block, tile, points):
@@ -177,7 +179,7 @@ def fit_context(model, rows, images: list, labels: list, X, y: np.ndarray, tile_
 
     parts = [rows.labelled_rows(img, lab, tile_shape, rows_of=context_rows)[0] for img, lab in zip(images, labels)]
     X2 = be.xp.concatenate([X] + parts, axis=1)
-    return fit_forest(be, be.ascontiguous(X2), y, model.forest_params)[1]
+    return fit_forest(be, be.ascontiguous(X2), y, model.forest_params, n_pixels)[1]
 
 
 def _stage(forest, columns: np.ndarray, n_classes: int, be):

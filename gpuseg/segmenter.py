@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import numpy as np
@@ -45,19 +46,18 @@ class Segmenter(BaseEstimator):
     n_estimators, max_depth, max_samples, max_features, min_samples_leaf, class_weight, random_state
         scikit-learn ``RandomForestClassifier`` parameters (mapped to cuML's
         on the GPU); together they are :attr:`forest_params`.
-        Defaults: 50 trees of depth at most 10, each drawn from at most
-        20,000 scribbled pixels (``max_samples="auto"``: a full bootstrap
-        sample below that, ``20000 / n_labelled`` above it). Prediction cost
-        grows with trees x depth and dominates on large images; 50 depth-10
-        trees segment scribbled images as well as deeper, larger forests in
-        scikit-image's and ilastik's experience. Fitting cost grows with the
+        Defaults: 50 trees of depth at most 10, each drawing one scribbled
+        pixel per 256 pixels of the training images, at least 1,000 and at
+        most 20,000 (``max_samples="auto"``, see
+        :func:`gpuseg.training.auto_tree_samples`; all scribbled pixels when
+        there are fewer; 20,000 after :meth:`fit_features`). Prediction cost
+        grows with trees x depth and with the pixels; fitting cost with the
         pixels each tree draws, and neighbouring scribbled pixels are alike:
-        capping the draws keeps fitting time bounded however much is
-        scribbled. On the benchmark images (``benchmarks/results/cpu-2core/``)
-        these defaults label 0.1 to 0.8 points more pixels correctly than 50
-        depth-10 trees drawing 5 % of the scribbles, and fit in 0.4 to 5 s
-        from 512x512 to 4096x4096 (2 cores). Any other ``max_samples``
-        value follows scikit-learn.
+        draws in proportion to the image keep fitting a bounded share of the
+        work at every size, however much is scribbled. On the validation set
+        (``python -m benchmarks --scenario accuracy``) these draws segment as
+        well as 20,000 per tree. Any other ``max_samples`` value follows
+        scikit-learn.
 
     Attributes
     ----------
@@ -188,10 +188,11 @@ class Segmenter(BaseEstimator):
         X = be.xp.concatenate(Xs)
         y = np.concatenate(ys)
         t1 = time.perf_counter()
-        self.fit_features(X, y, ndim=geometry[0], n_channels=geometry[1])
+        n_pixels = sum(math.prod(spatial_shape(img.shape, self.channel_axis)) for img in images)
+        self._fit_rows(X, y, geometry[0], geometry[1], n_pixels)
         self.training_input_ = describe_images(images)
         if self.auto_context:
-            self.context_forest_ = autocontext.fit_context(self, rows, images, label_list, X, y, tile_shape)
+            self.context_forest_ = autocontext.fit_context(self, rows, images, label_list, X, y, tile_shape, n_pixels)
         log.info("gpuseg fit: %d labelled pixels, %d features in %.2f s, forest in %.2f s",
                  y.size, X.shape[1], t1 - t0, time.perf_counter() - t1)
         return self
@@ -229,10 +230,14 @@ class Segmenter(BaseEstimator):
             non-positive classes, or ``ndim``/``n_channels`` whose features
             are not ``n_features`` wide.
         """
+        return self._fit_rows(X, y, ndim, n_channels)
+
+    def _fit_rows(self, X, y, ndim, n_channels, n_pixels=None):
+        """:meth:`fit_features`, knowing the training images' pixels (``max_samples="auto"``'s draws)."""
         be = self._backend_module()
         X = be.xp.ascontiguousarray(be.asarray(X), dtype=np.float32)
         y = be.to_host(y)
-        classes, forest = fit_forest(be, X, y, self.forest_params)
+        classes, forest = fit_forest(be, X, y, self.forest_params, n_pixels)
         geometry = image_geometry(self.feature_params, X.shape[1], self.channel_axis, ndim, n_channels)
         for name in ("ndim_", "n_channels_"):
             self.__dict__.pop(name, None)

@@ -8,7 +8,21 @@ from ._validation import check_classes
 from .features import FeatureParams
 
 TREE_SAMPLES = 20_000
-"""Bootstrap draws per tree with ``max_samples="auto"``: all scribbled pixels up to this many."""
+"""Most bootstrap draws per tree with ``max_samples="auto"``."""
+PIXELS_PER_DRAW = 256
+"""With ``max_samples="auto"``, a tree draws one scribbled pixel per this many pixels of the
+training images (at least :data:`MIN_TREE_SAMPLES`, at most :data:`TREE_SAMPLES`): fitting then
+costs about as much, relative to predicting the images, at every size."""
+MIN_TREE_SAMPLES = 1_000
+"""Fewest bootstrap draws per tree with ``max_samples="auto"`` (all scribbled pixels below it)."""
+
+
+def auto_tree_samples(n_pixels: int | None) -> int:
+    """Bootstrap draws per tree of ``max_samples="auto"`` for training images of ``n_pixels`` in all
+    (``None``: unknown, as for ``fit_features``: :data:`TREE_SAMPLES`)."""
+    if n_pixels is None:
+        return TREE_SAMPLES
+    return int(min(TREE_SAMPLES, max(MIN_TREE_SAMPLES, n_pixels // PIXELS_PER_DRAW)))
 
 FOREST_DEFAULTS = {
     "n_estimators": 50,
@@ -21,7 +35,7 @@ FOREST_DEFAULTS = {
 }
 
 
-def fit_forest(be, X, y: np.ndarray, forest_params: dict) -> tuple:
+def fit_forest(be, X, y: np.ndarray, forest_params: dict, n_pixels: int | None = None) -> tuple:
     """Train a forest of backend ``be`` on feature rows.
 
     Parameters
@@ -32,8 +46,10 @@ def fit_forest(be, X, y: np.ndarray, forest_params: dict) -> tuple:
     y : int ndarray of shape (n_samples,)
         Classes: positive integers, at least two of them.
     forest_params : dict
-        scikit-learn names; ``max_samples="auto"`` draws at most :data:`TREE_SAMPLES`
-        rows per tree, and ``class_weight`` is keyed by class value.
+        scikit-learn names; ``max_samples="auto"`` draws at most
+        :func:`auto_tree_samples` rows per tree, and ``class_weight`` is keyed by class value.
+    n_pixels : int, optional
+        Pixels of the images the rows come from, all together (for ``"auto"``).
 
     Returns
     -------
@@ -53,7 +69,7 @@ def fit_forest(be, X, y: np.ndarray, forest_params: dict) -> tuple:
         raise ValueError("Classes must be positive integers (0 means unlabelled).")
     params = dict(forest_params)
     if params["max_samples"] == "auto":
-        params["max_samples"] = min(1.0, TREE_SAMPLES / y.size)
+        params["max_samples"] = min(1.0, auto_tree_samples(n_pixels) / y.size)
     if isinstance(params["class_weight"], dict):  # keyed by label value; the forest sees class indices
         weights = {int(k): w for k, w in params["class_weight"].items()}
         params["class_weight"] = {i: weights.get(int(c), 1.0) for i, c in enumerate(classes)}

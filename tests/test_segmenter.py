@@ -137,9 +137,11 @@ def test_features_api_matches_segmenter(small_model, mosaic):
     np.testing.assert_allclose(small_model.predict_proba_features(feats), small_model.predict_proba(image), atol=1e-6)
 
 
-@pytest.mark.parametrize("cap, expected", [(50, "fraction"), (10**9, 1.0)])
-def test_auto_max_samples_caps_the_draws_per_tree(mosaic, monkeypatch, cap, expected):
-    """The default ``max_samples="auto"`` gives each tree at most TREE_SAMPLES draws, all of them below it."""
+@pytest.mark.parametrize("minimum, per_draw, expected_draws", [(50, 10**9, 50), (10, 192 * 192 // 64, 64),
+                                                               (10**9, 1, None)])
+def test_auto_max_samples_draws_in_proportion_to_the_image(mosaic, monkeypatch, minimum, per_draw, expected_draws):
+    """``max_samples="auto"``: one draw per PIXELS_PER_DRAW image pixels, at least MIN_TREE_SAMPLES, at most
+    TREE_SAMPLES; every scribbled pixel when there are fewer; TREE_SAMPLES for fit_features."""
     from gpuseg import _cpu, training
 
     seen = {}
@@ -149,12 +151,18 @@ def test_auto_max_samples_caps_the_draws_per_tree(mosaic, monkeypatch, cap, expe
         seen.update(params, n=y.size)
         return fit(X, y, params, n_classes)
 
-    monkeypatch.setattr(training, "TREE_SAMPLES", cap)
+    monkeypatch.setattr(training, "MIN_TREE_SAMPLES", minimum)
+    monkeypatch.setattr(training, "PIXELS_PER_DRAW", per_draw)
+    monkeypatch.setattr(training, "TREE_SAMPLES", 10**6 if expected_draws is None else 1000)
     monkeypatch.setattr(_cpu, "forest_fit", spy)
     image, _, scribbles = mosaic
-    Segmenter(backend="cpu", sigma_max=2, n_estimators=3, random_state=0).fit(image, scribbles)
-    assert seen["n"] == np.count_nonzero(scribbles)
-    assert seen["max_samples"] == (cap / seen["n"] if expected == "fraction" else expected)
+    seg = Segmenter(backend="cpu", sigma_max=2, n_estimators=3, random_state=0).fit(image, scribbles)
+    assert seen["n"] == np.count_nonzero(scribbles) > 64
+    assert seen["max_samples"] == (1.0 if expected_draws is None else expected_draws / seen["n"])
+    X = gpuseg.multiscale_features(image, **seg.feature_params.to_dict(), backend="cpu")[scribbles > 0]
+    seg.fit_features(X, scribbles[scribbles > 0])
+    assert seen["max_samples"] == min(1.0, training.TREE_SAMPLES / seen["n"])
+    assert training.auto_tree_samples(None) == training.TREE_SAMPLES
 
 
 def test_default_features_are_the_compact_preset_and_arguments_select_skimages():
