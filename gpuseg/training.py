@@ -13,7 +13,7 @@ PIXELS_PER_DRAW = 256
 """With ``max_samples="auto"``, a tree draws one scribbled pixel per this many pixels of the
 training images (at least :data:`MIN_TREE_SAMPLES`, at most :data:`TREE_SAMPLES`): fitting then
 costs about as much, relative to predicting the images, at every size."""
-MIN_TREE_SAMPLES = 1_000
+MIN_TREE_SAMPLES = 256
 """Fewest bootstrap draws per tree with ``max_samples="auto"`` (all scribbled pixels below it)."""
 
 
