@@ -165,6 +165,10 @@ def test_segmenter_on_the_gpu_backend_equals_cpu(stub_gpu, mosaic):
     assert np.mean(labels == cpu.predict(image)) > 0.99
     proba = gpu.predict_proba(image[:60, :70])
     np.testing.assert_allclose(proba.sum(-1), 1, atol=1e-5)
+    # fit_predict keeps the scribbled tiles' feature matrices on the device for the prediction
+    both = gpuseg.Segmenter(backend="gpu", **params).fit_predict(image, scribbles, tile_shape=(100, 90))
+    assert isinstance(both, np.ndarray) and both.dtype == labels.dtype
+    np.testing.assert_array_equal(both, labels)
 
 
 def test_gpu_filters_equal_cpu(stub_gpu, rng):
