@@ -9,7 +9,7 @@ from .features import FeatureParams
 
 TREE_SAMPLES = 20_000
 """Most bootstrap draws per tree with ``max_samples="auto"``."""
-PIXELS_PER_DRAW = 256
+PIXELS_PER_DRAW = 128
 """With ``max_samples="auto"``, a tree draws one scribbled pixel per this many pixels of the
 training images (at least :data:`MIN_TREE_SAMPLES`, at most :data:`TREE_SAMPLES`): fitting then
 costs about as much, relative to predicting the images, at every size."""
