@@ -175,6 +175,95 @@ def test_training_and_views():
     assert session.timings["train_pixels"] == int((session.labels() > 0).sum())
 
 
+def mosaic_strokes(session, truth, every=24, width=2):
+    """Strokes as a user draws them on a mosaic: along rows, in the middle of the runs of one class
+    (at least ``every`` pixels long, a few pixels from its edges)."""
+    from scipy import ndimage as ndi
+
+    for value in np.unique(truth):
+        inside = ndi.binary_erosion(truth == value, iterations=4)
+        for row in range(every // 2, truth.shape[0], every):
+            cols = np.flatnonzero(inside[row])
+            runs = np.split(cols, np.flatnonzero(np.diff(cols) > 1) + 1)
+            for run in (r for r in runs if r.size >= every):
+                c0, c1 = run[0] + run.size // 4, run[-1] - run.size // 4
+                session.strokes.add(hline(row, c0, c1), int(value), width)
+
+
+def test_preview_is_the_first_trees_of_the_full_model():
+    from gpuseg.app.callbacks import status_lines
+
+    session = scribbled()
+    assert session.train() and session.shows_preview
+    preview, full = session.model, session.full_model()
+    assert session.full_model() is full  # trained once per training
+    assert (preview.n_estimators, full.n_estimators) == (sessions.PREVIEW_TREES, sessions.LIVE_FOREST["n_estimators"])
+    assert full.get_params() == {**preview.get_params(), "n_estimators": sessions.LIVE_FOREST["n_estimators"]}
+    # the preview's trees are the full forest's first ones, node for node
+    nodes = full.forest_.roots[sessions.PREVIEW_TREES]
+    np.testing.assert_array_equal(preview.forest_.roots, full.forest_.roots[:sessions.PREVIEW_TREES])
+    for name in ("child", "feature", "threshold", "value"):
+        np.testing.assert_array_equal(getattr(preview.forest_, name), getattr(full.forest_, name)[:nodes])
+    np.testing.assert_array_equal(session.predict_full(), full.predict(two_region_image()))
+    assert session.training_nbytes > 0 and "train_full" in session.timings
+    assert "first 16 of its 32 trees (downloads use them all)" in str(status_lines(session))
+    session.strokes.add(hline(40, 40, 60), 2, 2)
+    assert session.train() and session.full_model() is not full  # a new training, a new full model
+
+
+def test_preview_agrees_with_the_full_model_on_the_shown_pixels():
+    """On the bundled mosaic, scribbled as a user would, the preview labels the shown pixels as the full model."""
+    from gpuseg.samples import texture_mosaic
+
+    image, truth, _ = texture_mosaic((512, 512))
+    session = sessions.Session(still(image), "mosaic", stores.FeatureCache(), "cpu")
+    mosaic_strokes(session, truth)
+    session.refresh(full=True)
+    classes = session.model.classes_
+    preview = classes[session.proba.argmax(-1)]
+    full = classes[session.full_model().predict_proba_features(session.display_features()).argmax(-1)]
+    assert (preview == full).mean() >= 0.95
+
+
+def test_a_model_kept_for_a_new_image_downloads_the_full_forest():
+    session = scribbled()
+    session.refresh()
+    full = session.full_model()
+    session.set_image(still(two_region_image(seed=1)), "other")  # strokes go, the model stays
+    assert not session.strokes and session.full_model() is full and session.proba is None
+
+
+def test_display_features_are_kept_in_the_layout_the_forest_reads():
+    session = sessions.Session(still(two_region_image((1300, 20))), "tall", stores.FeatureCache(), "cpu")
+    assert session.scale == 3
+    shown = session.display_features()
+    np.testing.assert_array_equal(shown, session.features()[1::3, 1::3])  # the block centres
+    assert np.moveaxis(shown, -1, 0).flags.c_contiguous  # features first: predicting it copies nothing
+    assert session.display_features().base is shown.base  # gathered once
+
+
+@pytest.mark.parametrize("view", ["segmentation", "probability", "uncertainty"])
+def test_overlay_png_shows_the_overlay(view):
+    from PIL import Image
+
+    session = scribbled()
+    source = session.refresh(view=view, label=2)
+    png = Image.open(io.BytesIO(base64.b64decode(source.removeprefix("data:image/png;base64,"))))
+    assert png.mode == "P"
+    np.testing.assert_array_equal(np.asarray(png.convert("RGB")), session.overlay(view, 2))
+
+
+def test_palette_png_of_many_colours_is_rgb():
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    palette = rng.integers(0, 255, (300, 3), dtype=np.uint8)
+    index = rng.integers(0, 300, (5, 7))
+    source = display.palette_png_source(index, palette)
+    png = Image.open(io.BytesIO(base64.b64decode(source.removeprefix("data:image/png;base64,"))))
+    np.testing.assert_array_equal(np.asarray(png.convert("RGB")), palette[index])
+
+
 def test_training_gathers_at_most_the_cap_per_class(monkeypatch):
     monkeypatch.setattr(sessions, "MAX_TRAIN_PER_CLASS", 10)
     session = scribbled()
@@ -356,8 +445,12 @@ def test_downloads_and_model_upload(controller, tmp_path):
     path = tmp_path / data["filename"]
     path.write_bytes(base64.b64decode(data["content"]))
     image = two_region_image()
-    labels = gpuseg.load(path, backend="cpu").predict(image)
-    np.testing.assert_array_equal(labels, controller.sessions.get(SID).predict_full())
+    saved = gpuseg.load(path, backend="cpu")
+    session = controller.sessions.get(SID)
+    assert session.shows_preview and session.model.n_estimators == sessions.PREVIEW_TREES
+    assert saved.forest_.roots.size == sessions.LIVE_FOREST["n_estimators"]  # the full forest, not the preview
+    labels = saved.predict(image)
+    np.testing.assert_array_equal(labels, session.predict_full())
 
     png, _ = controller.download(SID, "download-png")
     tif, _ = controller.download(SID, "download-tiff")
@@ -484,13 +577,13 @@ def test_time_lapse_trains_on_every_frame_and_predicts_the_one_shown():
     controller.update(SID, "frame", frame=0, plane=1)
     controller.update(SID, "frame", frame=2, plane=1)
     assert session.proba is shown and list(session.views) == [(1, 2), (0, 1), (2, 1)]  # predicted once per model
-    predicted = np.stack([session.model.predict(session.image.frame(t)) for t in range(3)])
+    predicted = np.stack([session.full_model().predict(session.image.frame(t)) for t in range(3)])
     np.testing.assert_array_equal(np.stack([session.predict_full(t) for t in range(3)]), predicted)
 
     draw(controller, 2, hline(40, 38, 61), plane=1, frame=2)  # a new model: its predictions are new
     assert session.proba is not shown and list(session.views) == [(2, 1)]
     np.testing.assert_allclose(session.proba, session.model.predict_proba(frame)[1], atol=1e-6)
-    predicted = np.stack([session.model.predict(session.image.frame(t)) for t in range(3)])
+    predicted = np.stack([session.full_model().predict(session.image.frame(t)) for t in range(3)])
 
     tif, _ = controller.download(SID, "download-tiff")
     png, _ = controller.download(SID, "download-png", plane=1, frame=2)

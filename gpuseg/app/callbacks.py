@@ -24,6 +24,7 @@ from .files import encode_png, encode_tiff, read_image
 from .layout import COMPOSITE, FEATURES, channel_options, class_options, figure, newshape, shapes
 from .request_checks import (decode_upload, download_stem, figure_edits, request_color, request_index, request_int,
                              request_number, sigma_range)
+from .session import LIVE_FOREST
 from .store import SessionStore, work_record
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -227,7 +228,7 @@ class Controller:
                 return no_update, "Nothing to download yet: scribble at least two classes, or upload a model."
             if what == "download-model":
                 with tempfile.TemporaryDirectory() as tmp:
-                    path = session.model.save(Path(tmp) / "model.gpuseg")
+                    path = session.full_model().save(Path(tmp) / "model.gpuseg")
                     return dcc.send_bytes(path.read_bytes(), f"{stem}.gpuseg"), ""
             start = time.perf_counter()
             if what == "download-png":
@@ -271,7 +272,7 @@ def status_lines(session) -> list:
         parts.append(f"features (once per image and parameters) {took}")
     for key, what in (("train", "training"),
                       ("predict", "prediction of the shown pixels"), ("stroke_to_overlay", "stroke to overlay"),
-                      ("predict_full", "full-resolution prediction")):
+                      ("train_full", "training of the full forest"), ("predict_full", "full-resolution prediction")):
         if key in t:
             parts.append(f"{what} {t[key]:.2f} s")
     if "train_pixels" in t:
@@ -279,6 +280,9 @@ def status_lines(session) -> list:
     if session.model is not None:
         model = f"model: trained on {session.model_source}" if session.model_source == "scribbles" \
             else f"model: {session.model_source} (loaded from a file)"
+        if session.shows_preview:
+            model += (f"; shown: a preview, the first {session.model.n_estimators} of its "
+                      f"{LIVE_FOREST['n_estimators']} trees (downloads use them all)")
     else:
         model = "model: none yet (scribble at least two classes)"
     lines = [html.Div(" | ".join(parts)), html.Div(model)]

@@ -13,9 +13,9 @@ def measure_stroke_to_overlay(image, *, channel_axis=None, backend: str = "auto"
                               width: float = 8.0) -> float:
     """Median seconds from a new stroke to its overlay, features already cached (as in the app).
 
-    Two strokes of two classes are drawn first (untimed) along the top and
-    bottom quarters of the image, together with the feature stack; then
-    ``repeats`` strokes, alternating classes, are each added and timed by
+    The image is shown first (its features computed, as when the app shows it)
+    and two strokes of two classes are drawn along its top and bottom quarters,
+    all untimed; then ``repeats`` strokes, alternating classes, are each added and timed by
     :meth:`Session.refresh`, as the app does it.
 
     Parameters
@@ -42,7 +42,7 @@ def measure_stroke_to_overlay(image, *, channel_axis=None, backend: str = "auto"
         xs = np.linspace(start * cols, stop * cols, 12)
         return "M" + "L".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
 
-    session.features()
+    session.refresh(retrain=False, full=True)  # the image shown: its features computed
     session.strokes.add(line(0.25, 0.1, 0.9), 1, width)
     session.strokes.add(line(0.75, 0.1, 0.9), 2, width)
     times = []

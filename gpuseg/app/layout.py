@@ -12,9 +12,11 @@ import plotly.graph_objects as go
 from dash import dcc, html
 
 from .display import png_source
-from .session import Session
+from .session import LIVE_FOREST, PREVIEW_TREES, Session
 
 SIGMA_LOG2 = (-1, 5)  # sigma slider range: 0.5 to 32 pixels, log2 scale
+_FULL_FOREST = (f"The full forest of {LIVE_FOREST['n_estimators']} trees; on the CPU the overlay shows a preview, "
+                f"its first {PREVIEW_TREES}, trained after each stroke.")
 VIEWS = {"segmentation": "Segmentation", "probability": "Probability of the selected class",
          "uncertainty": "Uncertainty (where the forest is least sure)"}
 FEATURES = {"intensity": "Intensity", "edges": "Edges", "texture": "Texture"}
@@ -169,9 +171,9 @@ def serve_layout(palette: dict, max_upload_mb: float, session_id: str, shown: di
                  dcc.Slider(id="opacity", min=0, max=1, step=0.05, value=0.5, marks={0: "0", 0.5: "0.5", 1: "1"},
                             allow_direct_input=False)),
         _section("Model",
-                 html.Button("Download model", id="download-model", style=_BUTTON),
-                 html.Button("Labels PNG", id="download-png", style=_BUTTON),
-                 html.Button("Labels TIFF", id="download-tiff", style=_BUTTON),
+                 html.Button("Download model", id="download-model", style=_BUTTON, title=_FULL_FOREST),
+                 html.Button("Labels PNG", id="download-png", style=_BUTTON, title=_FULL_FOREST),
+                 html.Button("Labels TIFF", id="download-tiff", style=_BUTTON, title=_FULL_FOREST),
                  html.Button("Strokes (JSON)", id="download-strokes", style=_BUTTON),
                  dcc.Upload(id="upload-model", children=html.Div(["Drop or ", html.A("choose a .gpuseg model"),
                                                                   " to apply"]),

@@ -7,11 +7,18 @@ Python. The speed of the app rests on three things:
   feature parameters, when first needed, and kept in a :class:`FeatureCache`
   shared by all sessions (two tabs on the same image share it);
 * training gathers the features of the scribbled pixels only (at most
-  ``MAX_TRAIN_PER_CLASS`` per class, drawn at random from all frames);
+  ``MAX_TRAIN_PER_CLASS`` per class, drawn at random from all frames); on the
+  CPU the overlay after a stroke shows a preview, the first ``PREVIEW_TREES``
+  trees of the ``LIVE_FOREST`` that downloads use (scikit-learn draws each
+  tree's seed in turn from ``random_state``, so a forest of fewer trees is the
+  first trees of the larger one), and the full forest is trained when a
+  download first asks for it (:meth:`Session.full_model`);
 * after a stroke the forest predicts the pixels of the *displayed* plane of
   the displayed frame only, a strided sample of that frame's full-resolution
-  feature stack, kept for the last ``KEPT_VIEWS`` planes shown until the model
-  changes; the full resolution is predicted for downloads.
+  feature stack (kept feature-major in the :class:`FeatureCache`, as the
+  forest reads it), its probabilities kept for the last ``KEPT_VIEWS`` planes
+  shown until the model changes; the full resolution is predicted for
+  downloads, by the full forest.
 
 :meth:`Session.refresh` is what the app does after every change before it
 redraws, and what :func:`gpuseg.app.latency.measure_stroke_to_overlay` times.
@@ -29,7 +36,7 @@ import numpy as np
 from .._backend import backend_module, resolve_backend
 from ..features import FeatureParams, multiscale_features
 from ..segmenter import Segmenter
-from .display import PALETTE, colour_prediction, display_scale, png_source
+from .display import PALETTE, colour_prediction, display_scale, palette_png_source, prediction_palette
 from .frames import Frames
 from .store import FeatureCache
 from .strokes import Strokes, rasterise
@@ -37,6 +44,7 @@ from .strokes import Strokes, rasterise
 MAX_CLASSES = 256  # classes an uploaded model may bring: each is a row of the page's class list
 MAX_TRAIN_PER_CLASS = 3_000  # pixels along one stroke are alike: more only slows training
 LIVE_FOREST = {"n_estimators": 32, "max_depth": 10, "max_samples": 0.5, "random_state": 0}
+PREVIEW_TREES = 16  # on the CPU, the overlay after a stroke shows the first 16 of LIVE_FOREST's trees
 KEPT_VIEWS = 8  # predictions of displayed planes kept per session: going back to a frame shows it at once
 
 
@@ -74,7 +82,7 @@ class Session:
     classes: list = field(default_factory=lambda: [ImageClass("background", PALETTE[0], 1),
                                                    ImageClass("foreground", PALETTE[1], 2)])
     strokes: Strokes = field(default_factory=Strokes)
-    model: Segmenter | None = None
+    model: Segmenter | None = None  # the forest whose predictions are shown (see full_model)
     model_source: str = ""  # "scribbles" or the uploaded file's name
     proba: np.ndarray | None = None  # displayed plane's class probabilities (rows, cols, K)
     proba_at: tuple = (0, 0)  # the (frame, plane) of proba
@@ -84,6 +92,8 @@ class Session:
     shown_tokens: tuple = (0, 0)  # the (image, model) upload counters the page last drew
     recovered: str = ""  # a dropped session's strokes (see SessionStore), for download
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _full: Segmenter | None = field(default=None, init=False, repr=False)  # what downloads use, once trained
+    _training: tuple | None = field(default=None, init=False, repr=False)  # a preview's (feature rows, labels)
 
     def __post_init__(self):
         self.backend = resolve_backend(self.backend, quiet=True)
@@ -95,7 +105,8 @@ class Session:
         self.image, self.name = image, name
         self.strokes.clear()
         if self.model is not None and (self.model.n_channels_, self.model.ndim_) == self._geometry():
-            self._use_model(self.model, self.model_source)  # its predictions were of the other image
+            self.proba = None  # its predictions were of the other image
+            self.views.clear()
         else:
             self.forget_model()
 
@@ -145,11 +156,19 @@ class Session:
         return stack
 
     def display_features(self, plane: int = 0, frame: int = 0):
-        """Features at the displayed pixels of a plane: the block centres, ``(rows', cols', n_features)``."""
-        stack = self.features(frame)
-        shown = stack[plane] if stack.ndim == 4 else stack
-        half = self.scale // 2
-        return shown[half::self.scale, half::self.scale]
+        """Features at the displayed pixels of a plane: the block centres, ``(rows', cols', n_features)``.
+
+        A view of a feature-major array (features first, C-contiguous), gathered from the frame's stack
+        once per plane and kept in the cache: the layout the forest reads, so predicting it copies nothing.
+        """
+        def gather():
+            stack = self.features(frame)
+            shown = stack[plane] if stack.ndim == 4 else stack
+            half = self.scale // 2
+            return self.be.xp.ascontiguousarray(self.be.xp.moveaxis(shown[half::self.scale, half::self.scale], -1, 0))
+
+        major, _ = self.cache.get(("shown", self.image.key(frame), plane, self.params, self.backend), gather)
+        return self.be.xp.moveaxis(major, 0, -1)
 
     # -- strokes -----------------------------------------------------------
     def labels(self) -> np.ndarray:
@@ -180,15 +199,56 @@ class Session:
     def forget_model(self) -> None:
         self._use_model(None, "")
 
-    def _use_model(self, model: Segmenter | None, source: str) -> None:
-        """Predict with ``model`` (from ``source``) from now on: the predictions of the displayed planes are dropped."""
+    def _use_model(self, model: Segmenter | None, source: str, training: tuple | None = None) -> None:
+        """Predict with ``model`` (from ``source``) from now on: the predictions of the displayed planes are dropped.
+
+        ``training``: ``model`` is a preview, and these ``(feature rows, labels)`` train the full forest
+        that :meth:`full_model` gives; None: ``model`` is the full model.
+        """
         self.model, self.model_source, self.proba = model, source, None
+        self._full, self._training = (None, training) if training is not None else (model, None)
         self.views.clear()
+
+    def full_model(self) -> Segmenter:
+        """The model that downloads, saving and full-resolution labels use.
+
+        Trained on scribbles on the CPU, what the page shows is a preview, the first
+        ``PREVIEW_TREES`` trees of this ``LIVE_FOREST``: its remaining trees are trained here, on the
+        same feature rows, the first time it is asked for after a training (all its trees, since
+        scikit-learn gives the first ones the same seeds again), and kept until the model changes.
+        Otherwise (an uploaded model, the GPU) it is :attr:`model` itself.
+
+        Raises
+        ------
+        RuntimeError
+            Without a model.
+        """
+        if self.model is None:
+            raise RuntimeError("No model yet: scribble at least two classes, or upload a model.")
+        if self._full is None:
+            from sklearn.base import clone
+
+            start = time.perf_counter()
+            rows, labels = self._training
+            self._full = clone(self.model).set_params(**LIVE_FOREST).fit_features(
+                rows, labels, ndim=self.model.ndim_, n_channels=self.model.n_channels_)
+            self.timings["train_full"] = time.perf_counter() - start
+        return self._full
+
+    @property
+    def shows_preview(self) -> bool:
+        """Whether the forest shown is a preview, fewer trees than :meth:`full_model`'s."""
+        return self._training is not None
 
     @property
     def views_nbytes(self) -> int:
         """Bytes of the kept predictions of displayed planes."""
         return sum(p.nbytes for p in self.views.values())
+
+    @property
+    def training_nbytes(self) -> int:
+        """Bytes of the feature rows a preview was trained on, kept for :meth:`full_model`."""
+        return 0 if self._training is None else int(self._training[0].nbytes)
 
     # -- classes -----------------------------------------------------------
     def class_values(self) -> list:
@@ -211,7 +271,8 @@ class Session:
         """Fit a forest on the scribbled pixels' cached features, those of every frame with strokes.
 
         Each frame is one image of the training series, as in ``Segmenter.fit([frame0, frame1, ...], ...)``:
-        its own features, from the cache or computed now.
+        its own features, from the cache or computed now. On the CPU the forest is the preview, the
+        first ``PREVIEW_TREES`` trees of ``LIVE_FOREST`` (see :meth:`full_model`); on the GPU all of them.
 
         Returns
         -------
@@ -228,11 +289,13 @@ class Session:
             return False
         start = time.perf_counter()
         index = _balanced_sample(index, labels[index], MAX_TRAIN_PER_CLASS)
+        rows, labels = self._rows(index), labels[index]
+        forest = dict(LIVE_FOREST, n_estimators=PREVIEW_TREES) if self.backend == "cpu" else LIVE_FOREST
         model = Segmenter(backend=self.backend, channel_axis=self.image.channel_axis, **self.params.to_dict(),
-                          **LIVE_FOREST)
+                          **forest)
         channels, ndim = self._geometry()
-        self._use_model(model.fit_features(self._rows(index), labels[index], ndim=ndim, n_channels=channels),
-                        "scribbles")
+        self._use_model(model.fit_features(rows, labels, ndim=ndim, n_channels=channels), "scribbles",
+                        None if forest is LIVE_FOREST else (rows, labels))
         self.timings["train"] = time.perf_counter() - start
         self.timings["train_pixels"] = int(index.size)
         self.message = ""
@@ -275,7 +338,7 @@ class Session:
         self._use_model(model, source)
 
     def top_features(self, n: int = 5) -> list:
-        """The model's ``n`` most important features (mean decrease in impurity), most important first.
+        """The shown model's ``n`` most important features (mean decrease in impurity), most important first.
 
         Returns
         -------
@@ -318,24 +381,24 @@ class Session:
 
     def predict_full(self, frame: int = 0) -> np.ndarray:
         """Full-resolution segmentation of a frame: label values of ``spatial_shape``, in the model's
-        ``label_dtype`` (what ``model.predict`` gives for ``image.frame(frame)``).
+        ``label_dtype`` (what ``full_model().predict`` gives for ``image.frame(frame)``).
 
         Raises
         ------
         RuntimeError
             Without a model.
         """
-        if self.model is None:
-            raise RuntimeError("No model yet: scribble at least two classes, or upload a model.")
-        return self.be.to_host(self.model.predict_features(self.features(frame)))
+        return self.be.to_host(self.full_model().predict_features(self.features(frame)))
 
     def overlay(self, view: str = "segmentation", label: int = 1) -> np.ndarray | None:
         """RGB uint8 image of the displayed plane's prediction, or None without one (see
         :func:`~gpuseg.app.display.colour_prediction` for ``view`` and ``label``)."""
         if self.proba is None:
             return None
-        colors = {c.value: c.color for c in self.classes}
-        return colour_prediction(self.proba, self.model.classes_, colors, view, label)
+        return colour_prediction(self.proba, self.model.classes_, self._colors(), view, label)
+
+    def _colors(self) -> dict:
+        return {c.value: c.color for c in self.classes}
 
     def refresh(self, plane: int = 0, *, frame: int = 0, retrain: bool = True, full: bool = False,
                 view: str = "segmentation", label: int = 1) -> str | None:
@@ -349,8 +412,8 @@ class Session:
         retrain : bool
             Strokes or feature parameters changed: train again (or, without strokes, clear).
         full : bool
-            A new image, model, plane or frame: the frame's features are computed (or taken from the
-            cache) first.
+            A new image, model, plane or frame: the frame's features, and those of the shown pixels
+            (:meth:`display_features`), are computed (or taken from the cache) first.
         view, label
             As in :meth:`overlay`.
 
@@ -361,7 +424,7 @@ class Session:
             ``timings["stroke_to_overlay"]`` holds the seconds from training to this URI.
         """
         if full:
-            self.features(frame)  # computed once, here, so that the first stroke is quick
+            self.display_features(plane, frame)  # computed once, here (with the features), for a quick first stroke
         start = time.perf_counter()
         if retrain and self.strokes:
             self.train()
@@ -371,8 +434,10 @@ class Session:
             self.predict_display(plane, frame)
         elif self.model is None:
             self.proba = None
-        rgb = self.overlay(view, label)
-        source = None if rgb is None else png_source(rgb)
+        source = None
+        if self.proba is not None:  # overlay()'s picture, as a palette PNG
+            index, palette = prediction_palette(self.proba, self.model.classes_, self._colors(), view, label)
+            source = palette_png_source(index, palette)
         if retrain:
             self.timings["stroke_to_overlay"] = time.perf_counter() - start
         return source

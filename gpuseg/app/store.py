@@ -45,8 +45,8 @@ class SessionStore:
 
     When a session is made, sessions idle for over ``max_idle_s`` are dropped
     first, then the least recently used while more than ``max_sessions`` are
-    kept or their images and overlays take over ``max_bytes`` (an image shared
-    by sessions counted once); the one being made is never dropped. A dropped
+    kept or their images, overlays and training rows take over ``max_bytes`` (an
+    image shared by sessions counted once); the one being made is never dropped. A dropped
     session leaves a note (a few kilobytes: why, its classes and strokes as
     JSON, see :func:`work_record`); the next request of its tab gets a new
     session whose ``message`` says what happened and whose ``recovered`` holds
@@ -117,9 +117,10 @@ class SessionStore:
                 self._notes.popitem(last=False)
 
     def nbytes(self) -> int:
-        """Bytes of the stored sessions' images and predictions of displayed planes, each image counted once."""
+        """Bytes of the stored sessions' images, predictions of displayed planes and kept training rows, each
+        image counted once."""
         images = {id(s.image): s.image.nbytes for s, _ in self._sessions.values()}
-        overlays = sum(s.views_nbytes for s, _ in self._sessions.values())
+        overlays = sum(s.views_nbytes + s.training_nbytes for s, _ in self._sessions.values())
         return sum(images.values()) + overlays
 
     def __contains__(self, session_id):
