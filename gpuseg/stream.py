@@ -2,12 +2,17 @@
 
 :func:`predict_to_zarr` classifies an image tile by tile into a chunked,
 compressed OME-Zarr image whose chunks are the tiles, frame by frame along
-``T``. It is resumable: the output records which model and input it belongs to
-and the tile grid, and each finished tile leaves an empty marker file,
+``T``; in this process several chunks are classified at once, a block about
+as large as :meth:`gpuseg.Segmenter.predict`'s tiles, so that no more halo is
+computed per pixel than in memory. It is resumable: the output records which
+model and input it belongs to and the tile grid, and each finished tile
+leaves an empty marker file,
 ``0/.gpuseg-done/<frame index>.<chunk index>``, created only after its chunk
-is written. A run killed at any moment and started again with the same
-arguments computes only the tiles without a marker, rewriting whatever
-half-written chunk they may have, and ends with the output of an
+is written (a block's chunks are written one after the other, each followed by
+its marker). A run killed at any moment and started again with the same
+arguments classifies only the blocks holding tiles without a marker and
+writes only those tiles, rewriting whatever half-written chunk they may
+have, and ends with the output of an
 uninterrupted run; when all tiles are done the pyramid is written, the markers
 removed and the output marked complete (:func:`finish_zarr`). Every tile is
 classified and written by :meth:`gpuseg.tile_writer.TileWriter.write`, in this
@@ -38,6 +43,7 @@ from .ome_zarr import add_to_labels_group, create, fill_pyramid, ome_order
 from .segmenter import PREDICTS_WITH
 from .source import Source, open_source
 from .tile_writer import DONE_DIR, TileWriter
+from .tiling import blocks, chunks_per_block
 
 __all__ = ["finish_zarr", "model_fingerprint", "open_image", "open_source", "predict_to_file", "predict_to_zarr",
            "prepare_zarr", "run_jobs"]
@@ -108,9 +114,11 @@ def predict_to_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None,
     proba : bool
         Write probabilities instead of labels.
     tile_shape : tuple of int, optional
-        Tile and chunk size; default the input's chunks (a Zarr or tiled
-        TIFF input) when within the memory budget's tile, else that tile. On
-        resume the output's tiles are kept.
+        Tile and chunk size, the unit of resuming; default the input's chunks
+        (a Zarr or tiled TIFF input) when within the memory budget's tile, else
+        that tile. On resume the output's tiles are kept. In this process
+        (``client=None``) tiles are classified in blocks of several, as large
+        as the memory budget's tile allows; the result does not depend on it.
     overwrite : bool
         Replace an existing output made with another model, input or output
         kind (otherwise refused). An output of this very job is resumed.
@@ -173,7 +181,7 @@ def run_jobs(jobs, client=None, *, progress=True) -> None:
     from . import cluster
 
     if client is None:
-        finished = itertools.chain.from_iterable(j.writer.write(j.predictor, j.todo) for j in jobs)
+        finished = itertools.chain.from_iterable(j.writer.write(j.predictor, j.blocks) for j in jobs)
     else:
         finished = cluster.write_tiles(client, jobs)
     for _ in tqdm(finished, total=sum(j.n_tiles for j in jobs), initial=sum(j.n_done for j in jobs),
@@ -191,6 +199,7 @@ class ZarrJob(NamedTuple):
     predictor: object
     writer: TileWriter
     todo: object
+    blocks: object
     n_tiles: int
     n_done: int
     store: str
@@ -208,7 +217,10 @@ def prepare_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None, ov
     job : ZarrJob
         ``out`` (a path, or the URL), ``model`` (:func:`model_fingerprint`),
         ``predictor``, ``writer``, ``todo`` (an iterator of the ``(frame index,
-        tile)`` pairs without a marker, made one by one: any grid size),
+        tile)`` pairs without a marker, made one by one: any grid size; a
+        cluster's tasks), ``blocks`` (the same tiles as ``(frame index,
+        Block)`` pairs, grouped by :func:`gpuseg.tiling.blocks` into blocks
+        no larger than the memory budget's tile: this process's work),
         ``n_tiles`` in all and ``n_done`` with a marker; ``store`` (the output
         group's path or URL), ``pyramid`` (labels: levels to fill when done)
         and ``complete`` (nothing left to do).
@@ -239,9 +251,14 @@ def prepare_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None, ov
     done = set() if complete else writer.done_markers()
     todo = iter(()) if complete else (
         (index, t) for index in frames.indices() for t in plan.tiles if writer.marker(index, t) not in done)
+    per_block = chunks_per_block(plan.tiles.counts, plan.tile_shape,
+                                 predictor.default_tile_shape(plan.spatial, predictor.n_features))
+    todo_blocks = iter(()) if complete else (
+        (index, b) for index in frames.indices()
+        for b in blocks(plan.tiles, per_block, keep=lambda t, index=index: writer.marker(index, t) not in done))
     out_path = Path(out.path) if out.local else out.store
-    return ZarrJob(out_path, job["model"], predictor, writer, todo, n_tiles, n_tiles if complete else len(done),
-                   out.store, not proba, complete)
+    return ZarrJob(out_path, job["model"], predictor, writer, todo, todo_blocks, n_tiles,
+                   n_tiles if complete else len(done), out.store, not proba, complete)
 
 
 def finish_zarr(job: ZarrJob) -> None:

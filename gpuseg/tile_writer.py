@@ -1,10 +1,11 @@
-"""Classified tiles into a prediction output: each tile's Zarr chunk, then its done-marker.
+"""Classified tiles into a prediction output: each chunk, then its done-marker.
 
 :class:`TileWriter` is the one sink of :func:`gpuseg.stream.predict_to_zarr`,
 in this process or on the workers of a Dask cluster (:mod:`gpuseg.cluster`).
-A tile of a frame (along ``T``) has a marker, an empty file
-``.gpuseg-done/<frame index>.<chunk index>`` in level ``0``'s directory (or key
-prefix, on an object store), written only after its chunk.
+A tile is one chunk of the output, or a :class:`gpuseg.tiling.Block` of
+several classified at once. A chunk of a frame (along ``T``) has a marker, an
+empty file ``.gpuseg-done/<frame index>.<chunk index>`` in level ``0``'s
+directory (or key prefix, on an object store), written only after the chunk.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import zarr
 
 from .axes import Frames
 from .image_io import locate, open_image
+from .tiling import Block
 
 DONE_DIR = ".gpuseg-done"
 
@@ -77,38 +79,54 @@ class TileWriter:
         return self._frames
 
     def write(self, predictor, tiles, *, skip_done=False):
-        """Classify ``tiles`` with ``predictor`` and write each one's chunk, then its marker.
+        """Classify ``tiles`` with ``predictor`` and write each one's chunks, then their markers.
 
         Parameters
         ----------
         predictor : gpuseg.predictor.Predictor
         tiles : iterable of (index, Tile)
-            A frame's index into the loop axes, and a tile of the output's grid;
-            each is one whole chunk, so writing one again (a retried task)
-            rewrites the same bytes. Tiles of a frame come together.
+            A frame's index into the loop axes, and a tile of the output's grid
+            (one whole chunk) or a :class:`gpuseg.tiling.Block` of several:
+            writing a chunk again (a retried task) rewrites the same bytes. Tiles
+            of a frame come together.
         skip_done : bool
-            Leave out tiles whose marker exists (a task retried after its worker died).
+            Leave out chunks whose marker exists (a task retried after its worker died).
 
         Yields
         ------
         (index, tile)
-            Each tile, once its marker is written.
+            Each chunk's tile, once its marker is written.
         """
         frames = self.frames()
         if self._array is None:
             self._array = zarr.open_array(self.store, mode="r+")
         if skip_done:
-            tiles = [(i, t) for i, t in tiles if not self.fs.exists(f"{self.done}/{self.marker(i, t)}")]
+            tiles = [(i, t) for i, t in (self._left_to_write(i, t) for i, t in tiles) if t is not None]
         for index, group in itertools.groupby(tiles, key=lambda pair: pair[0]):
             frame_tiles = (t for _, t in group)
             for tile, result in predictor.classify_tiles(frames.frame(index), frame_tiles, self.kind):
-                where = self._index(frames, index, tile.write)
-                self._array[where] = np.moveaxis(result, -1, 0) if self.kind == "proba" else result
-                self.fs.touch(f"{self.done}/{self.marker(index, tile)}")
-                yield index, tile
+                for chunk in _chunks(tile):
+                    part = tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(chunk.write, tile.write))
+                    where = self._index(frames, index, chunk.write)
+                    self._array[where] = np.moveaxis(result[part], -1, 0) if self.kind == "proba" else result[part]
+                    self.fs.touch(f"{self.done}/{self.marker(index, chunk)}")
+                    yield index, chunk
+
+    def _left_to_write(self, index: tuple, tile) -> tuple:
+        """``(index, tile)`` less its chunks whose marker exists: the tile itself, a block of the rest, or ``None``."""
+        chunks = _chunks(tile)
+        left = tuple(c for c in chunks if not self.fs.exists(f"{self.done}/{self.marker(index, c)}"))
+        if len(left) == len(chunks):
+            return index, tile
+        return index, (Block(tile.read, tile.crop, tile.write, left) if left else None)
 
     def _index(self, frames: Frames, index: tuple, write: tuple) -> tuple:
         """Where a tile of a frame goes: the frame's index on the loop axes, the tile on the spatial ones."""
         at = dict(zip(frames.loop, index))
         at.update(zip(frames.spatial, write))
         return tuple(at.get(a, slice(None)) for a in self.axes_out)
+
+
+def _chunks(tile) -> tuple:
+    """The chunks a tile writes: a block's, or the tile itself."""
+    return tile.chunks if isinstance(tile, Block) else (tile,)

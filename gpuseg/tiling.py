@@ -8,6 +8,7 @@ after the features are computed. The result equals the whole-image one.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,17 +69,91 @@ class TileGrid(Sequence):
         for count in reversed(self.counts):  # Python integers: no overflow however many tiles
             index, i = divmod(index, count)
             position.insert(0, i)
-        read, crop, write = [], [], []
-        for i, size, t in zip(position, self.shape, self.tile_shape):
-            start, stop = i * t, min(size, (i + 1) * t)
-            lo, hi = max(0, start - self.halo), min(size, stop + self.halo)
-            read.append(slice(lo, hi))
-            crop.append(slice(start - lo, stop - lo))
-            write.append(slice(start, stop))
-        return Tile(tuple(read), tuple(crop), tuple(write))
+        return self.at(position)
 
     def __iter__(self):
         return (self[i] for i in range(self.count))
+
+    def at(self, position) -> Tile:
+        """The tile at a grid position (one index per axis)."""
+        return self.region(tuple(slice(i * t, min(size, (i + 1) * t))
+                                 for i, size, t in zip(position, self.shape, self.tile_shape)))
+
+    def region(self, write: tuple) -> Tile:
+        """The tile that writes ``write`` (slices of the image), read with the grid's halo."""
+        read = tuple(slice(max(0, w.start - self.halo), min(size, w.stop + self.halo))
+                     for w, size in zip(write, self.shape))
+        crop = tuple(slice(w.start - r.start, w.stop - r.start) for w, r in zip(write, read))
+        return Tile(read, crop, tuple(write))
+
+
+@dataclass(frozen=True)
+class Block(Tile):
+    """A tile made of whole tiles of a grid (its chunks): classified at once, written chunk by chunk.
+
+    Attributes
+    ----------
+    chunks : tuple of Tile
+        The grid's tiles to write, each within ``write`` (the region classified,
+        their bounding box); a chunk of the box that is not among them is
+        classified and left unwritten.
+    """
+
+    chunks: tuple = ()
+
+
+def blocks(grid: TileGrid, per_block: tuple, keep=None):
+    """Group the tiles of ``grid`` into blocks of ``per_block`` tiles along each axis, made one at a time.
+
+    Fewer, larger tiles read less halo around the same pixels: a block's
+    features are computed once for all its chunks, and the result is the same.
+
+    Parameters
+    ----------
+    grid : TileGrid
+        The chunks (tiles of an output's chunk grid).
+    per_block : tuple of int
+        Chunks per block along each axis.
+    keep : callable ``(Tile) -> bool``, optional
+        The chunks to write (default all); a block holding none is left out,
+        and one holding some covers their bounding box only.
+
+    Yields
+    ------
+    block : Block
+        In C order of the blocks' positions; its chunks in C order too.
+    """
+    per_block = check_tile_shape(per_block, len(grid.shape))
+    for corner in itertools.product(*(range(0, n, k) for n, k in zip(grid.counts, per_block))):
+        inside = itertools.product(*(range(c, min(n, c + k)) for c, n, k in zip(corner, grid.counts, per_block)))
+        chunks = tuple(t for t in map(grid.at, inside) if keep is None or keep(t))
+        if chunks:
+            box = tuple(slice(min(w.start for w in ws), max(w.stop for w in ws))
+                        for ws in zip(*(c.write for c in chunks)))
+            tile = grid.region(box)
+            yield Block(tile.read, tile.crop, tile.write, chunks)
+
+
+def chunks_per_block(counts: tuple, chunk_shape: tuple, tile_shape: tuple) -> tuple:
+    """Chunks per block along each axis: blocks as large as ``tile_shape`` allows (at least one chunk), balanced.
+
+    Parameters
+    ----------
+    counts : tuple of int
+        Chunks along each axis.
+    chunk_shape : tuple of int
+    tile_shape : tuple of int
+        The largest tile to compute at once (e.g. :func:`default_tile_shape`'s).
+
+    Returns
+    -------
+    per_block : tuple of int
+        As many blocks along each axis as the largest would need, with the
+        chunks shared out as evenly as possible among them.
+    """
+    most = (max(1, t // c) for c, t in zip(chunk_shape, tile_shape))
+    n_blocks = [-(-n // k) for n, k in zip(counts, most)]
+    return tuple(-(-n // b) for n, b in zip(counts, n_blocks))
 
 
 def iter_tiles(shape: tuple, tile_shape: tuple, halo: int) -> TileGrid:

@@ -213,6 +213,7 @@ def test_time_lapse_zarr_resumes_frame_by_frame(tmp_path, gray, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(Predictor, "classify", dies_after_five)
+    monkeypatch.setattr(Predictor, "default_tile_shape", lambda self, spatial, n_features: (32, 32))  # a block a tile
     out = tmp_path / "movie-proba.zarr"
     with pytest.raises(KeyboardInterrupt):
         predict_to_zarr(seg, src, out, proba=True, tile_shape=(32, 32), progress=False)

@@ -248,6 +248,7 @@ def slow(*args, **kwargs):
     return real(*args, **kwargs)
 
 Predictor.classify = slow
+Predictor.default_tile_shape = lambda self, spatial, n_features: (48, 48)  # blocks of 3 x 3 chunks
 seg = gpuseg.load(sys.argv[1], backend="cpu")
 stream.predict_to_zarr(seg, sys.argv[2], sys.argv[3], tile_shape=(16, 16), progress=False)
 """
@@ -282,8 +283,10 @@ def test_resume_after_sigkill(scene, model_file, tmp_path, monkeypatch):
     calls = []
     real = Predictor.classify
     monkeypatch.setattr(Predictor, "classify", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(Predictor, "default_tile_shape", lambda self, spatial, n_features: (48, 48))
     predict_to_zarr(gpuseg.load(model_file, backend="cpu"), tmp_path / "in.npy", out, progress=False)
-    assert len(calls) == n_tiles - len(markers)  # finished tiles are not recomputed
+    unmarked = {(i // 3, j // 3) for i in range(8) for j in range(9) if f"{i}.{j}" not in markers}
+    assert len(calls) == len(unmarked)  # blocks whose chunks are all finished are not recomputed
     assert {m: (out / "0" / "c" / m.replace(".", "/")).stat().st_mtime_ns for m in markers} == chunks
     assert not (out / "0" / DONE_DIR).exists()
 
@@ -293,6 +296,67 @@ def test_resume_after_sigkill(scene, model_file, tmp_path, monkeypatch):
     np.testing.assert_array_equal(resumed["0"][:], expected)
     assert dict(resumed.attrs) == dict(uninterrupted.attrs) | {"gpuseg": {
         **uninterrupted.attrs["gpuseg"], "input": resumed.attrs["gpuseg"]["input"]}}
+
+
+def _count_classified(monkeypatch) -> list:
+    """The shapes of the regions ``Predictor.classify`` is asked for, from now on."""
+    crops, real = [], Predictor.classify
+    monkeypatch.setattr(Predictor, "classify", lambda self, block, crop, kind: crops.append(
+        tuple(c.stop - c.start for c in crop)) or real(self, block, crop, kind))
+    return crops
+
+
+@pytest.mark.parametrize("proba", [False, True])
+def test_blocks_of_chunks_equal_predict(scene, tmp_path, monkeypatch, proba):
+    """Chunks are classified in blocks as large as the memory budget's tile; the output stays chunked by tiles."""
+    seg, image, expected_proba, expected_labels = scene
+    np.save(tmp_path / "in.npy", image)
+    monkeypatch.setattr(Predictor, "default_tile_shape", lambda self, spatial, n_features: (50, 100))
+    crops = _count_classified(monkeypatch)
+    out = predict_to_zarr(seg, tmp_path / "in.npy", tmp_path / "out.zarr", proba=proba, tile_shape=(16, 24),
+                          progress=False)
+    # 8 x 6 chunks; at most 3 x 4 per block: 3 x 2 blocks of 3 (or 2) x 3 chunks
+    assert crops == [(48, 72), (48, 72), (48, 72), (48, 72), (32, 72), (32, 72)]
+    result = zarr.open_group(str(out), mode="r")["0"]
+    assert result.chunks == ((3, 16, 24) if proba else (16, 24))
+    if proba:
+        np.testing.assert_allclose(np.moveaxis(result[:], 0, -1), expected_proba, rtol=0, atol=1e-6)
+    else:
+        np.testing.assert_array_equal(result[:], expected_labels)
+
+
+def test_a_block_interrupted_between_chunks_resumes(scene, tmp_path, monkeypatch):
+    """A run stopped after some chunks of a block: the rerun classifies the rest of that block, writes only its
+    unfinished chunks, and skips the blocks already done."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    seg, image, _, expected = scene
+    np.save(tmp_path / "in.npy", image)
+    out = tmp_path / "out.zarr"
+    monkeypatch.setattr(Predictor, "default_tile_shape", lambda self, spatial, n_features: (48, 48))
+    real_touch, touched = LocalFileSystem.touch, []
+
+    def touch_then_stop(self, path, *args, **kwargs):
+        if len(touched) == 9 + 4:  # the first block of 3 x 3 chunks, then 4 chunks of the second
+            raise KeyboardInterrupt
+        touched.append(path.rsplit("/", 1)[-1])
+        return real_touch(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(LocalFileSystem, "touch", touch_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        predict_to_zarr(seg, tmp_path / "in.npy", out, tile_shape=(16, 16), progress=False)
+    monkeypatch.setattr(LocalFileSystem, "touch", real_touch)
+    assert sorted(os.listdir(out / "0" / DONE_DIR)) == sorted(touched)
+    assert touched[9:] == ["0.3", "0.4", "0.5", "1.3"]  # chunks in C order within their block
+    written = {m: (out / "0" / "c" / m.replace(".", "/")).stat().st_mtime_ns for m in touched}
+
+    crops = _count_classified(monkeypatch)
+    predict_to_zarr(seg, tmp_path / "in.npy", out, progress=False)
+    # the second block's last two rows of chunks, then the 7 blocks not started
+    assert crops == [(32, 48)] + [(48, 48)] * 4 + [(32, 48)] * 3
+    assert {m: (out / "0" / "c" / m.replace(".", "/")).stat().st_mtime_ns for m in touched} == written
+    assert not (out / "0" / DONE_DIR).exists()
+    np.testing.assert_array_equal(zarr.open_group(str(out), mode="r")["0"][:], expected)
 
 
 # -- whole files ----------------------------------------------------------------------

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gpuseg import Segmenter
-from gpuseg.tiling import default_tile_shape, iter_tiles
+from gpuseg.tiling import Block, blocks, chunks_per_block, default_tile_shape, iter_tiles
 
 SIGMA_MAX = 4  # halo 18
 
@@ -130,3 +130,43 @@ def test_tile_grid_matches_itertools_order():
     starts = list(itertools.product(*(range(0, s, t) for s, t in zip(shape, tile))))
     assert [tuple(w.start for w in t.write) for t in tiles] == starts
     assert [t.write for t in tiles] == [tiles[i].write for i in range(len(tiles))]
+
+
+@pytest.mark.parametrize("shape, chunk, per_block", [((50, 37), (8, 5), (3, 2)), ((9, 20, 31), (2, 6, 31), (2, 2, 1))])
+@pytest.mark.parametrize("halo", [0, 7])
+def test_blocks_group_whole_chunks(shape, chunk, per_block, halo):
+    """Every chunk is in one block, a block's region is its chunks' box, read with the halo as a tile is."""
+    grid = iter_tiles(shape, chunk, halo)
+    seen = []
+    for block in blocks(grid, per_block):
+        assert isinstance(block, Block)
+        for read, crop, write, size in zip(block.read, block.crop, block.write, shape):
+            assert read.start == max(0, write.start - halo) and read.stop == min(size, write.stop + halo)
+            assert (read.start + crop.start, read.start + crop.stop) == (write.start, write.stop)
+        assert all(c.write[a].start >= block.write[a].start and c.write[a].stop <= block.write[a].stop
+                   for c in block.chunks for a in range(len(shape)))
+        assert sum(math.prod(c.shape) for c in block.chunks) == math.prod(block.shape)
+        assert all(b <= k * c for b, k, c in zip(block.shape, per_block, chunk))
+        seen += [c.write for c in block.chunks]
+    assert sorted(seen) == sorted(t.write for t in grid)
+
+
+def test_blocks_keep_only_the_chunks_asked_for():
+    """A block covers the box of the chunks kept in it; one with none kept is left out."""
+    grid = iter_tiles((40, 40), (10, 10), 3)
+    keep = {(1, 2), (1, 3), (2, 3)}  # chunk positions; all in the block of chunks (0..1, 2..3) but (2, 3)
+    found = list(blocks(grid, (2, 2), keep=lambda t: (t.write[0].start // 10, t.write[1].start // 10) in keep))
+    assert [b.write for b in found] == [(slice(10, 20), slice(20, 40)), (slice(20, 30), slice(30, 40))]
+    assert [[c.write for c in b.chunks] for b in found] == [[grid.at((1, 2)).write, grid.at((1, 3)).write],
+                                                            [grid.at((2, 3)).write]]
+    assert found[0].read == (slice(7, 23), slice(17, 40)) and found[0].crop == (slice(3, 13), slice(3, 23))
+
+
+@pytest.mark.parametrize("counts, chunk, tile, expected", [
+    ((4, 4), (1024, 1024), (2048, 2048), (2, 2)),  # 4096^2 in 1024^2 chunks, the in-memory tiles of 2048^2
+    ((8, 8), (512, 512), (2048, 2048), (4, 4)),
+    ((2, 2), (4096, 4096), (2048, 2048), (1, 1)),  # chunks larger than the tile: one each
+    ((5, 7), (100, 100), (250, 600), (2, 4)),  # at most 2 and 6 per block; 3 and 2 blocks share them out evenly
+])
+def test_chunks_per_block(counts, chunk, tile, expected):
+    assert chunks_per_block(counts, chunk, tile) == expected
