@@ -24,6 +24,7 @@ stage does. GPU runners synchronise the device before the clock stops.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import platform
@@ -64,6 +65,8 @@ class Runner:
     gpu = False
     details: dict = {}
     """What a runner reports of its last stage beyond the time, recorded in each row as ``details``."""
+    setup_note = ""
+    """How the runner differs from the report's common setup (its features, forest or stages), or ``""``."""
 
     def __init__(self, forest_params: dict):
         self.forest_params = dict(forest_params)
@@ -236,7 +239,33 @@ class GpusegGPU(_GPUMixin, GpusegCPU):
     backend = "gpu"
 
 
-class StockGPU(_GPUMixin, Runner):
+class _StackRunner(Runner):
+    """A runner written as three steps: ``_stack(image)``, ``_fit(stack, scribbles)``, ``_predict(stack, model)``.
+
+    ``features`` keeps the stack and ``fit`` the model for the next stage, as
+    the library's users would; ``end_to_end`` chains the three steps afresh.
+    """
+
+    def reset(self):
+        self._features = self._clf = None
+
+    def features(self, image):
+        self._features = None
+        self._features = self._stack(image)
+        return self._features
+
+    def fit(self, image, scribbles):
+        self._clf = self._fit(self._features, scribbles)
+
+    def predict(self, image):
+        return self._predict(self._features, self._clf)
+
+    def end_to_end(self, image, scribbles):
+        features = self._stack(image)
+        return self._predict(features, self._fit(features, scribbles))
+
+
+class StockGPU(_GPUMixin, _StackRunner):
     """cuCIM's ``multiscale_basic_features`` on CuPy + cuML's random forest, written the obvious way.
 
     cuML wants class indices ``0..K-1``; the scribbles' classes ``1..K`` are
@@ -254,9 +283,6 @@ class StockGPU(_GPUMixin, Runner):
 
         trainer, detail, _ = gpu_trainer()
         return None if trainer == "cuml" else detail
-
-    def reset(self):
-        self._features = self._clf = None
 
     def _classifier(self):
         from gpuseg._backend import import_cuml  # the allocator gpuseg-gpu runs with: a fair comparison
@@ -288,20 +314,128 @@ class StockGPU(_GPUMixin, Runner):
         flat = features.reshape(-1, features.shape[-1])
         return cp.asnumpy(clf.predict(flat).reshape(features.shape[:-1])).astype(np.uint8) + 1
 
-    def features(self, image):
-        self._features = None
-        self._features = self._stack(image)
-        return self._features
 
-    def fit(self, image, scribbles):
-        self._clf = self._fit(self._features, scribbles)
+APOC_SIGMAS = (0.5, 1, 2, 4, 8, 16)
+"""scikit-image's default sigmas (0.5 to 16, one per octave), given to APOC's filters."""
+APOC_FILTERS = ("gaussian_blur", "sobel_of_gaussian_blur", "small_hessian_eigenvalue_of_gaussian_blur",
+                "large_hessian_eigenvalue_of_gaussian_blur")
+"""APOC's nearest to scikit-image's intensity, edges and texture (Hessian eigenvalues) at each sigma."""
+APOC_FEATURES = " ".join(f"{name}={sigma:g}" for sigma in APOC_SIGMAS for name in APOC_FILTERS)
+APOC_HINT = "pip install 'gpuseg[apoc]', and an OpenCL driver for the CPU (Debian: apt-get install pocl-opencl-icd)"
 
-    def predict(self, image):
-        return self._predict(self._features, self._clf)
 
-    def end_to_end(self, image, scribbles):
-        features = self._stack(image)
-        return self._predict(features, self._fit(features, scribbles))
+class _OpenCLImages(list):
+    """APOC's feature stack, a list of OpenCL images, with the ``shape`` of a stack on the last axis."""
+
+    @property
+    def shape(self):
+        return tuple(self[0].shape) + (len(self),)
+
+
+class ApocCPU(_StackRunner):
+    """APOC's ``PixelClassifier`` (OpenCL through pyclesperanto-prototype) on an OpenCL CPU device, e.g. pocl.
+
+    Features: the feature string :data:`APOC_FEATURES`, APOC's filters closest
+    to scikit-image's defaults at its sigmas 0.5 to 16: ``gaussian_blur``
+    (intensity), ``sobel_of_gaussian_blur`` (edges) and
+    ``small_``/``large_hessian_eigenvalue_of_gaussian_blur`` (texture: the
+    Hessian eigenvalues of the blurred image by finite differences). In 2D
+    these are scikit-image's 24 features, computed differently (clEsperanto's
+    kernels and borders); in 3D APOC has no middle eigenvalue, so 24 features
+    against scikit-image's 30.
+
+    Forest: ``n_estimators`` becomes ``num_ensembles`` and ``max_depth`` stays;
+    APOC's ``train`` builds scikit-learn's forest itself (``random_state=0``,
+    one thread, each tree on a bootstrap sample as large as all the scribbled
+    pixels), so ``max_samples`` and ``n_jobs`` cannot be passed. It then writes the forest as OpenCL source,
+    which the OpenCL driver compiles on the first ``predict``; this runner
+    compiles it at the end of ``fit`` (on a 2-pixel image: the same kernel), so
+    ``fit`` is training plus compiling (:attr:`details` ``opencl_build_s``)
+    and ``predict`` runs the compiled forest. Each fit's source carries a
+    unique comment, so that no OpenCL cache (pyclesperanto's, pocl's on disk)
+    hides the compile a newly trained classifier costs. The ``.cl`` files go
+    to a temporary folder. ``features`` leaves the stack on the OpenCL device,
+    as APOC's users hold it; ``predict`` and ``end_to_end`` pull the labels to
+    the host.
+    """
+
+    name = "apoc-cpu"
+    setup_note = (f"apoc-cpu: APOC's PixelClassifier on pocl's OpenCL CPU device, features "
+                  f"`{' '.join(APOC_FILTERS)}` at sigmas {', '.join(f'{s:g}' for s in APOC_SIGMAS)} (APOC's nearest to "
+                  "scikit-image's intensity, edges and Hessian eigenvalues; 3D lacks the middle eigenvalue); forest "
+                  "num_ensembles=n_estimators and max_depth, but APOC fixes the rest (random_state=0, one thread, "
+                  "bootstrap samples of all the scribbled pixels: no max_samples). Its `fit` includes compiling the forest's OpenCL source (each fit's new to the "
+                  "caches), its `predict` runs the compiled forest.")
+
+    def __init__(self, forest_params: dict):
+        import tempfile
+
+        super().__init__(forest_params)
+        self._folder = tempfile.TemporaryDirectory(prefix="gpuseg-apoc-")  # APOC's .cl files, never the repo
+        self._n_fits = 0
+
+    @classmethod
+    def unavailable(cls):
+        try:
+            import apoc  # noqa: F401  (imports pyclesperanto_prototype and pyopencl)
+        except Exception as error:  # noqa: BLE001  (missing, or an OpenCL loader or NumPy mismatch at import time)
+            return f"apoc does not import ({type(error).__name__}: {error}): {APOC_HINT}"
+        import pyopencl
+
+        try:
+            devices = [d for p in pyopencl.get_platforms() for d in p.get_devices(pyopencl.device_type.CPU)
+                       if d.available]
+        except pyopencl.Error as error:
+            return f"no OpenCL platform ({error}): {APOC_HINT}"
+        return None if devices else f"no OpenCL CPU device: {APOC_HINT}"
+
+    def device(self):
+        return f"{cpu_model()}, OpenCL {_cle().get_device().name}"
+
+    def sync(self):
+        _cle().get_device().queue.finish()
+
+    def run_stage(self, stage, image, scribbles):
+        self._build_seconds = None
+        seconds, labels = super().run_stage(stage, image, scribbles)
+        self.details = {} if self._build_seconds is None else {"opencl_build_s": self._build_seconds}
+        return seconds, labels
+
+    def _stack(self, image):
+        import apoc
+
+        _cle()
+        return _OpenCLImages(apoc.generate_feature_stack(image, APOC_FEATURES))
+
+    def _fit(self, features, scribbles):
+        """A classifier trained on ``scribbles``, its OpenCL forest compiled."""
+        import apoc
+
+        self._n_fits += 1
+        path = Path(self._folder.name) / f"fit-{self._n_fits}.cl"
+        clf = apoc.PixelClassifier(opencl_filename=str(path), max_depth=self.forest_params["max_depth"],
+                                   num_ensembles=self.forest_params["n_estimators"])
+        clf.train(features, scribbles)
+        with open(path, "a") as f:
+            f.write(f"\n// fit {self._n_fits} of process {os.getpid()} at {time.time_ns()}\n")
+        start = time.perf_counter()
+        tiny = [_cle().push(np.zeros((2,) * scribbles.ndim, np.float32)) for _ in features]
+        clf.predict(features=tiny)
+        self.sync()
+        self._build_seconds = (self._build_seconds or 0.0) + time.perf_counter() - start
+        return clf
+
+    def _predict(self, features, clf):
+        return np.asarray(_cle().pull(clf.predict(features=features)))
+
+
+@functools.cache
+def _cle():
+    """pyclesperanto-prototype, its device an OpenCL CPU (a GPU's OpenCL driver would otherwise be preferred)."""
+    import pyclesperanto_prototype as cle
+
+    cle.select_device(dev_type="cpu")
+    return cle
 
 
 class GpusegCPUZarr(GpusegCPU):
@@ -431,9 +565,14 @@ class AppCPU(GpusegCPU):
 
 RUNNERS = {
     cls.name: cls
-    for cls in (ReferenceCPU, GpusegCPU, GpusegCPUDefaults, GpusegGPU, StockGPU, GpusegCPUZarr, ClusterCPU,
-                ClusterCPU2, AppCPU)
+    for cls in (ReferenceCPU, GpusegCPU, GpusegCPUDefaults, GpusegGPU, StockGPU, ApocCPU, GpusegCPUZarr,
+                ClusterCPU, ClusterCPU2, AppCPU)
 }
+
+
+def setup_notes(names) -> list[str]:
+    """The report's setup lines of the runners ``names`` that differ from the common setup."""
+    return [f"- {RUNNERS[n].setup_note}" for n in names if n in RUNNERS and RUNNERS[n].setup_note]
 
 
 def cpu_model() -> str:
