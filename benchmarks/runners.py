@@ -68,6 +68,11 @@ class Runner:
     setup_note = ""
     """How the runner differs from the report's common setup (its features, forest or stages), or ``""``."""
 
+    @classmethod
+    def note(cls) -> str:
+        """:attr:`setup_note`, with what only this machine can say (versions of packages outside gpuseg's)."""
+        return cls.setup_note
+
     def __init__(self, forest_params: dict):
         self.forest_params = dict(forest_params)
 
@@ -367,6 +372,19 @@ class ApocCPU(_StackRunner):
                   "bootstrap samples of all the scribbled pixels: no max_samples). Its `fit` includes compiling the forest's OpenCL source (each fit's new to the "
                   "caches), its `predict` runs the compiled forest.")
 
+    @classmethod
+    def note(cls):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            versions = [f"{p} {version(p)}" for p in ("apoc", "pyclesperanto-prototype", "pyopencl")]
+        except PackageNotFoundError:
+            return cls.setup_note
+        if cls.unavailable() is None:
+            device = _cle().get_device().device
+            versions.append(f"OpenCL: {device.platform.name} {device.platform.version}, {device.name}")
+        return f"{cls.setup_note} Software: {'; '.join(versions)}."
+
     def __init__(self, forest_params: dict):
         import tempfile
 
@@ -572,7 +590,7 @@ RUNNERS = {
 
 def setup_notes(names) -> list[str]:
     """The report's setup lines of the runners ``names`` that differ from the common setup."""
-    return [f"- {RUNNERS[n].setup_note}" for n in names if n in RUNNERS and RUNNERS[n].setup_note]
+    return [f"- {RUNNERS[n].note()}" for n in names if n in RUNNERS and RUNNERS[n].setup_note]
 
 
 def cpu_model() -> str:
