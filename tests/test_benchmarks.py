@@ -164,6 +164,27 @@ def test_apoc_runner_is_registered_with_scikit_image_sigmas_and_a_setup_note():
     assert "apoc-cpu" in runner.setup_note and "eigenvalue" in runner.setup_note
 
 
+def test_apoc_features_follow_scikit_image_features_away_from_the_borders():
+    """Each APOC feature against scikit-image's at the same sigma (its eigenvalues largest first)."""
+    if _apoc_reason() is not None:
+        pytest.skip(_apoc_reason())
+    from skimage.feature import multiscale_basic_features
+
+    from benchmarks.runners import APOC_FILTERS, APOC_SIGMAS, ApocCPU, _cle
+
+    image = make_image((160, 160), seed=2)[0]
+    ours = [np.asarray(_cle().pull(f)) for f in ApocCPU({})._stack(image)]
+    ref = multiscale_basic_features(image)
+    inner = (slice(32, -32),) * 2  # borders are handled differently
+    skimage_order = (0, 1, 3, 2)  # intensity, edges, larger eigenvalue, smaller eigenvalue
+    for k, sigma in enumerate(APOC_SIGMAS):
+        for i, j in enumerate(skimage_order):
+            a, b = ours[4 * k + i][inner].ravel(), ref[inner + (4 * k + j,)].ravel()
+            hessian = "hessian" in APOC_FILTERS[i]
+            # finite differences of a barely blurred image: the finest Hessians differ most
+            assert abs(np.corrcoef(a, b)[0, 1]) > (0.75 if hessian and sigma < 2 else 0.99), (APOC_FILTERS[i], sigma)
+
+
 def test_apoc_runner_is_skipped_with_its_reason_where_apoc_does_not_import(monkeypatch, tmp_path):
     from benchmarks import suite
 
