@@ -205,6 +205,7 @@ def test_apoc_runner_is_skipped_without_an_opencl_cpu_device(monkeypatch):
     assert _apoc_reason().startswith("no OpenCL CPU device: pip install 'gpuseg[apoc]'")
 
 
+@pytest.mark.filterwarnings("ignore:Non-empty compiler output")  # pyopencl's note that pocl said something
 def test_apoc_runner_labels_a_two_class_image_and_writes_its_kernels_elsewhere(tmp_path, monkeypatch):
     """Fine against coarse noise, same mean and spread: only the texture features tell them apart."""
     if _apoc_reason() is not None:
@@ -225,11 +226,11 @@ def test_apoc_runner_labels_a_two_class_image_and_writes_its_kernels_elsewhere(t
     _, labels = runner.run_stage("end_to_end", image, scribbles)
     assert labels.shape == image.shape and set(np.unique(labels)) <= {1, 2}
     assert np.mean(labels == truth) > 0.8  # chance is 0.5
-    assert runner.details["opencl_build_s"] > 0
+    assert runner.features(image).shape == image.shape + (24,)
     for stage in ("features", "fit"):
         runner.run_stage(stage, image, scribbles)
-    assert runner.features(image).shape == image.shape + (24,)
+        assert runner.details == {}
     _, again = runner.run_stage("predict", image, scribbles)
     np.testing.assert_array_equal(again, labels)  # APOC trains with random_state=0: the same forest
-    assert runner.details == {}  # predict compiles nothing
+    assert runner.details["repeat_predict_s"] > 0  # a second prediction, with the compiled kernel
     assert not list(tmp_path.iterdir()) and len(list(Path(runner._folder.name).glob("*.cl"))) == 2
