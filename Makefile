@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench-quick app clean system-packages
+.PHONY: demo test bench-quick app apoc clean system-packages
 
 $(VENV)/.installed-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +22,12 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-base
 SYSTEM_PACKAGES := chromium chromium-driver xvfb libgl1 libegl1 libgl1-mesa-dri libxkbcommon-x11-0 \
 	libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libfontconfig1 libdbus-1-3
 
+# Install those of the Debian packages $(1) that dpkg does not list.
+apt-ensure = dpkg -s $(1) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(1); }
+
 system-packages:
-	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(SYSTEM_PACKAGES); }
+	@$(call apt-ensure,$(SYSTEM_PACKAGES))
 
 demo: $(VENV)/.installed-base
 	$(VENV)/bin/gpuseg demo
@@ -38,6 +41,12 @@ bench-quick: $(VENV)/.installed-test
 app: $(VENV)/.installed-base
 	$(PY) -m pip install --quiet -e '.[app]'
 	$(VENV)/bin/gpuseg app
+
+# APOC, the benchmarks' peer runner apoc-cpu (`python -m benchmarks --runners ...,apoc-cpu`), with pocl, Debian's
+# OpenCL driver for the CPU. Neither demo nor test needs it: without it apoc-cpu is skipped, saying why.
+apoc: $(VENV)/.installed-base
+	@$(call apt-ensure,pocl-opencl-icd)
+	$(PY) -m pip install --quiet -e '.[bench,apoc]'
 
 clean:
 	rm -rf $(VENV) gpuseg-demo .pytest_cache

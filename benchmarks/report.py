@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .runners import REFERENCE, STAGES, STOCK
+from .runners import REFERENCE, STAGES, STOCK, setup_notes
 from .scale_plan import scale_section
 
 TARGET_SHAPE = (4096, 4096)
@@ -286,7 +286,7 @@ def write_report(rows: list[dict], meta: dict, out: Path) -> Path:
     """Write ``report.md`` and its plots into ``out``; return the report's path."""
     out = Path(out)
     summary = summarise(rows)
-    lines = ["# gpuseg benchmarks", "", "## Setup", ""] + _setup(meta)
+    lines = ["# gpuseg benchmarks", "", "## Setup", ""] + _setup(meta) + setup_notes(_runners(summary))
     if meta["scenario"] == "standard":
         target_lines, _ = targets(summary)
         lines += ["", f"## CPU targets ({_label(TARGET_SHAPE)})", ""] + target_lines

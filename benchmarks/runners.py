@@ -24,9 +24,11 @@ stage does. GPU runners synchronise the device before the clock stops.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -64,6 +66,13 @@ class Runner:
     gpu = False
     details: dict = {}
     """What a runner reports of its last stage beyond the time, recorded in each row as ``details``."""
+    setup_note = ""
+    """How the runner differs from the report's common setup (its features, forest or stages), or ``""``."""
+
+    @classmethod
+    def note(cls) -> str:
+        """:attr:`setup_note`, with what only this machine can say (versions of packages outside gpuseg's)."""
+        return cls.setup_note
 
     def __init__(self, forest_params: dict):
         self.forest_params = dict(forest_params)
@@ -236,7 +245,33 @@ class GpusegGPU(_GPUMixin, GpusegCPU):
     backend = "gpu"
 
 
-class StockGPU(_GPUMixin, Runner):
+class _StackRunner(Runner):
+    """A runner written as three steps: ``_stack(image)``, ``_fit(stack, scribbles)``, ``_predict(stack, model)``.
+
+    ``features`` keeps the stack and ``fit`` the model for the next stage, as
+    the library's users would; ``end_to_end`` chains the three steps afresh.
+    """
+
+    def reset(self):
+        self._features = self._clf = None
+
+    def features(self, image):
+        self._features = None
+        self._features = self._stack(image)
+        return self._features
+
+    def fit(self, image, scribbles):
+        self._clf = self._fit(self._features, scribbles)
+
+    def predict(self, image):
+        return self._predict(self._features, self._clf)
+
+    def end_to_end(self, image, scribbles):
+        features = self._stack(image)
+        return self._predict(features, self._fit(features, scribbles))
+
+
+class StockGPU(_GPUMixin, _StackRunner):
     """cuCIM's ``multiscale_basic_features`` on CuPy + cuML's random forest, written the obvious way.
 
     cuML wants class indices ``0..K-1``; the scribbles' classes ``1..K`` are
@@ -254,9 +289,6 @@ class StockGPU(_GPUMixin, Runner):
 
         trainer, detail, _ = gpu_trainer()
         return None if trainer == "cuml" else detail
-
-    def reset(self):
-        self._features = self._clf = None
 
     def _classifier(self):
         from gpuseg._backend import import_cuml  # the allocator gpuseg-gpu runs with: a fair comparison
@@ -288,20 +320,161 @@ class StockGPU(_GPUMixin, Runner):
         flat = features.reshape(-1, features.shape[-1])
         return cp.asnumpy(clf.predict(flat).reshape(features.shape[:-1])).astype(np.uint8) + 1
 
-    def features(self, image):
-        self._features = None
-        self._features = self._stack(image)
-        return self._features
 
-    def fit(self, image, scribbles):
-        self._clf = self._fit(self._features, scribbles)
+APOC_SIGMAS = (0.5, 1, 2, 4, 8, 16)
+"""scikit-image's default sigmas (0.5 to 16, one per octave), given to APOC's filters."""
+APOC_FILTERS = ("gaussian_blur", "sobel_of_gaussian_blur", "small_hessian_eigenvalue_of_gaussian_blur",
+                "large_hessian_eigenvalue_of_gaussian_blur")
+"""APOC's nearest to scikit-image's intensity, edges and texture (Hessian eigenvalues) at each sigma."""
+APOC_FEATURES = " ".join(f"{name}={sigma:g}" for sigma in APOC_SIGMAS for name in APOC_FILTERS)
+APOC_HINT = "pip install 'gpuseg[apoc]', and an OpenCL driver for the CPU (Debian: apt-get install pocl-opencl-icd)"
 
-    def predict(self, image):
-        return self._predict(self._features, self._clf)
 
-    def end_to_end(self, image, scribbles):
-        features = self._stack(image)
-        return self._predict(features, self._fit(features, scribbles))
+class _OpenCLImages(list):
+    """APOC's feature stack, a list of OpenCL images, with the ``shape`` of a stack on the last axis."""
+
+    @property
+    def shape(self):
+        return tuple(self[0].shape) + (len(self),)
+
+
+class ApocCPU(_StackRunner):
+    """APOC's ``PixelClassifier`` (OpenCL through pyclesperanto-prototype) on an OpenCL CPU device, e.g. pocl.
+
+    Features: the feature string :data:`APOC_FEATURES`, APOC's filters closest
+    to scikit-image's defaults at its sigmas 0.5 to 16: ``gaussian_blur``
+    (intensity), ``sobel_of_gaussian_blur`` (edges) and
+    ``small_``/``large_hessian_eigenvalue_of_gaussian_blur`` (texture: the
+    Hessian eigenvalues of the blurred image by finite differences). In 2D
+    these are scikit-image's 24 features, computed differently (clEsperanto's
+    kernels and borders): away from the borders each follows its
+    scikit-image counterpart closely (correlation above 0.99, the Hessian's
+    at sigmas 0.5 and 1 less; tested in ``tests/test_benchmarks.py``). In 3D
+    APOC has no middle eigenvalue, so 24 features against scikit-image's 30.
+
+    Forest: ``n_estimators`` becomes ``num_ensembles`` and ``max_depth`` stays;
+    APOC's ``train`` builds scikit-learn's forest itself (``random_state=0``,
+    one thread, each tree on a bootstrap sample as large as all the scribbled
+    pixels), so ``max_samples`` and ``n_jobs`` cannot be passed. ``fit`` is
+    APOC's ``train``: the forest, written out as OpenCL source. pocl compiles
+    that source on the first prediction, for the work-group size it picks from
+    the image's size (minutes for 50 trees of depth 10), and caches the result
+    by the kernel's code: ``end_to_end``, which runs first, pays the compile;
+    ``fit`` then trains the same forest again (the same scribbles, and APOC's
+    ``random_state=0``), so ``predict`` runs the kernel compiled already, and
+    ``fit`` + ``predict`` fall short of ``end_to_end`` by the compile.
+    :attr:`details` ``repeat_predict_s`` is a second, untimed prediction (close
+    to ``predict`` where nothing was compiled). Each worker process gets a
+    fresh pocl cache (``POCL_CACHE_DIR``), so no earlier run's compile is
+    reused. The ``.cl`` files go
+    to a temporary folder. ``features`` leaves the stack on the OpenCL device,
+    as APOC's users hold it; ``predict`` and ``end_to_end`` pull the labels to
+    the host.
+    """
+
+    name = "apoc-cpu"
+    setup_note = (f"apoc-cpu: APOC's PixelClassifier on pocl's OpenCL CPU device, features "
+                  f"`{' '.join(APOC_FILTERS)}` at sigmas {', '.join(f'{s:g}' for s in APOC_SIGMAS)} (APOC's nearest to "
+                  "scikit-image's intensity, edges and Hessian eigenvalues; 3D lacks the middle eigenvalue); forest "
+                  "num_ensembles=n_estimators and max_depth, but APOC fixes the rest (random_state=0, one thread, "
+                  "bootstrap samples of all the scribbled pixels: no max_samples). Its `fit` is APOC's `train`; pocl "
+                  "compiles the forest's OpenCL source at its first prediction, in `end_to_end` (a fresh pocl cache "
+                  "per worker); `fit` retrains the same forest, so `predict` runs the compiled kernel and `fit` + "
+                  "`predict` fall short of `end_to_end` by the compile.")
+
+    @classmethod
+    def note(cls):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            versions = [f"{p} {version(p)}" for p in ("apoc", "pyclesperanto-prototype", "pyopencl")]
+        except PackageNotFoundError:
+            return cls.setup_note
+        if cls.unavailable() is None:
+            device = _cle().get_device().device
+            versions.append(f"OpenCL: {device.platform.name} {device.platform.version}, {device.name}")
+        return f"{cls.setup_note} Software: {'; '.join(versions)}."
+
+    def __init__(self, forest_params: dict):
+        import tempfile
+
+        super().__init__(forest_params)
+        self._folder = tempfile.TemporaryDirectory(prefix="gpuseg-apoc-")  # APOC's .cl files, never the repo
+        self._n_fits = 0
+        if "pyopencl" not in sys.modules:  # before pocl starts (a worker process): a cache of this process's own
+            os.environ["POCL_CACHE_DIR"] = _process_folder("gpuseg-pocl-cache-")
+
+    @classmethod
+    def unavailable(cls):
+        try:
+            import apoc  # noqa: F401  (imports pyclesperanto_prototype and pyopencl)
+        except Exception as error:  # noqa: BLE001  (missing, or an OpenCL loader or NumPy mismatch at import time)
+            return f"apoc does not import ({type(error).__name__}: {error}): {APOC_HINT}"
+        import pyopencl
+
+        try:
+            devices = [d for p in pyopencl.get_platforms() for d in p.get_devices(pyopencl.device_type.CPU)
+                       if d.available]
+        except pyopencl.Error as error:
+            return f"no OpenCL platform ({error}): {APOC_HINT}"
+        return None if devices else f"no OpenCL CPU device: {APOC_HINT}"
+
+    def device(self):
+        return f"{cpu_model()}, OpenCL {_cle().get_device().name}"
+
+    def sync(self):
+        _cle().get_device().queue.finish()
+
+    def run_stage(self, stage, image, scribbles):
+        seconds, labels = super().run_stage(stage, image, scribbles)
+        self.details = {}
+        if stage == "predict":  # the kernel is compiled now: time a second prediction, outside the stage
+            start = time.perf_counter()
+            self.predict(image)
+            self.sync()
+            self.details = {"repeat_predict_s": time.perf_counter() - start}
+        return seconds, labels
+
+    def _stack(self, image):
+        import apoc
+
+        _cle()
+        return _OpenCLImages(apoc.generate_feature_stack(image, APOC_FEATURES))
+
+    def _fit(self, features, scribbles):
+        """A classifier trained on ``scribbles``, its forest written as OpenCL source."""
+        import apoc
+
+        self._n_fits += 1
+        path = Path(self._folder.name) / f"fit-{self._n_fits}.cl"
+        clf = apoc.PixelClassifier(opencl_filename=str(path), max_depth=self.forest_params["max_depth"],
+                                   num_ensembles=self.forest_params["n_estimators"])
+        clf.train(features, scribbles)
+        return clf
+
+    def _predict(self, features, clf):
+        return np.asarray(_cle().pull(clf.predict(features=features)))
+
+
+@functools.cache
+def _process_folder(prefix: str) -> str:
+    """A temporary folder that lives as long as this process."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+@functools.cache
+def _cle():
+    """pyclesperanto-prototype, its device an OpenCL CPU (a GPU's OpenCL driver would otherwise be preferred)."""
+    import pyclesperanto_prototype as cle
+
+    cle.select_device(dev_type="cpu")
+    return cle
 
 
 class GpusegCPUZarr(GpusegCPU):
@@ -431,9 +604,14 @@ class AppCPU(GpusegCPU):
 
 RUNNERS = {
     cls.name: cls
-    for cls in (ReferenceCPU, GpusegCPU, GpusegCPUDefaults, GpusegGPU, StockGPU, GpusegCPUZarr, ClusterCPU,
-                ClusterCPU2, AppCPU)
+    for cls in (ReferenceCPU, GpusegCPU, GpusegCPUDefaults, GpusegGPU, StockGPU, ApocCPU, GpusegCPUZarr,
+                ClusterCPU, ClusterCPU2, AppCPU)
 }
+
+
+def setup_notes(names) -> list[str]:
+    """The report's setup lines of the runners ``names`` that differ from the common setup."""
+    return [f"- {RUNNERS[n].note()}" for n in names if n in RUNNERS and RUNNERS[n].setup_note]
 
 
 def cpu_model() -> str:

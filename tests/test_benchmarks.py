@@ -7,7 +7,7 @@ import pytest
 
 from benchmarks import report
 from benchmarks.data import TEXTURES, make_image
-from benchmarks.runners import REFERENCE, STAGES
+from benchmarks.runners import REFERENCE, RUNNERS, STAGES, setup_notes
 from benchmarks.scale_plan import scale_section
 
 REPO = Path(__file__).resolve().parent.parent
@@ -171,3 +171,94 @@ def test_cpu_floor_counts_the_passes_and_writes_its_table(tmp_path):
     assert text.count("| features `") == 3 and "| forest walk |" in text
     floor.main(["--size", "64", "--repeats", "1", "--out", str(tmp_path)])
     assert (tmp_path / "floor.md").read_text().startswith("## CPU floor (64x64")
+
+
+def _apoc_reason():
+    return RUNNERS["apoc-cpu"].unavailable()
+
+
+def test_apoc_runner_is_registered_with_scikit_image_sigmas_and_a_setup_note():
+    from benchmarks.runners import APOC_FEATURES, APOC_FILTERS, APOC_SIGMAS
+
+    runner = RUNNERS["apoc-cpu"]
+    assert not runner.gpu and set(runner.stages) == set(STAGES)
+    assert np.allclose(APOC_SIGMAS, 2.0 ** np.arange(np.log2(0.5), np.log2(16) + 1))  # multiscale_basic_features'
+    spec = APOC_FEATURES.split()
+    assert len(spec) == len(set(spec)) == len(APOC_SIGMAS) * len(APOC_FILTERS)
+    notes = setup_notes([REFERENCE, "apoc-cpu", "gpuseg-cpu"])
+    assert len(notes) == 1 and notes[0].startswith(f"- {runner.setup_note}")
+    if _apoc_reason() is None:
+        assert "pyclesperanto-prototype" in notes[0] and "OpenCL:" in notes[0]
+    assert "apoc-cpu" in runner.setup_note and "eigenvalue" in runner.setup_note
+
+
+def test_apoc_features_follow_scikit_image_features_away_from_the_borders():
+    """Each APOC feature against scikit-image's at the same sigma (its eigenvalues largest first)."""
+    if _apoc_reason() is not None:
+        pytest.skip(_apoc_reason())
+    from skimage.feature import multiscale_basic_features
+
+    from benchmarks.runners import APOC_FILTERS, APOC_SIGMAS, ApocCPU, _cle
+
+    image = make_image((160, 160), seed=2)[0]
+    ours = [np.asarray(_cle().pull(f)) for f in ApocCPU({})._stack(image)]
+    ref = multiscale_basic_features(image)
+    inner = (slice(32, -32),) * 2  # borders are handled differently
+    skimage_order = (0, 1, 3, 2)  # intensity, edges, larger eigenvalue, smaller eigenvalue
+    for k, sigma in enumerate(APOC_SIGMAS):
+        for i, j in enumerate(skimage_order):
+            a, b = ours[4 * k + i][inner].ravel(), ref[inner + (4 * k + j,)].ravel()
+            hessian = "hessian" in APOC_FILTERS[i]
+            # finite differences of a barely blurred image: the finest Hessians differ most
+            assert abs(np.corrcoef(a, b)[0, 1]) > (0.75 if hessian and sigma < 2 else 0.99), (APOC_FILTERS[i], sigma)
+
+
+def test_apoc_runner_is_skipped_with_its_reason_where_apoc_does_not_import(monkeypatch, tmp_path):
+    from benchmarks import suite
+
+    monkeypatch.setitem(sys.modules, "apoc", None)  # `import apoc` raises ImportError
+    reason = _apoc_reason()
+    assert reason.startswith("apoc does not import (ModuleNotFoundError")
+    assert "gpuseg[apoc]" in reason and "pocl-opencl-icd" in reason
+    plan = suite.make_plan("standard", ["apoc-cpu", REFERENCE], [64], False, 1, tmp_path)
+    assert plan.runners == [REFERENCE] and plan.skipped == [f"apoc-cpu: not run ({reason})"]
+
+
+def test_apoc_runner_is_skipped_without_an_opencl_cpu_device(monkeypatch):
+    if _apoc_reason() is not None:
+        pytest.skip(_apoc_reason())
+    import pyopencl
+
+    monkeypatch.setattr(pyopencl, "get_platforms", lambda: [])
+    assert _apoc_reason().startswith("no OpenCL CPU device: pip install 'gpuseg[apoc]'")
+
+
+@pytest.mark.filterwarnings("ignore:Non-empty compiler output")  # pyopencl's note that pocl said something
+def test_apoc_runner_labels_a_two_class_image_and_writes_its_kernels_elsewhere(tmp_path, monkeypatch):
+    """Fine against coarse noise, same mean and spread: only the texture features tell them apart."""
+    if _apoc_reason() is not None:
+        pytest.skip(_apoc_reason())
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(0)
+    fine, coarse = rng.standard_normal((2, 64, 64)).astype(np.float32)
+    coarse = ndi.gaussian_filter(coarse, 2)
+    coarse *= fine.std() / coarse.std()
+    truth = np.where(np.arange(64) < 32, 1, 2).astype(np.uint8)[None, :].repeat(64, axis=0)
+    image = np.where(truth == 1, fine, coarse) + 0.5
+    scribbles = np.zeros_like(truth)
+    scribbles[8:60:6, 4:26] = 1
+    scribbles[8:60:6, 38:60] = 2
+    monkeypatch.chdir(tmp_path)  # APOC's default .cl file would land in the working directory
+    runner = RUNNERS["apoc-cpu"]({"n_estimators": 5, "max_depth": 4, "max_samples": 0.05, "random_state": 0})
+    _, labels = runner.run_stage("end_to_end", image, scribbles)
+    assert labels.shape == image.shape and set(np.unique(labels)) <= {1, 2}
+    assert np.mean(labels == truth) > 0.8  # chance is 0.5
+    assert runner.features(image).shape == image.shape + (24,)
+    for stage in ("features", "fit"):
+        runner.run_stage(stage, image, scribbles)
+        assert runner.details == {}
+    _, again = runner.run_stage("predict", image, scribbles)
+    np.testing.assert_array_equal(again, labels)  # APOC trains with random_state=0: the same forest
+    assert runner.details["repeat_predict_s"] > 0  # a second prediction, with the compiled kernel
+    assert not list(tmp_path.iterdir()) and len(list(Path(runner._folder.name).glob("*.cl"))) == 2
