@@ -16,7 +16,8 @@ then quotes), two stages:
   each pass reads and writes a float32 image, and the features are written
   once more (feature-major). Floor: those bytes at this machine's memory
   bandwidth, measured here as a parallel copy of a 256 MiB array on every core;
-  and the taps (one multiply-add each) at the float64 multiply-add rate of
+  and their multiply-adds (a symmetric kernel of ``2r + 1`` taps adds the
+  pixels ``r`` apart in pairs first: ``r + 1`` multiply-adds) at the float64 rate of
   Numba-compiled code on L1-resident data on every core (no fast-math, as the
   filter kernels are compiled: not the processor's SIMD peak), measured here
   too. The floor is the slower.
@@ -132,19 +133,19 @@ def walk_rates(n_pixels: int, repeats: int) -> dict:
 
 @contextlib.contextmanager
 def counted_passes(be):
-    """Count the separable Gaussian passes (and their taps) the backend ``be`` runs meanwhile."""
+    """The radii of the separable Gaussian passes the backend ``be`` runs meanwhile."""
     from gpuseg.filters import gaussian_radius
 
     passes = []
     one_d, nd = be.gaussian_1d, be.gaussian
 
     def gaussian_1d(image, sigma, order, axis):
-        passes.append(2 * gaussian_radius(sigma) + 1)
+        passes.append(gaussian_radius(sigma))
         return one_d(image, sigma, order, axis)
 
     def gaussian(image, sigma, order=0):
         sigmas = np.broadcast_to(np.asarray(sigma, float), (image.ndim,))
-        passes.extend(2 * gaussian_radius(s) + 1 for s in sigmas)
+        passes.extend(gaussian_radius(s) for s in sigmas)
         return nd(image, sigma, order)
 
     be.gaussian_1d, be.gaussian = gaussian_1d, gaussian
@@ -155,7 +156,8 @@ def counted_passes(be):
 
 
 def feature_costs(edge: int, preset: str, repeats: int) -> dict:
-    """Seconds, passes, taps and bytes per pixel of a preset's features of an ``edge`` x ``edge`` image."""
+    """Seconds, passes, taps, multiply-adds and bytes per pixel of a preset's features of an
+    ``edge`` x ``edge`` image."""
     from gpuseg import _cpu
     from gpuseg.features import PRESETS
     from gpuseg.predictor import TileFeatures
@@ -168,8 +170,9 @@ def feature_costs(edge: int, preset: str, repeats: int) -> dict:
         rows.feature_matrix(image, crop, (edge, edge))
     n_features = params.n_features(2)
     seconds = _best(lambda: rows.feature_matrix(image, crop, (edge, edge)), repeats)
-    return {"preset": preset, "seconds": seconds, "passes": len(passes), "taps": int(sum(passes)),
-            "n_features": n_features, "bytes_per_pixel": 8 * len(passes) + 4 * n_features}
+    return {"preset": preset, "seconds": seconds, "passes": len(passes), "taps": sum(2 * r + 1 for r in passes),
+            "multiply_adds": sum(r + 1 for r in passes), "n_features": n_features,
+            "bytes_per_pixel": 8 * len(passes) + 4 * n_features}
 
 
 def measure(edge: int, repeats: int) -> dict:
@@ -193,15 +196,17 @@ def report(m: dict) -> str:
                  f"{trained['steps_per_s'] / floor['steps_per_s']:.0%} |")
     for f in m["features"]:
         memory_s = f["bytes_per_pixel"] * pixels / m["bandwidth"]
-        taps_s = f["taps"] * pixels / m["multiply_adds"]
+        taps_s = f["multiply_adds"] * pixels / m["multiply_adds"]
         floor_s = max(memory_s, taps_s)
         lines.append(f"| features `{f['preset']}` ({f['n_features']}) | {f['passes']} Gaussian passes, "
-                     f"{f['taps']} taps/px, {f['bytes_per_pixel']} B/px | {f['seconds']:.2f} s | "
-                     f"{floor_s:.2f} s: taps {taps_s:.2f} s at {m['multiply_adds'] / 1e9:.1f} G multiply-adds/s, "
+                     f"{f['taps']} taps/px ({f['multiply_adds']} multiply-adds), {f['bytes_per_pixel']} B/px | "
+                     f"{f['seconds']:.2f} s | "
+                     f"{floor_s:.2f} s: multiply-adds {taps_s:.2f} s at {m['multiply_adds'] / 1e9:.1f} G/s, "
                      f"bytes {memory_s:.2f} s at {m['bandwidth'] / 1e9:.1f} GB/s | {floor_s / f['seconds']:.0%} |")
     lines += ["", "The last column is the share of the floor's rate each stage reaches (100 %: at the floor). "
               "The forest walk's floor is the same kernel with every load in L1 (the dependent-load chain "
-              "alone). The features' floor is the slower of their taps at the float64 multiply-add rate of "
+              "alone). The features' floor is the slower of their multiply-adds (one per pair of taps) at "
+              "the float64 rate of "
               "Numba-compiled code on L1-resident data (the passes accumulate in float64, as SciPy's do; "
               "not the processor's SIMD peak) and their bytes at the "
               "parallel copy bandwidth; it ignores the eigenvalues and the other pointwise arithmetic."]

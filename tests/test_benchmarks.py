@@ -165,7 +165,9 @@ def test_cpu_floor_counts_the_passes_and_writes_its_table(tmp_path):
     m = floor.measure(64, repeats=1)
     skimage = next(f for f in m["features"] if f["preset"] == "skimage")
     assert skimage["passes"] == 12 and skimage["n_features"] == 24
-    assert skimage["taps"] == 2 * sum(2 * int(4 * s + 0.5) + 1 for s in (0.5, 1, 2, 4, 8, 16))
+    radii = [int(4 * s + 0.5) for s in (0.5, 1, 2, 4, 8, 16)]
+    assert skimage["taps"] == 2 * sum(2 * r + 1 for r in radii)
+    assert skimage["multiply_adds"] == 2 * sum(r + 1 for r in radii)
     assert m["walk"]["trained"]["steps_per_s"] > 0 and m["walk"]["floor"]["steps_per_s"] > 0
     text = floor.report(m)
     assert text.count("| features `") == 3 and "| forest walk |" in text
