@@ -62,7 +62,7 @@ def fit_segmenter(labels, features, clf):
     X = features[xp.asarray(mask)]  # on the device for CuPy features: a Segmenter trains from there
     y = labels[mask]
     if isinstance(clf, Segmenter):
-        clf.fit_features(X, check_labels(y, y.shape))  # from scratch, as every fit
+        clf.fit_features(X, check_labels(y, y.shape), n_pixels=mask.size)  # from scratch, as every fit
         _keep_label_dtype(clf, labels.dtype)
     else:
         clf.fit(xp.to_host(X), y)

@@ -50,7 +50,8 @@ class Segmenter(BaseEstimator):
         pixel per 128 pixels of the training images, at least 256 and at
         most 20,000 (``max_samples="auto"``, see
         :func:`gpuseg.training.auto_tree_samples`; all scribbled pixels when
-        there are fewer; 20,000 after :meth:`fit_features`). Prediction cost
+        there are fewer; 20,000 after :meth:`fit_features` without its
+        ``n_pixels``). Prediction cost
         grows with trees x depth and with the pixels; fitting cost with the
         pixels each tree draws, and neighbouring scribbled pixels are alike:
         draws in proportion to the image keep fitting a bounded share of the
@@ -189,7 +190,7 @@ class Segmenter(BaseEstimator):
         y = np.concatenate(ys)
         t1 = time.perf_counter()
         n_pixels = sum(math.prod(spatial_shape(img.shape, self.channel_axis)) for img in images)
-        self._fit_rows(X, y, geometry[0], geometry[1], n_pixels)
+        self.fit_features(X, y, ndim=geometry[0], n_channels=geometry[1], n_pixels=n_pixels)
         self.training_input_ = describe_images(images)
         if self.auto_context:
             self.context_forest_ = autocontext.fit_context(self, rows, images, label_list, X, y, tile_shape, n_pixels)
@@ -197,7 +198,7 @@ class Segmenter(BaseEstimator):
                  y.size, X.shape[1], t1 - t0, time.perf_counter() - t1)
         return self
 
-    def fit_features(self, X, y, *, ndim=None, n_channels=None):
+    def fit_features(self, X, y, *, ndim=None, n_channels=None, n_pixels=None):
         """Train the forest on precomputed features of labelled pixels.
 
         Every fit starts afresh: a refit with features of another width
@@ -218,6 +219,11 @@ class Segmenter(BaseEstimator):
             geometry gives it (always for grayscale images with texture
             features); otherwise :meth:`predict`, :meth:`predict_proba` and
             :meth:`save` refuse, saying so, and the ``*_features`` methods work.
+        n_pixels : int, optional
+            Pixels of the images the rows were taken from, all together: with
+            ``max_samples="auto"`` each tree then draws as :meth:`fit` on those
+            images would (see :func:`gpuseg.training.auto_tree_samples`), so
+            the forest is the same. Without it, up to 20,000 rows per tree.
 
         Returns
         -------
@@ -230,10 +236,6 @@ class Segmenter(BaseEstimator):
             non-positive classes, or ``ndim``/``n_channels`` whose features
             are not ``n_features`` wide.
         """
-        return self._fit_rows(X, y, ndim, n_channels)
-
-    def _fit_rows(self, X, y, ndim, n_channels, n_pixels=None):
-        """:meth:`fit_features`, knowing the training images' pixels (``max_samples="auto"``'s draws)."""
         be = self._backend_module()
         X = be.xp.ascontiguousarray(be.asarray(X), dtype=np.float32)
         y = be.to_host(y)

@@ -56,7 +56,8 @@ def test_predict_features_gives_labels_in_label_dtype(small_model, features):
 def test_fit_features_then_predict_an_image_and_save(mosaic, features, tmp_path):
     image, _, scribbles = mosaic
     _, X, y = features
-    seg = Segmenter(backend="cpu", sigma_max=4, n_estimators=5, random_state=0).fit_features(X, y)
+    seg = Segmenter(backend="cpu", sigma_max=4, n_estimators=5, random_state=0).fit_features(
+        X, y, n_pixels=scribbles.size)  # draws per tree as fit's on this image
     assert (seg.ndim_, seg.n_channels_, seg.n_features_in_) == (2, 1, 16)  # the one geometry of 16 features
     whole = Segmenter(backend="cpu", sigma_max=4, n_estimators=5, random_state=0).fit(image, scribbles)
     np.testing.assert_array_equal(seg.predict(image), whole.predict(image))
