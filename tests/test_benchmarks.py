@@ -264,3 +264,14 @@ def test_apoc_runner_labels_a_two_class_image_and_writes_its_kernels_elsewhere(t
     np.testing.assert_array_equal(again, labels)  # APOC trains with random_state=0: the same forest
     assert runner.details["repeat_predict_s"] > 0  # a second prediction, with the compiled kernel
     assert not list(tmp_path.iterdir()) and len(list(Path(runner._folder.name).glob("*.cl"))) == 2
+
+
+def test_zarr_vs_memory_times_both_paths_on_one_model(tmp_path):
+    """benchmarks.zarr_vs_memory: both paths run on the same model and give the same labels (it raises
+    otherwise); the table quotes the ratio of the medians."""
+    from benchmarks import zarr_vs_memory
+
+    m = zarr_vs_memory.measure(128, 64, repeats=1)
+    assert len(m["memory"]) == len(m["zarr"]) == 1 and min(m["memory"] + m["zarr"]) > 0
+    text = zarr_vs_memory.report(m)
+    assert f"{m['zarr'][0] / m['memory'][0]:.3f}x the in-memory time" in text
