@@ -35,6 +35,8 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from .report import print_section
+
 FLOOR_TREES, FLOOR_DEPTH = 50, 10
 
 
@@ -219,11 +221,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, help="folder to write floor.md into")
     args = parser.parse_args(argv)
-    text = report(measure(args.size, args.repeats))
-    print(text)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "floor.md").write_text(text)
+    print_section(report(measure(args.size, args.repeats)), args.out, "floor.md")
 
 
 if __name__ == "__main__":

@@ -282,6 +282,15 @@ def _setup(meta) -> list[str]:
     ]
 
 
+def print_section(text: str, out: Path | None, name: str) -> None:
+    """Print a measured Markdown section and, with ``out``, write it there as ``name`` (which the
+    report of that folder may quote)."""
+    print(text)
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+
+
 def write_report(rows: list[dict], meta: dict, out: Path) -> Path:
     """Write ``report.md`` and its plots into ``out``; return the report's path."""
     out = Path(out)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import data
+from .report import print_section
 from .runners import USER_FOREST
 
 
@@ -80,11 +81,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, help="folder to write zarr_vs_memory.md into")
     args = parser.parse_args(argv)
-    text = report(measure(args.size, args.chunks, args.repeats))
-    print(text)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "zarr_vs_memory.md").write_text(text)
+    print_section(report(measure(args.size, args.chunks, args.repeats)), args.out, "zarr_vs_memory.md")
 
 
 if __name__ == "__main__":
