@@ -119,16 +119,13 @@ def main(argv=None) -> None:
 
 def _forest_times(n: int, repeats: int) -> tuple[float, float]:
     """Best ms of gpuseg's forest kernel and of scikit-learn's ``predict_proba`` on n*n samples."""
-    from sklearn.ensemble import RandomForestClassifier
-
     from gpuseg import _cpu
     from gpuseg.forest import Forest
 
-    rng = np.random.default_rng(0)
-    X = rng.random((n * n, 24), dtype=np.float32)
-    y = (X[:, 0] + X[:, 1] > 1).astype(int) + (X[:, 2] > 0.7)  # three classes that need many splits
-    clf = RandomForestClassifier(n_estimators=50, max_depth=10, max_samples=20_000, random_state=0, n_jobs=-1)
-    clf.fit(X[:200_000], y[:200_000])
+    from .floor import trained_classifier
+
+    X = np.random.default_rng(0).random((n * n, 24), dtype=np.float32)
+    clf = trained_classifier(X)
     arrays = Forest.from_sklearn(clf).arrays(_cpu)
     Xt = np.ascontiguousarray(X.T)
     return _best(lambda: _cpu.forest_predict_proba(arrays, Xt), repeats), _best(lambda: clf.predict_proba(X), repeats)

@@ -108,15 +108,14 @@ def chain_forest(n_features: int):
     return Forest.from_trees(trees, n_features, 3)
 
 
-def trained_forest(X: np.ndarray):
-    """50 depth-10 trees trained on the rows of ``X`` (24 features), as ``benchmarks.filters`` trains them."""
+def trained_classifier(X: np.ndarray):
+    """scikit-learn's 50 depth-10 trees on the first 200,000 rows of ``X`` (24 features), three classes
+    that need many splits (``benchmarks.filters`` times the same forest against scikit-learn)."""
     from sklearn.ensemble import RandomForestClassifier
-
-    from gpuseg.forest import Forest
 
     y = (X[:, 0] + X[:, 1] > 1).astype(int) + (X[:, 2] > 0.7)
     clf = RandomForestClassifier(n_estimators=50, max_depth=10, max_samples=20_000, random_state=0, n_jobs=-1)
-    return Forest.from_sklearn(clf.fit(X[:200_000], y[:200_000]))
+    return clf.fit(X[:200_000], y[:200_000])
 
 
 def walk_rates(n_pixels: int, repeats: int) -> dict:
@@ -126,7 +125,9 @@ def walk_rates(n_pixels: int, repeats: int) -> dict:
     X = np.random.default_rng(0).random((n_pixels, 24), dtype=np.float32)
     Xt = np.ascontiguousarray(X.T)
     rates = {}
-    for name, forest in (("trained", trained_forest(X)), ("floor", chain_forest(24))):
+    from gpuseg.forest import Forest
+
+    for name, forest in (("trained", Forest.from_sklearn(trained_classifier(X))), ("floor", chain_forest(24))):
         arrays = forest.arrays(_cpu)
         seconds = _best(lambda: _cpu.forest_predict_proba(arrays, Xt), repeats)
         rates[name] = {"seconds": seconds, "steps_per_s": n_pixels * int(forest.depth.sum()) / seconds}
