@@ -19,10 +19,11 @@ square float32 image size it prints the best wall time (ms) of:
 * ``hessian_eigenvalues`` of a smoothed image: gpuseg's fused kernel and the
   NumPy formulation scikit-image uses (``np.gradient`` twice, then the
   closed-form 2D eigenvalues);
-* ``forest_predict_proba``: gpuseg's forest kernel and scikit-learn's
-  ``predict_proba`` on the same 50 depth-10 trees (trained on 24 features of
-  the image's pixels), for every pixel of the image (the "NumPy" column holds
-  scikit-learn's time).
+* ``forest_predict_proba`` and ``forest_predict_labels``: gpuseg's forest
+  kernel (for labels it stops walking a pixel once its class is sure) and
+  scikit-learn's ``predict_proba`` and ``predict`` on the same 50 depth-10
+  trees (trained on 24 features of the image's pixels), for every pixel of the
+  image (the "NumPy" column holds scikit-learn's time).
 
 gpuseg's values equal SciPy's (scikit-image's) bit for bit; OpenCV's differ in
 the last bits and are only a speed reference. Threads:
@@ -113,12 +114,13 @@ def main(argv=None) -> None:
         ours = _best(lambda: _cpu.hessian_eigenvalues(g), args.repeats)
         npy = _best(lambda: _numpy_hessian(g), args.repeats)
         print(f"{'hessian_eigenvalues':20s}{ours:9.1f}{'':>9s}{'':>9s}{npy:9.1f}")
-        ours, skl = _forest_times(n, args.repeats)
-        print(f"{'forest_predict_proba':20s}{ours:9.1f}{'':>9s}{'':>9s}{skl:9.1f}")
+        for kind, ours, skl in _forest_times(n, args.repeats):
+            print(f"{'forest_predict_' + kind:20s}{ours:9.1f}{'':>9s}{'':>9s}{skl:9.1f}")
 
 
-def _forest_times(n: int, repeats: int) -> tuple[float, float]:
-    """Best ms of gpuseg's forest kernel and of scikit-learn's ``predict_proba`` on n*n samples."""
+def _forest_times(n: int, repeats: int) -> list:
+    """``(kind, ms of gpuseg's kernel, ms of scikit-learn)`` on n*n samples, for ``proba``
+    (``predict_proba``) and ``labels`` (``predict``)."""
     from gpuseg import _cpu
     from gpuseg.forest import Forest
 
@@ -128,7 +130,10 @@ def _forest_times(n: int, repeats: int) -> tuple[float, float]:
     clf = trained_classifier(X)
     arrays = Forest.from_sklearn(clf).arrays(_cpu)
     Xt = np.ascontiguousarray(X.T)
-    return _best(lambda: _cpu.forest_predict_proba(arrays, Xt), repeats), _best(lambda: clf.predict_proba(X), repeats)
+    return [("proba", _best(lambda: _cpu.forest_predict_proba(arrays, Xt), repeats),
+             _best(lambda: clf.predict_proba(X), repeats)),
+            ("labels", _best(lambda: _cpu.forest_predict_labels(arrays, Xt), repeats),
+             _best(lambda: clf.predict(X), repeats))]
 
 
 if __name__ == "__main__":

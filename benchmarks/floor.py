@@ -4,8 +4,9 @@ Run ``python -m benchmarks.floor [--size 2048] [--repeats 3] [--out DIR]``. It
 prints, and writes as ``floor.md`` into ``--out`` (which the standard report
 then quotes), two stages:
 
-* **Forest walk** (``predict`` without the features). Work: node steps, the
-  pixels times the trees' depths (the kernel walks every tree its full depth).
+* **Forest walk** (``predict_proba`` without the features). Work: node steps, the
+  pixels times the trees' depths (for probabilities the kernel walks every tree
+  its full depth; for labels, timed beside it, it stops where they are sure).
   Measured: gpuseg's kernel on 50 depth-10 trees trained on 24 features of the
   pixels, as the benchmark's forest is. Floor: the same kernel on 50 depth-10
   trees of 21 nodes each (a chain whose every node keeps one leaf), where
@@ -130,7 +131,8 @@ def walk_rates(n_pixels: int, repeats: int) -> dict:
     for name, forest in (("trained", Forest.from_sklearn(trained_classifier(X))), ("floor", chain_forest(24))):
         arrays = forest.arrays(_cpu)
         seconds = _best(lambda: _cpu.forest_predict_proba(arrays, Xt), repeats)
-        rates[name] = {"seconds": seconds, "steps_per_s": n_pixels * int(forest.depth.sum()) / seconds}
+        rates[name] = {"seconds": seconds, "steps_per_s": n_pixels * int(forest.depth.sum()) / seconds,
+                       "labels_seconds": _best(lambda: _cpu.forest_predict_labels(arrays, Xt), repeats)}
     return rates
 
 
@@ -197,6 +199,7 @@ def report(m: dict) -> str:
                  f"{trained['steps_per_s'] / 1e9:.2f} G steps/s ({trained['seconds']:.2f} s) | "
                  f"{floor['steps_per_s'] / 1e9:.2f} G steps/s (L1-resident trees) | "
                  f"{trained['steps_per_s'] / floor['steps_per_s']:.0%} |")
+    labels_share = trained["labels_seconds"] / trained["seconds"]
     for f in m["features"]:
         memory_s = f["bytes_per_pixel"] * pixels / m["bandwidth"]
         taps_s = f["multiply_adds"] * pixels / m["multiply_adds"]
@@ -212,7 +215,10 @@ def report(m: dict) -> str:
               "the float64 rate of "
               "Numba-compiled code on L1-resident data (the passes accumulate in float64, as SciPy's do; "
               "not the processor's SIMD peak) and their bytes at the "
-              "parallel copy bandwidth; it ignores the eigenvalues and the other pointwise arithmetic."]
+              "parallel copy bandwidth; it ignores the eigenvalues and the other pointwise arithmetic.",
+              "", f"Labels of the same pixels (`forest_predict_labels`, which stops walking a pixel once its "
+              f"largest class is sure) took {trained['labels_seconds']:.2f} s, {labels_share:.0%} of the "
+              f"probabilities' walk above; how many pixels stop early depends on the forest and the image."]
     return "\n".join(lines) + "\n"
 
 

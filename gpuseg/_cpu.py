@@ -21,7 +21,7 @@ from . import _cpu_filters, _cpu_hessian, _forest_kernels
 from ._cpu_filters import NEAREST, correlate_symmetric, separable_symmetric, sobel_magnitude
 from ._cpu_hessian import hessian_eigenvalues as _hessian_eigenvalues
 from ._cpu_hessian import symmetric_eigenvalues as _symmetric_eigenvalues
-from ._forest_kernels import predict_proba_cpu
+from ._forest_kernels import predict_cpu
 
 log = logging.getLogger("gpuseg")
 COMPILING = "compiling gpuseg's CPU kernels (once, about 20 s)"
@@ -29,7 +29,7 @@ _announced = []
 
 __all__ = ["xp", "name", "asarray", "to_host", "device_id", "memory_budget", "device_info", "ascontiguous",
            "as_float32", "all_finite", "empty", "gaussian", "gaussian_1d", "sobel", "hessian_eigenvalues", "symmetric_eigenvalues",
-           "forest_fit", "forest_predict_proba"]
+           "forest_fit", "forest_predict_proba", "forest_predict_labels"]
 
 xp = np
 name = "cpu"
@@ -244,11 +244,35 @@ def forest_predict_proba(arrays: dict, X: np.ndarray) -> np.ndarray:
     -------
     proba : float32 ndarray of shape (n_samples, n_classes)
     """
-    announce_first_compile()
     out = np.empty((X.shape[1], arrays["value"].shape[1]), np.float32)
-    predict_proba_cpu(X, arrays["roots"], arrays["depth"], arrays["child"], arrays["feature"],
-                      arrays["threshold"], arrays["value"], out)
+    _predict(arrays, X, out, np.empty(0, np.int32))
     return out
+
+
+def forest_predict_labels(arrays: dict, X: np.ndarray) -> np.ndarray:
+    """Index of the largest mean class probability of a forest for feature-major samples.
+
+    Equal to ``forest_predict_proba(arrays, X).argmax(axis=1)``; a sample stops
+    walking trees once its largest class is sure (see :mod:`gpuseg._forest_kernels`).
+
+    Parameters
+    ----------
+    arrays, X
+        As :func:`forest_predict_proba`.
+
+    Returns
+    -------
+    index : int32 ndarray of shape (n_samples,)
+    """
+    out = np.empty(X.shape[1], np.int32)
+    _predict(arrays, X, np.empty((0, arrays["value"].shape[1]), np.float32), out)
+    return out
+
+
+def _predict(arrays: dict, X: np.ndarray, proba: np.ndarray, labels: np.ndarray) -> None:
+    announce_first_compile()
+    predict_cpu(X, arrays["roots"], arrays["depth"], arrays["child"], arrays["feature"], arrays["threshold"],
+                arrays["value"], proba, labels)
 
 
 def announce_first_compile() -> None:

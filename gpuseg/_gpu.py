@@ -18,7 +18,7 @@ from cucim.skimage.util import img_as_float32
 
 __all__ = ["xp", "name", "asarray", "to_host", "device_id", "memory_budget", "device_info", "ascontiguous",
            "as_float32", "all_finite", "empty", "gaussian", "gaussian_1d", "sobel", "hessian_eigenvalues", "symmetric_eigenvalues",
-           "forest_fit", "forest_predict_proba"]
+           "forest_fit", "forest_predict_proba", "forest_predict_labels"]
 
 xp = cp
 name = "gpu"
@@ -199,3 +199,20 @@ def forest_predict_proba(arrays: dict, X):
                             (X, np.int64(n), arrays["roots"], arrays["depth"], np.int32(arrays["roots"].size),
                              arrays["child"], arrays["feature"], arrays["threshold"], arrays["value"], out))
     return out
+
+
+def forest_predict_labels(arrays: dict, X):
+    """Index of the largest mean class probability for feature-major samples.
+
+    Parameters
+    ----------
+    arrays, X
+        As :func:`forest_predict_proba`.
+
+    Returns
+    -------
+    index : int32 cupy array (n_samples,)
+        ``forest_predict_proba(arrays, X).argmax(axis=1)``: a GPU thread walks
+        every tree (an early exit would leave its warp's other threads waiting).
+    """
+    return forest_predict_proba(arrays, X).argmax(axis=1).astype(cp.int32)

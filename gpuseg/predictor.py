@@ -126,7 +126,9 @@ class TileFeatures:
         cache : gpuseg.tile_cache.TileCache, optional
             Where a labelled tile's whole feature matrix is kept, while the
             cache has room, for :meth:`Predictor.classify_tiles` of the same
-            image; the rows are taken from it.
+            image; the rows are taken from it. The last labelled tile's is
+            kept too, beyond the room: it is this object's reusable buffer
+            (no copy), valid while no other matrix is computed here.
 
         Returns
         -------
@@ -151,7 +153,9 @@ class TileFeatures:
         if tile_shape is None:
             tile_shape = self.default_tile_shape(spatial, n_features)
         parts, ys, order = [], [], []
-        for tile in iter_tiles(spatial, tile_shape, self.halo):
+        tiles = iter_tiles(spatial, tile_shape, self.halo)
+        last = None if cache is None else max((i for i, t in enumerate(tiles) if labels[t.write].any()), default=None)
+        for i, tile in enumerate(tiles):
             lab = check_labels(self.be.to_host(labels[tile.write]), tile.shape)
             points = labelled_points(lab)
             if points[0].size == 0:
@@ -159,8 +163,10 @@ class TileFeatures:
             block = self.read_block(image, tile)
             if rows_of is not None:
                 parts.append(rows_of(block, tile, points))
-            elif cache is not None and cache.has_room(4 * n_features * math.prod(tile.shape)):
-                whole = self.feature_matrix(block, tile.crop, tile.shape).copy()
+            elif cache is not None and (i == last or cache.has_room(4 * n_features * math.prod(tile.shape))):
+                # The last labelled tile's matrix is kept in this thread's buffer, which nothing writes again.
+                whole = self.feature_matrix(block, tile.crop, tile.shape)
+                whole = whole if i == last else whole.copy()
                 cache.put(tile, whole)
                 parts.append(whole[:, self.be.asarray(np.ravel_multi_index(points, tile.shape))])
             else:
@@ -279,7 +285,7 @@ class Predictor(TileFeatures):
             Feature matrices of some of these tiles, kept by
             :meth:`TileFeatures.labelled_rows` of this image: such a tile is
             classified from its matrix (same result), which is then dropped.
-            Not for auto-context models.
+            Not for auto-context models. The tiles it holds come first.
 
         Yields
         ------
@@ -293,12 +299,14 @@ class Predictor(TileFeatures):
             raise ValueError("An auto-context model's second stage reads the first's probabilities around each "
                              "pixel: classify its tiles without a cache.")
         out = module_of(image)
+        if cache is not None:  # kept tiles first: their matrices are freed before this buffer grows
+            tiles = sorted(tiles, key=lambda tile: not cache.holds(tile))
         for tile in tiles:
             X = None if cache is None else cache.pop(tile)
             if X is None:
                 result = self.classify(self.read_block(image, tile), tile.crop, kind)
             else:
-                result = self._result(self.proba_of_matrix(X).reshape(tile.shape + (self.classes.size,)), kind)
+                result = self._of_matrix(X, tile.shape, kind)
             yield tile, out.asarray(result)
 
     def classify(self, block, crop: tuple, kind: str):
@@ -326,21 +334,14 @@ class Predictor(TileFeatures):
         MemoryError
             When even a region one pixel wide along every axis does not fit.
         """
-        return self._result(self._proba_of_crop(block, crop), kind)
-
-    def _result(self, proba, kind: str):
-        """``proba`` (``S + (n_classes,)``) itself, or the labels of its largest class (``S``)."""
-        return proba if kind == "proba" else self._device_arrays()[1][proba.argmax(axis=-1)]
-
-    def _proba_of_crop(self, block, crop):
         shape = tuple(c.stop - c.start for c in crop)
         try:
-            if self.context is not None:
-                proba = autocontext.two_stage_proba(block, crop, self.feature_matrix, self.proba_of_matrix,
-                                                    self._proba_of_context, self.classes.size, self.params, self.be)
-            else:
-                proba = self.proba_of_matrix(self.feature_matrix(block, crop, shape))
-            return proba.reshape(shape + (self.classes.size,))
+            if self.context is None:
+                return self._of_matrix(self.feature_matrix(block, crop, shape), shape, kind)
+            proba = autocontext.two_stage_proba(block, crop, self.feature_matrix, self.proba_of_matrix,
+                                                self._proba_of_context, self.classes.size, self.params, self.be)
+            proba = proba.reshape(shape + (self.classes.size,))
+            return proba if kind == "proba" else self._device_arrays()[1][proba.argmax(axis=-1)]
         except MemoryError:
             axis = int(np.argmax(shape))
             if shape[axis] < 2:
@@ -353,8 +354,19 @@ class Predictor(TileFeatures):
             window = tuple(slice(max(0, c.start - self.halo), min(n, c.stop + self.halo))
                            for c, n in zip(sub, block.shape))
             local = tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(sub, window))
-            halves.append(self._proba_of_crop(block[window], local))
+            halves.append(self.classify(block[window], local, kind))
         return self.be.xp.concatenate(halves, axis=axis)
+
+    def _of_matrix(self, X, shape: tuple, kind: str):
+        """Labels (``shape``) or probabilities (``shape + (n_classes,)``) of a feature-major matrix
+        ``(n_features, prod(shape))`` of the backend; labels without the probabilities, through the
+        backend's ``forest_predict_labels``."""
+        if kind == "proba":
+            return self.proba_of_matrix(X).reshape(shape + (self.classes.size,))
+        if X.shape[1] == 0:
+            return self.be.empty(shape, self.label_dtype)
+        index = self.be.forest_predict_labels(self._device_arrays()[0], X)
+        return self._device_arrays()[1][index].reshape(shape)
 
     # -- feature matrices and stacks ------------------------------------------
     def _device_arrays(self) -> tuple:
@@ -390,8 +402,7 @@ class Predictor(TileFeatures):
                              f"the model expects {self.n_features}.")
         stack = self.be.asarray(features)
         X = self.be.xp.ascontiguousarray(self.be.xp.moveaxis(stack, -1, 0), dtype=np.float32)  # the one copy
-        return self._result(self.proba_of_matrix(X.reshape(self.n_features, -1)).reshape(
-            stack.shape[:-1] + (self.classes.size,)), kind)
+        return self._of_matrix(X.reshape(self.n_features, -1), stack.shape[:-1], kind)
 
 
 def uncertainty(proba):

@@ -4,8 +4,9 @@
 classifies every pixel of that image: the tiles that hold scribbles have their
 features computed in both steps. With a :class:`TileCache`, training computes
 each such tile's whole feature matrix once, takes the labelled rows from it and
-keeps it, within a byte budget; prediction then classifies a kept tile from its
-matrix and drops it. The matrices are the ones prediction would compute (the
+keeps it, within a byte budget (and the last labelled tile's, which is the
+training's feature buffer itself, beyond it); prediction then classifies the
+kept tiles first, each from its matrix, and drops them. The matrices are the ones prediction would compute (the
 same block, the same filters), so the labels are the same.
 """
 
@@ -39,6 +40,10 @@ class TileCache:
     def has_room(self, nbytes: int) -> bool:
         """Whether a matrix of ``nbytes`` fits beside those held."""
         return self.held_bytes + nbytes <= self.budget_bytes
+
+    def holds(self, tile: Tile) -> bool:
+        """Whether a matrix of ``tile`` is kept."""
+        return self._key(tile) in self._matrices
 
     def put(self, tile: Tile, X) -> None:
         """Keep ``X``, of shape ``(n_features, prod(tile.shape))``, the features of ``tile``."""

@@ -170,7 +170,7 @@ def test_cpu_floor_counts_the_passes_and_writes_its_table(tmp_path):
     assert skimage["multiply_adds"] == 2 * sum(r + 1 for r in radii)
     assert m["walk"]["trained"]["steps_per_s"] > 0 and m["walk"]["floor"]["steps_per_s"] > 0
     text = floor.report(m)
-    assert text.count("| features `") == 3 and "| forest walk |" in text
+    assert text.count("| features `") == 3 and "| forest walk |" in text and "forest_predict_labels" in text
     floor.main(["--size", "64", "--repeats", "1", "--out", str(tmp_path)])
     assert (tmp_path / "floor.md").read_text().startswith("## CPU floor (64x64")
 

@@ -152,7 +152,8 @@ def test_no_kernel_launch_on_an_empty_stack(small_model):
     def refuse(arrays, X):
         raise AssertionError("the forest kernel was launched on no pixels")
 
-    stub = SimpleNamespace(**{**{n: getattr(_cpu, n) for n in _cpu.__all__}, "forest_predict_proba": refuse})
+    stub = SimpleNamespace(**{**{n: getattr(_cpu, n) for n in _cpu.__all__}, "forest_predict_proba": refuse,
+                              "forest_predict_labels": refuse})
     proba = Predictor(small_model, stub).classify_features(np.empty((0, 16), np.float32), "proba")
     assert proba.shape == (0, 3)
     assert small_model.predict_features(np.empty((4, 0, 16), np.float32)).shape == (4, 0)

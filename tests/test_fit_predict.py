@@ -41,15 +41,30 @@ def test_fit_predict_equals_fit_then_predict_and_reuses_the_features(mosaic, mon
     np.testing.assert_array_equal(model.predict(image, tile_shape=tile_shape), expected)  # a trained model
 
 
-def test_fit_predict_without_room_computes_every_tile_again(mosaic, monkeypatch):
+@pytest.mark.parametrize("tile_shape", [None, (80, 70)])
+def test_fit_predict_without_room_keeps_only_the_last_labelled_tile(mosaic, monkeypatch, tile_shape):
+    """With no room in the cache, the last labelled tile's matrix (the training's feature buffer, no copy)
+    is still kept, and classified first; every other tile is computed again."""
     image, _, scribbles = mosaic
     params = dict(backend="cpu", n_estimators=8, random_state=0, preset="skimage")
-    expected = Segmenter(**params).fit(image, scribbles).predict(image)
+    expected = Segmenter(**params).fit(image, scribbles, tile_shape=tile_shape).predict(image, tile_shape=tile_shape)
     monkeypatch.setattr(cpu, "memory_budget", lambda: 2.0 ** 30)  # tiles of the whole image...
     monkeypatch.setattr(TileCache, "has_room", lambda self, nbytes: False)  # ...that the cache cannot keep
     calls = _count_tile_features(monkeypatch)
-    np.testing.assert_array_equal(Segmenter(**params).fit_predict(image, scribbles), expected)
-    assert len(calls) == 1
+    order = []
+    classify_tiles = Predictor.classify_tiles
+
+    def recording(self, image, tiles, kind, cache=None):
+        for tile, result in classify_tiles(self, image, tiles, kind, cache):
+            order.append(tile.write)
+            yield tile, result
+
+    monkeypatch.setattr(Predictor, "classify_tiles", recording)
+    np.testing.assert_array_equal(Segmenter(**params).fit_predict(image, scribbles, tile_shape=tile_shape), expected)
+    tiles = iter_tiles(image.shape, tile_shape or image.shape, 0)
+    last = [t.write for t in tiles if scribbles[t.write].any()][-1]
+    assert len(calls) == len(tiles) - 1 and order[0] == last
+    assert sorted(order) == sorted(t.write for t in tiles)
 
 
 def test_fit_predict_with_auto_context_and_series(mosaic):

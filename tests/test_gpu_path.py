@@ -151,6 +151,10 @@ def test_cuda_predict_kernel_equals_cpu_kernel(stub_gpu, n_classes):
     np.testing.assert_allclose(got, _cpu.forest_predict_proba(forest.arrays(_cpu), test), rtol=0, atol=1e-6)
     empty = _gpu.forest_predict_proba(forest.arrays(_gpu), test[:, :0])  # no launch on an empty grid
     assert empty.shape == (0, n_classes)
+    labels = _gpu.forest_predict_labels(forest.arrays(_gpu), test)
+    assert labels.dtype == np.int32
+    np.testing.assert_array_equal(labels, _cpu.forest_predict_labels(forest.arrays(_cpu), test))
+    assert _gpu.forest_predict_labels(forest.arrays(_gpu), test[:, :0]).shape == (0,)
 
 
 def test_segmenter_on_the_gpu_backend_equals_cpu(stub_gpu, mosaic):

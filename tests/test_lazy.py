@@ -107,17 +107,20 @@ def test_dask_distributed_processes(scene):
 
 
 def _tight_backend(max_pixels, computed):
-    """The CPU backend, but whose forest kernel runs out of memory on more than ``max_pixels`` pixels."""
+    """The CPU backend, but whose forest kernels run out of memory on more than ``max_pixels`` pixels."""
     from gpuseg import _cpu
 
-    def forest_predict_proba(arrays, X):
-        if X.shape[1] > max_pixels:
-            raise MemoryError("fake out of memory")
-        computed.append(X.shape[1])
-        return _cpu.forest_predict_proba(arrays, X)
+    def tight(kernel):
+        def run(arrays, X):
+            if X.shape[1] > max_pixels:
+                raise MemoryError("fake out of memory")
+            computed.append(X.shape[1])
+            return kernel(arrays, X)
+        return run
 
     return SimpleNamespace(**{**{name: getattr(_cpu, name) for name in _cpu.__all__},
-                              "forest_predict_proba": forest_predict_proba})
+                              "forest_predict_proba": tight(_cpu.forest_predict_proba),
+                              "forest_predict_labels": tight(_cpu.forest_predict_labels)})
 
 
 @pytest.mark.parametrize("max_pixels", [500, 40])

@@ -1,0 +1,69 @@
+"""The CPU forest kernel: labels with early exits equal the argmax of the probabilities of every tree."""
+
+import numpy as np
+import pytest
+from sklearn.ensemble import RandomForestClassifier
+
+from gpuseg import _cpu
+from gpuseg.forest import Forest
+
+
+def _labels_and_argmax(forest, X):
+    arrays = forest.arrays(_cpu)
+    Xt = np.ascontiguousarray(X.T, dtype=np.float32)
+    labels = _cpu.forest_predict_labels(arrays, Xt)
+    proba = _cpu.forest_predict_proba(arrays, Xt)
+    return labels, proba
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 5])
+@pytest.mark.parametrize("n_estimators", [1, 2, 3, 10, 51])
+def test_labels_equal_argmax_of_every_tree(n_classes, n_estimators):
+    rng = np.random.default_rng(n_classes * 100 + n_estimators)
+    X = rng.normal(size=(3000, 6)).astype(np.float32)
+    y = np.digitize(X[:, 0] + 0.5 * X[:, 1] + rng.normal(scale=0.7, size=3000), np.linspace(-1, 1, n_classes - 1))
+    clf = RandomForestClassifier(n_estimators=n_estimators, max_depth=8, max_samples=0.3, random_state=0)
+    forest = Forest.from_sklearn(clf.fit(X, y))
+    test = rng.normal(size=(2999, 6)).astype(np.float32)  # not a multiple of the kernel's blocks or lanes
+    labels, proba = _labels_and_argmax(forest, test)
+    assert labels.dtype == np.int32 and labels.shape == (2999,)
+    np.testing.assert_array_equal(labels, proba.argmax(axis=1))
+    # Many samples are sure long before the last tree, many are not: both paths are taken.
+    margin = np.sort(proba, axis=1)[:, -1] - np.sort(proba, axis=1)[:, -2]
+    if n_estimators == 51:
+        assert (margin > 0.5).mean() > 0.1 and (margin < 0.1).mean() > 0.03
+
+
+def _stumps(votes, n_features=1):
+    """Trees of one split on feature 0 at 0: ``votes[t]`` = (left leaf, right leaf) class fractions."""
+    trees = []
+    for left, right in votes:
+        value = np.array([[1.0] * len(left), left, right])
+        trees.append((np.array([1, -1, -1]), np.array([2, -1, -1]), np.array([0, 0, 0]),
+                      np.array([0.0, 0, 0]), value))
+    return Forest.from_trees(trees, n_features, len(votes[0][0]))
+
+
+def test_ties_go_to_the_first_class_as_argmax_picks_it():
+    forest = _stumps([([1, 0, 0], [0, 0, 1]), ([0, 1, 0], [0, 0, 1]), ([0, 0, 1], [0, 0, 1])] * 2)
+    X = np.array([[-1.0], [1.0], [0.0]], np.float32)
+    labels, proba = _labels_and_argmax(forest, X)
+    np.testing.assert_array_equal(proba.argmax(axis=1), [0, 2, 0])  # a three-way tie, one sure, a tie again
+    np.testing.assert_array_equal(labels, [0, 2, 0])
+
+
+def test_a_late_majority_is_not_missed():
+    """26 of 50 trees vote class 0 for x < 0 then 24 vote class 1: class 0 wins by 2, a lead the exit must wait for."""
+    votes = [([1, 0], [0, 1])] * 26 + [([0, 1], [1, 0])] * 24
+    forest = _stumps(votes)
+    labels, proba = _labels_and_argmax(forest, np.array([[-1.0], [1.0]], np.float32))
+    np.testing.assert_array_equal(labels, [0, 1])
+    np.testing.assert_array_equal(labels, proba.argmax(axis=1))
+    forest = _stumps([([1, 0], [0, 1])] * 24 + [([0, 1], [1, 0])] * 26)  # the late trees win
+    labels, _ = _labels_and_argmax(forest, np.array([[-1.0], [1.0]], np.float32))
+    np.testing.assert_array_equal(labels, [1, 0])
+
+
+def test_no_samples():
+    forest = _stumps([([1, 0], [0, 1])] * 3)
+    assert _cpu.forest_predict_labels(forest.arrays(_cpu), np.empty((1, 0), np.float32)).shape == (0,)
