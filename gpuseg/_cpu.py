@@ -18,7 +18,7 @@ import numpy as np
 from skimage.util import img_as_float32
 
 from . import _cpu_filters, _cpu_hessian, _forest_kernels
-from ._cpu_filters import NEAREST, correlate_symmetric, separable_symmetric, sobel_magnitude
+from ._cpu_filters import NEAREST, copy_3d, correlate_symmetric, separable_symmetric, sobel_magnitude
 from ._cpu_hessian import hessian_eigenvalues as _hessian_eigenvalues
 from ._cpu_hessian import symmetric_eigenvalues as _symmetric_eigenvalues
 from ._forest_kernels import predict_cpu
@@ -28,7 +28,7 @@ COMPILING = "compiling gpuseg's CPU kernels (once, about 20 s)"
 _announced = []
 
 __all__ = ["xp", "name", "asarray", "to_host", "device_id", "memory_budget", "device_info", "ascontiguous",
-           "as_float32", "all_finite", "empty", "gaussian", "gaussian_1d", "sobel", "hessian_eigenvalues", "symmetric_eigenvalues",
+           "as_float32", "all_finite", "empty", "assign", "gaussian", "gaussian_1d", "sobel", "hessian_eigenvalues", "symmetric_eigenvalues",
            "forest_fit", "forest_predict_proba", "forest_predict_labels"]
 
 xp = np
@@ -83,6 +83,14 @@ def all_finite(image) -> bool:
 
 def empty(shape, dtype=np.float32):
     return np.empty(shape, dtype=dtype)
+
+
+def assign(dst, src) -> None:
+    """``dst[...] = src`` for arrays of one shape; 2D and 3D float32 copies use every core (NumPy's, one)."""
+    if dst.ndim in (2, 3) and dst.dtype == src.dtype == np.float32 and dst.shape == src.shape:
+        copy_3d(src.reshape((1,) * (3 - src.ndim) + src.shape), dst.reshape((1,) * (3 - dst.ndim) + dst.shape))
+    else:
+        dst[...] = src
 
 
 def gaussian_kernel(sigma: float, order: int = 0) -> np.ndarray:

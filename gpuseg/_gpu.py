@@ -17,7 +17,7 @@ from cucim.skimage.feature import hessian_matrix_eigvals
 from cucim.skimage.util import img_as_float32
 
 __all__ = ["xp", "name", "asarray", "to_host", "device_id", "memory_budget", "device_info", "ascontiguous",
-           "as_float32", "all_finite", "empty", "gaussian", "gaussian_1d", "sobel", "hessian_eigenvalues", "symmetric_eigenvalues",
+           "as_float32", "all_finite", "empty", "assign", "gaussian", "gaussian_1d", "sobel", "hessian_eigenvalues", "symmetric_eigenvalues",
            "forest_fit", "forest_predict_proba", "forest_predict_labels"]
 
 xp = cp
@@ -69,6 +69,11 @@ def all_finite(image) -> bool:
 
 def empty(shape, dtype=np.float32):
     return cp.empty(shape, dtype=dtype)
+
+
+def assign(dst, src) -> None:
+    """``dst[...] = src`` for arrays of one shape."""
+    dst[...] = src
 
 
 def gaussian(image, sigma, order=0):

@@ -15,9 +15,11 @@ host for a host input (for a device input it stays there).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -66,7 +68,13 @@ class TileFeatures:
 
     def read_block(self, image, tile: Tile):
         """The read region of ``tile``, on the device, prepared: float32 of shape ``B + (n_channels,)``."""
-        raw = image[channel_index(tile.read, image.ndim, self.channel_axis)]
+        return self._prepare(self._read_raw(image, tile))
+
+    def _read_raw(self, image, tile: Tile):
+        """The read region of ``tile`` as ``image`` gives it (a host array for a Zarr image)."""
+        return image[channel_index(tile.read, image.ndim, self.channel_axis)]
+
+    def _prepare(self, raw):
         return prepare_image(self.be.asarray(raw), self.channel_axis, self.be)
 
     def default_tile_shape(self, spatial: tuple, n_features: int) -> tuple:
@@ -101,8 +109,15 @@ class TileFeatures:
             self._local.buffer = held = (device, self.be.empty((size,)))
         X = held[1][:size].reshape(n_features, -1)
         for i, f in enumerate(iter_features(block, self.params, self.be)):
-            X[i].reshape(shape)[...] = f[index]  # one copy (reshape(-1) of a crop would make a second)
+            self.be.assign(X[i].reshape(shape), f[index])  # one copy (reshape(-1) of a crop would make a second)
         return X
+
+    def _adopt_buffer(self, X) -> None:
+        """Make the buffer that ``X`` views (a matrix of another object's :meth:`feature_matrix`, no
+        longer needed) this thread's, if this thread has none: no second buffer to allocate and touch."""
+        base = getattr(X, "base", None)
+        if getattr(self._local, "buffer", None) is None and base is not None and base.ndim == 1:
+            self._local.buffer = (self.be.device_id(), base)
 
     def labelled_rows(self, image, labels, tile_shape=None, rows_of=None, cache=None) -> tuple:
         """Features and classes of the labelled pixels, computed only on tiles that hold some.
@@ -287,6 +302,11 @@ class Predictor(TileFeatures):
             classified from its matrix (same result), which is then dropped.
             Not for auto-context models. The tiles it holds come first.
 
+        The region of the next tile of an image that is not in memory (Zarr,
+        or any other array but NumPy's and CuPy's) is read on the host in a
+        thread while this one is classified (its copy to the device and
+        checks stay in the caller's thread).
+
         Yields
         ------
         tile : Tile
@@ -300,14 +320,18 @@ class Predictor(TileFeatures):
                              "pixel: classify its tiles without a cache.")
         out = module_of(image)
         if cache is not None:  # kept tiles first: their matrices are freed before this buffer grows
-            tiles = sorted(tiles, key=lambda tile: not cache.holds(tile))
-        for tile in tiles:
-            X = None if cache is None else cache.pop(tile)
-            if X is None:
-                result = self.classify(self.read_block(image, tile), tile.crop, kind)
-            else:
+            tiles = list(tiles)
+            held = [cache.holds(tile) for tile in tiles]
+            for tile in (t for t, h in zip(tiles, held) if h):
+                X = cache.pop(tile)
                 result = self._of_matrix(X, tile.shape, kind)
-            yield tile, out.asarray(result)
+                self._adopt_buffer(X)
+                yield tile, out.asarray(result)
+            tiles = [t for t, h in zip(tiles, held) if not h]
+        read = functools.partial(self._read_raw, image)
+        in_memory = isinstance(image, np.ndarray) or out is not np
+        for tile, raw in ((t, read(t)) for t in tiles) if in_memory else _read_ahead(read, tiles):
+            yield tile, out.asarray(self.classify(self._prepare(raw), tile.crop, kind))
 
     def classify(self, block, crop: tuple, kind: str):
         """Labels or probabilities of the region ``crop`` of a prepared block, on the device.
@@ -418,3 +442,17 @@ def uncertainty(proba):
     """
     k = proba.shape[-1]
     return ((1.0 - proba.max(axis=-1)) * (k / (k - 1))).astype(np.float32)
+
+
+def _read_ahead(read, tiles):
+    """``(tile, read(tile))`` for each tile, the next one read in a thread while the caller works on this one."""
+    tiles = iter(tiles)
+    with ThreadPoolExecutor(1, thread_name_prefix="gpuseg-read") as pool:
+        tile = next(tiles, None)
+        pending = None if tile is None else pool.submit(read, tile)
+        while tile is not None:
+            following = next(tiles, None)
+            block = pending.result()
+            pending = None if following is None else pool.submit(read, following)
+            yield tile, block
+            tile = following

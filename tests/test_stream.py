@@ -457,3 +457,28 @@ def test_a_2_40_zarr_is_planned_and_streamed_lazily(small_model, tmp_path):
     tracemalloc.stop()
     assert plan.tiles.count == 2**64 and peak < 64 * 2**20
     assert [t.write for t, _ in first] == [(slice(0, 256), slice(0, 256)), (slice(0, 256), slice(256, 512))]
+
+
+def test_read_ahead_reads_the_next_region_while_this_one_is_classified():
+    import time
+
+    from gpuseg.predictor import _read_ahead
+
+    reads = []
+
+    def read(tile):
+        reads.append(tile)
+        if tile == 3:
+            raise OSError("unreadable chunk")
+        return tile * 10
+
+    assert list(_read_ahead(read, [])) == []
+    blocks = _read_ahead(read, range(5))
+    assert next(blocks) == (0, 0)
+    deadline = time.monotonic() + 5
+    while 1 not in reads and time.monotonic() < deadline:  # tile 1 is read while the caller holds tile 0
+        time.sleep(0.01)
+    assert reads == [0, 1]
+    assert next(blocks) == (1, 10) and next(blocks) == (2, 20)
+    with pytest.raises(OSError, match="unreadable"):
+        next(blocks)
