@@ -271,10 +271,12 @@ def _setup(meta) -> list[str]:
         f"gpuseg-cpu-defaults uses gpuseg's defaults: {defaults}.",
         "- Stages: `features` = the feature stack of the whole image; `fit` = training on the scribbles (the "
         "reference and stock runners reuse the stack of `features`; gpuseg's `fit` computes features of the "
-        "scribbled tiles itself and is reported as is); `predict` = labels of every pixel back on the host; "
+        "scribbled tiles itself and is reported as is); `predict` = labels of every pixel back on the host "
+        "(gpuseg's forest kernel stops walking a pixel's trees once its label is sure: the same labels); "
         "`end_to_end` = features + fit + predict from a host image to host labels (gpuseg: `Segmenter.fit_predict` "
         "on a fresh Segmenter, which computes the scribbled tiles' features once where they fit in a quarter of "
-        "the tile memory budget, and never holds the whole feature stack of a larger image).",
+        "the tile memory budget, and the last scribbled tile's in any case, and never holds the whole feature "
+        "stack of a larger image).",
         f"- Timing: each runner and image in a fresh process; one warm-up on a small image of the same kind, then "
         f"{meta['repeats']} repeats per stage, median quoted; GPU work synchronised before the clock stops. "
         "Peak RSS: the worker process's high-water mark during the stage (largest over repeats), including "

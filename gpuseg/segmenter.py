@@ -264,7 +264,9 @@ class Segmenter(BaseEstimator):
         prediction, as long as they fit in a quarter of the tile memory budget
         (a NumPy or CuPy image; a model without auto-context), which saves
         their second computation. The tiles of larger images are computed
-        again, as :meth:`predict` does, so memory stays bounded by the tile.
+        again, as :meth:`predict` does, so memory stays bounded by the tile,
+        but for the last scribbled one, whose features stay in the buffer
+        that prediction then reuses.
 
         Parameters
         ----------
