@@ -86,8 +86,10 @@ def empty(shape, dtype=np.float32):
 
 
 def assign(dst, src) -> None:
-    """``dst[...] = src`` for arrays of one shape; 2D and 3D float32 copies use every core (NumPy's, one)."""
-    if dst.ndim in (2, 3) and dst.dtype == src.dtype == np.float32 and dst.shape == src.shape:
+    """``dst[...] = src`` for arrays of one shape; a strided 2D or 3D float32 source (a crop) is copied on
+    every core (NumPy's copy, one; a contiguous one is a ``memcpy``)."""
+    if (dst.ndim in (2, 3) and dst.dtype == src.dtype == np.float32 and dst.shape == src.shape
+            and not src.flags.c_contiguous):
         copy_3d(src.reshape((1,) * (3 - src.ndim) + src.shape), dst.reshape((1,) * (3 - dst.ndim) + dst.shape))
     else:
         dst[...] = src

@@ -167,3 +167,20 @@ def test_feature_names_cover_the_filters(preset, ndim):
                                     "ch0 σ=0.7 dog", "ch0 σ=0.7 structure-eig-1", "ch0 σ=0.7 structure-eig-2",
                                     "ch0 σ=0.7 structure-eig-3"][:2 + ndim]
         assert names[-1] == f"ch1 σ=10.0 hessian-of-gaussian-eig-{ndim}"
+
+
+@pytest.mark.parametrize("shape", [(37, 41), (5, 37, 41)])
+def test_assign_copies_crops_exactly(shape):
+    """The backend's assign (feature rows from a block's crop): strided, contiguous and 1D sources."""
+    from gpuseg import _cpu
+
+    block = np.random.default_rng(0).random(tuple(s + 6 for s in shape), dtype=np.float32)
+    crop = block[tuple(slice(3, 3 + s) for s in shape)]
+    for source in (crop, np.ascontiguousarray(crop)):
+        out = np.zeros(int(np.prod(shape)), np.float32)
+        _cpu.assign(out.reshape(shape), source)
+        np.testing.assert_array_equal(out.reshape(shape), crop)
+    points = block[(np.array([0, 2]),) * block.ndim]
+    out = np.zeros(2, np.float32)
+    _cpu.assign(out, points)
+    np.testing.assert_array_equal(out, points)
