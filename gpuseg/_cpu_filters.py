@@ -91,6 +91,20 @@ def _add(acc, x1, x2, w, antisymmetric):
 
 
 @numba.njit(cache=True, nogil=True)
+def _add_four(acc, a1, b1, a2, b2, a3, b3, a4, b4, w1, w2, w3, w4, sign):
+    """Four taps in one sweep, added in the order four :func:`_add` sweeps would add them (the same
+    float64 sums, bit for bit), reading and writing ``acc`` once. ``sign`` is 1.0 (pairs) or -1.0
+    (differences: ``x1 + (-1.0) * x2`` is ``x1 - x2`` exactly)."""
+    for i in range(acc.shape[0]):
+        s = acc[i]
+        s += (np.float64(a1[i]) + sign * np.float64(b1[i])) * w1
+        s += (np.float64(a2[i]) + sign * np.float64(b2[i])) * w2
+        s += (np.float64(a3[i]) + sign * np.float64(b3[i])) * w3
+        s += (np.float64(a4[i]) + sign * np.float64(b4[i])) * w4
+        acc[i] = s
+
+
+@numba.njit(cache=True, nogil=True)
 def _store(out, acc):
     for i in range(out.shape[0]):
         out[i] = np.float32(acc[i])
@@ -101,6 +115,7 @@ def _symmetric_last(src, w, antisymmetric, mode, out):
     """SciPy's (anti)symmetric correlation along the last axis of a (A, N) float32 array."""
     a_len, n = src.shape
     r = w.shape[0] - 1
+    sign = -1.0 if antisymmetric else 1.0
     n_blocks = (a_len + _ROW_BLOCK - 1) // _ROW_BLOCK
     for blk in numba.prange(n_blocks):
         pad = np.empty(n + 2 * r, np.float64)
@@ -113,8 +128,17 @@ def _symmetric_last(src, w, antisymmetric, mode, out):
                 m = min(n, c0 + _CHUNK) - c0
                 a_ = acc[:m]
                 _start(a_, pad[c0 + r:c0 + r + m], w[0])
-                for k in range(r, 0, -1):
-                    _add(a_, pad[c0 + r - k:c0 + r - k + m], pad[c0 + r + k:c0 + r + k + m], w[k], antisymmetric)
+                o = c0 + r
+                k = r
+                while k >= 4:  # taps r, r-1, ... in fours, then one by one: SciPy's order
+                    _add_four(a_, pad[o - k:o - k + m], pad[o + k:o + k + m],
+                              pad[o - k + 1:o - k + 1 + m], pad[o + k - 1:o + k - 1 + m],
+                              pad[o - k + 2:o - k + 2 + m], pad[o + k - 2:o + k - 2 + m],
+                              pad[o - k + 3:o - k + 3 + m], pad[o + k - 3:o + k - 3 + m],
+                              w[k], w[k - 1], w[k - 2], w[k - 3], sign)
+                    k -= 4
+                for k in range(k, 0, -1):
+                    _add(a_, pad[o - k:o - k + m], pad[o + k:o + k + m], w[k], antisymmetric)
                 _store(out[a, c0:c0 + m], a_)
 
 
@@ -123,6 +147,7 @@ def _symmetric_inner(src, w, antisymmetric, mode, out):
     """SciPy's (anti)symmetric correlation along axis 1 of a (A, N, B) float32 array."""
     a_len, n, b_len = src.shape
     r = w.shape[0] - 1
+    sign = -1.0 if antisymmetric else 1.0
     n_strips = (b_len + _STRIP - 1) // _STRIP
     n_blocks = (n + _INNER_ROWS - 1) // _INNER_ROWS
     for job in numba.prange(a_len * n_strips * n_blocks):
@@ -134,7 +159,15 @@ def _symmetric_inner(src, w, antisymmetric, mode, out):
         sa = src[a]
         for i in range(i0, min(n, i0 + _INNER_ROWS)):
             _start(acc, sa[i, b0:b1], w[0])
-            for k in range(r, 0, -1):
+            k = r
+            while k >= 4:  # as in _symmetric_last
+                _add_four(acc, sa[_index(i - k, n, mode), b0:b1], sa[_index(i + k, n, mode), b0:b1],
+                          sa[_index(i - k + 1, n, mode), b0:b1], sa[_index(i + k - 1, n, mode), b0:b1],
+                          sa[_index(i - k + 2, n, mode), b0:b1], sa[_index(i + k - 2, n, mode), b0:b1],
+                          sa[_index(i - k + 3, n, mode), b0:b1], sa[_index(i + k - 3, n, mode), b0:b1],
+                          w[k], w[k - 1], w[k - 2], w[k - 3], sign)
+                k -= 4
+            for k in range(k, 0, -1):
                 _add(acc, sa[_index(i - k, n, mode), b0:b1], sa[_index(i + k, n, mode), b0:b1], w[k],
                      antisymmetric)
             _store(out[a, i, b0:b1], acc)

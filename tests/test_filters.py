@@ -20,7 +20,7 @@ def _scipy(image, sigma, order=0):
 
 
 @pytest.mark.parametrize("order", [(0, 0), (1, 0), (0, 1), (2, 0), (1, 1), (0, 2)])
-@pytest.mark.parametrize("sigma", [0.3, 1.0, (0.7, 3.5)])
+@pytest.mark.parametrize("sigma", [0.3, 1.0, 2.3, 5.0, (0.7, 3.5)])  # radii 1 to 20: taps in fours and the rest
 def test_gaussian_derivative_2d_equals_scipy(order, sigma, rng):
     image = rng.random((61, 70), dtype=np.float32)
     np.testing.assert_array_equal(_cpu.gaussian(image, sigma, order), _scipy(image, sigma, order))
