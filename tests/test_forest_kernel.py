@@ -67,3 +67,23 @@ def test_a_late_majority_is_not_missed():
 def test_no_samples():
     forest = _stumps([([1, 0], [0, 1])] * 3)
     assert _cpu.forest_predict_labels(forest.arrays(_cpu), np.empty((1, 0), np.float32)).shape == (0,)
+
+
+def test_forest_jobs_one_thread_for_small_trees_only():
+    """scikit-learn draws ``max_samples`` rows per tree (a fraction of the rows, a count, or all of them)."""
+    jobs = _cpu.forest_jobs
+    assert jobs({"max_samples": 0.05}, 10_000) == 1 and jobs({"max_samples": 0.05}, 10_240) == -1  # 500, 512
+    assert jobs({"max_samples": 511}, 10**6) == 1 and jobs({"max_samples": 512}, 10**6) == -1
+    assert jobs({"max_samples": None}, 300) == 1 and jobs({"max_samples": None}, 5000) == -1
+    assert jobs({"max_samples": 0.01, "bootstrap": False}, 5000) == -1  # every row, every tree
+
+
+def test_one_thread_or_a_pool_grows_the_same_trees():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(800, 5)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    params = {"n_estimators": 6, "max_depth": 6, "random_state": 3}
+    small = _cpu.forest_fit(X, y, {**params, "max_samples": 100}, 2)  # one thread
+    clf = RandomForestClassifier(n_jobs=-1, max_samples=100, **params).fit(X, y)
+    for name in small.ARRAYS:
+        np.testing.assert_array_equal(getattr(small, name), getattr(Forest.from_sklearn(clf), name))
