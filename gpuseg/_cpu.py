@@ -242,9 +242,10 @@ def forest_fit(X: np.ndarray, y: np.ndarray, forest_params: dict, n_classes: int
 
 
 SERIAL_DRAWS = 512
-"""Below this many rows per tree scikit-learn fits faster on one thread than on its pool of threads: on the
-2-core benchmark machine (50 trees of depth 10, the benchmark's textures) 1.6x faster at 61 and 206 draws,
-even at 512 and 772, 2x slower at 2048. Its trees are the same either way."""
+"""Below this many rows per tree scikit-learn fits faster on one thread than on its pool of threads. Chosen
+from a one-off timing on the 2-core benchmark machine (50 trees of depth 10 on the benchmark's textures):
+1.6x faster at 61 and 206 draws, even at 512 and 772, 2x slower at 2048; the standard report's small
+sizes show its effect. The trees are the same either way."""
 
 
 def forest_jobs(forest_params: dict, n_rows: int) -> int:

@@ -71,30 +71,17 @@ def _start(acc, x, w0):
 
 
 @numba.njit(cache=True, nogil=True)
-def _add_pair(acc, x1, x2, w):
+def _add_one(acc, x1, x2, w, sign):
+    """One tap: ``acc += (x1 + sign * x2) * w``; ``sign`` is 1.0 (SciPy's pair sum) or -1.0 (its
+    difference: ``x1 + (-1.0) * x2`` is ``x1 - x2`` exactly)."""
     for i in range(acc.shape[0]):
-        acc[i] += (np.float64(x1[i]) + np.float64(x2[i])) * w
-
-
-@numba.njit(cache=True, nogil=True)
-def _add_diff(acc, x1, x2, w):
-    for i in range(acc.shape[0]):
-        acc[i] += (np.float64(x1[i]) - np.float64(x2[i])) * w
-
-
-@numba.njit(inline="always")
-def _add(acc, x1, x2, w, antisymmetric):
-    if antisymmetric:
-        _add_diff(acc, x1, x2, w)
-    else:
-        _add_pair(acc, x1, x2, w)
+        acc[i] += (np.float64(x1[i]) + sign * np.float64(x2[i])) * w
 
 
 @numba.njit(cache=True, nogil=True)
 def _add_four(acc, a1, b1, a2, b2, a3, b3, a4, b4, w1, w2, w3, w4, sign):
-    """Four taps in one sweep, added in the order four :func:`_add` sweeps would add them (the same
-    float64 sums, bit for bit), reading and writing ``acc`` once. ``sign`` is 1.0 (pairs) or -1.0
-    (differences: ``x1 + (-1.0) * x2`` is ``x1 - x2`` exactly)."""
+    """Four taps in one sweep, added in the order four :func:`_add_one` sweeps would add them (the same
+    float64 sums, bit for bit), reading and writing ``acc`` once."""
     for i in range(acc.shape[0]):
         s = acc[i]
         s += (np.float64(a1[i]) + sign * np.float64(b1[i])) * w1
@@ -138,7 +125,7 @@ def _symmetric_last(src, w, antisymmetric, mode, out):
                               w[k], w[k - 1], w[k - 2], w[k - 3], sign)
                     k -= 4
                 for k in range(k, 0, -1):
-                    _add(a_, pad[o - k:o - k + m], pad[o + k:o + k + m], w[k], antisymmetric)
+                    _add_one(a_, pad[o - k:o - k + m], pad[o + k:o + k + m], w[k], sign)
                 _store(out[a, c0:c0 + m], a_)
 
 
@@ -168,8 +155,7 @@ def _symmetric_inner(src, w, antisymmetric, mode, out):
                           w[k], w[k - 1], w[k - 2], w[k - 3], sign)
                 k -= 4
             for k in range(k, 0, -1):
-                _add(acc, sa[_index(i - k, n, mode), b0:b1], sa[_index(i + k, n, mode), b0:b1], w[k],
-                     antisymmetric)
+                _add_one(acc, sa[_index(i - k, n, mode), b0:b1], sa[_index(i + k, n, mode), b0:b1], w[k], sign)
             _store(out[a, i, b0:b1], acc)
 
 

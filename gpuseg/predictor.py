@@ -389,8 +389,8 @@ class Predictor(TileFeatures):
             return self.proba_of_matrix(X).reshape(shape + (self.classes.size,))
         if X.shape[1] == 0:
             return self.be.empty(shape, self.label_dtype)
-        index = self.be.forest_predict_labels(self._device_arrays()[0], X)
-        return self._device_arrays()[1][index].reshape(shape)
+        forest, classes, _ = self._device_arrays()
+        return classes[self.be.forest_predict_labels(forest, X)].reshape(shape)
 
     # -- feature matrices and stacks ------------------------------------------
     def _device_arrays(self) -> tuple:
