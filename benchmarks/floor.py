@@ -18,10 +18,11 @@ then quotes), two stages:
   once more (feature-major). Floor: those bytes at this machine's memory
   bandwidth, measured here as a parallel copy of a 256 MiB array on every core;
   and their multiply-adds (a symmetric kernel of ``2r + 1`` taps adds the
-  pixels ``r`` apart in pairs first: ``r + 1`` multiply-adds) at the float64 rate of
+  pixels ``r`` apart in pairs first: ``r + 1`` multiply-adds) at the rate of
   Numba-compiled code on L1-resident data on every core (no fast-math, as the
   filter kernels are compiled: not the processor's SIMD peak), measured here
-  too. The floor is the slower.
+  too, in float64 for scikit-image's passes and float32 for the filters'. The
+  floor is the slower.
 
 Both floors are measured on this machine in this run; nothing is quoted.
 """
@@ -65,31 +66,30 @@ def bandwidth(repeats: int) -> float:
 
 
 @numba.njit(nogil=True)
-def _multiply_add_rounds(x, acc, rounds):
-    w = 1.000001
+def _multiply_add_rounds(x, acc, rounds, w):
     for _ in range(rounds):
         for j in range(x.size):
             acc[j] += x[j] * w
 
 
 @numba.njit(parallel=True, nogil=True)
-def _multiply_adds(x, acc, rounds):
+def _multiply_adds(x, acc, rounds, w):
     for t in numba.prange(acc.shape[0]):
-        _multiply_add_rounds(x, acc[t], rounds)
+        _multiply_add_rounds(x, acc[t], rounds, w)
 
 
-def multiply_add_rate(repeats: int) -> float:
-    """float64 multiply-adds per second of Numba-compiled code on L1-resident data, every core.
+def multiply_add_rate(repeats: int, dtype=np.float64) -> float:
+    """Multiply-adds in ``dtype`` per second of Numba-compiled code on L1-resident data, every core.
 
     Compiled as gpuseg's filter kernels are (no fast-math, so no fused
     multiply-add): what a filter tap costs at best in such code, not the
     processor's peak.
     """
     threads = numba.get_num_threads()
-    x = np.ones(512)
-    acc = np.zeros((threads, x.size))
-    rounds = 20_000
-    return threads * rounds * x.size / _best(lambda: _multiply_adds(x, acc, rounds), repeats)
+    x = np.ones(512, dtype)
+    acc = np.zeros((threads, x.size), dtype)
+    rounds, w = 20_000, np.dtype(dtype).type(1.000001)
+    return threads * rounds * x.size / _best(lambda: _multiply_adds(x, acc, rounds, w), repeats)
 
 
 def chain_forest(n_features: int):
@@ -138,19 +138,20 @@ def walk_rates(n_pixels: int, repeats: int) -> dict:
 
 @contextlib.contextmanager
 def counted_passes(be):
-    """The radii of the separable Gaussian passes the backend ``be`` runs meanwhile."""
+    """``(radius, precision)`` of each separable Gaussian pass the backend ``be`` runs meanwhile: the
+    filters' ``gaussian_1d`` passes sum in float32, ``gaussian``'s (scikit-image's features) in float64."""
     from gpuseg.filters import gaussian_radius
 
     passes = []
     one_d, nd = be.gaussian_1d, be.gaussian
 
     def gaussian_1d(image, sigma, order, axis):
-        passes.append(gaussian_radius(sigma))
+        passes.append((gaussian_radius(sigma), "float32"))
         return one_d(image, sigma, order, axis)
 
     def gaussian(image, sigma, order=0):
         sigmas = np.broadcast_to(np.asarray(sigma, float), (image.ndim,))
-        passes.extend(gaussian_radius(s) for s in sigmas)
+        passes.extend((gaussian_radius(s), "float64") for s in sigmas)
         return nd(image, sigma, order)
 
     be.gaussian_1d, be.gaussian = gaussian_1d, gaussian
@@ -175,15 +176,16 @@ def feature_costs(edge: int, preset: str, repeats: int) -> dict:
         rows.feature_matrix(image, crop, (edge, edge))
     n_features = params.n_features(2)
     seconds = _best(lambda: rows.feature_matrix(image, crop, (edge, edge)), repeats)
-    return {"preset": preset, "seconds": seconds, "passes": len(passes), "taps": sum(2 * r + 1 for r in passes),
-            "multiply_adds": sum(r + 1 for r in passes), "n_features": n_features,
+    return {"preset": preset, "seconds": seconds, "passes": len(passes), "taps": sum(2 * r + 1 for r, _ in passes),
+            "multiply_adds": {p: sum(r + 1 for r, q in passes if q == p) for p in ("float64", "float32")},
+            "n_features": n_features,
             "bytes_per_pixel": 8 * len(passes) + 4 * n_features}
 
 
 def measure(edge: int, repeats: int) -> dict:
     """Everything :func:`report` shows, measured now."""
     return {"edge": edge, "threads": numba.get_num_threads(), "bandwidth": bandwidth(repeats),
-            "multiply_adds": multiply_add_rate(repeats),
+            "multiply_adds": {"float64": multiply_add_rate(repeats), "float32": multiply_add_rate(repeats, np.float32)},
             "walk": walk_rates(edge * edge, repeats),
             "features": [feature_costs(edge, p, repeats) for p in ("skimage", "compact", "ilastik")]}
 
@@ -202,19 +204,22 @@ def report(m: dict) -> str:
     labels_share = trained["labels_seconds"] / trained["seconds"]
     for f in m["features"]:
         memory_s = f["bytes_per_pixel"] * pixels / m["bandwidth"]
-        taps_s = f["multiply_adds"] * pixels / m["multiply_adds"]
+        used = [p for p, n in f["multiply_adds"].items() if n]
+        taps_s = sum(f["multiply_adds"][p] * pixels / m["multiply_adds"][p] for p in used)
         floor_s = max(memory_s, taps_s)
+        counts = " + ".join(f"{f['multiply_adds'][p]} {p}" for p in used)
+        rates = ", ".join(f"{m['multiply_adds'][p] / 1e9:.1f} G/s {p}" for p in used)
         lines.append(f"| features `{f['preset']}` ({f['n_features']}) | {f['passes']} Gaussian passes, "
-                     f"{f['taps']} taps/px ({f['multiply_adds']} multiply-adds), {f['bytes_per_pixel']} B/px | "
+                     f"{f['taps']} taps/px ({counts} multiply-adds), {f['bytes_per_pixel']} B/px | "
                      f"{f['seconds']:.2f} s | "
-                     f"{floor_s:.2f} s: multiply-adds {taps_s:.2f} s at {m['multiply_adds'] / 1e9:.1f} G/s, "
+                     f"{floor_s:.2f} s: multiply-adds {taps_s:.2f} s at {rates}, "
                      f"bytes {memory_s:.2f} s at {m['bandwidth'] / 1e9:.1f} GB/s | {floor_s / f['seconds']:.0%} |")
     lines += ["", "The last column is the share of the floor's rate each stage reaches (100 %: at the floor). "
               "The forest walk's floor is the same kernel with every load in L1 (the dependent-load chain "
               "alone). The features' floor is the slower of their multiply-adds (one per pair of taps) at "
-              "the float64 rate of "
-              "Numba-compiled code on L1-resident data (the passes accumulate in float64, as SciPy's do; "
-              "not the processor's SIMD peak) and their bytes at the "
+              "the rate of Numba-compiled code on L1-resident data in the passes' precision (scikit-image's "
+              "accumulate in float64, as SciPy's do, the filters' in float32; not the processor's SIMD peak) "
+              "and their bytes at the "
               "parallel copy bandwidth; it ignores the eigenvalues and the other pointwise arithmetic.",
               "", f"Labels of the same pixels (`forest_predict_labels`, which stops walking a pixel once its "
               f"largest class is sure) took {trained['labels_seconds']:.2f} s, {labels_share:.0%} of the "

@@ -148,7 +148,14 @@ def gaussian(image: np.ndarray, sigma, order=0) -> np.ndarray:
 
 
 def gaussian_1d(image: np.ndarray, sigma: float, order: int, axis: int) -> np.ndarray:
-    """One pass of :func:`gaussian`: ``scipy.ndimage.gaussian_filter1d`` (mode 'nearest', truncate 4) bit for bit.
+    """One pass of ilastik's filters: ``scipy.ndimage.gaussian_filter1d`` (mode 'nearest', truncate 4), summed in float32.
+
+    SciPy's weights and order of summation, in float32 rather than float64:
+    about 1.5x faster per pass (measured at 2138x2138, sigma 1.6 and 10), and
+    within a few float32 ulps of the largest output value of SciPy's (the GPU
+    backend's cuCIM passes are float32 too). Every pixel still goes through the
+    same operations, so tiles equal the whole image bit for bit.
+    :func:`gaussian` (scikit-image's features) keeps SciPy's float64 sums.
 
     Parameters
     ----------
@@ -162,7 +169,7 @@ def gaussian_1d(image: np.ndarray, sigma: float, order: int, axis: int) -> np.nd
     filtered : float32 ndarray of the same shape
     """
     announce_first_compile()
-    k = gaussian_kernel(float(sigma), int(order))
+    k = gaussian_kernel(float(sigma), int(order)).astype(np.float32)
     return correlate_symmetric(image, k[(k.shape[0] - 1) // 2:], axis, NEAREST, antisymmetric=bool(order % 2))
 
 

@@ -367,8 +367,9 @@ def multiscale_features(
         ``n_features = n_channels * (n_sigmas * (intensity + edges + ndim * texture) + n_filter_features)``.
         For each channel, for each sigma: intensity, edges, eigenvalues; then
         the filters (see :func:`iter_features`); named by
-        :meth:`FeatureParams.names`. The filters equal SciPy's
-        ``gaussian_filter`` derivatives bit for bit on the CPU.
+        :meth:`FeatureParams.names`. The filters are SciPy's ``gaussian_filter``
+        derivatives summed in float32 on both backends (within float32
+        rounding of SciPy's float64 sums).
 
     Raises
     ------

@@ -1,9 +1,10 @@
 """ilastik's filters: names, how many features each gives, their halos, and their computation (backend-neutral).
 
-Every filter is built from Gaussian derivative images (the backend's
-``gaussian(image, sigma, order)``, SciPy's ``gaussian_filter`` on the CPU bit
-for bit) and pointwise arithmetic, so a pixel's value depends only on the
-pixels within :func:`filter_halo` of it: tiles with that halo are exact.
+Every filter is built from separable Gaussian (derivative) passes, the
+backend's ``gaussian_1d`` (SciPy's ``gaussian_filter1d`` summed in float32 on
+both backends), and pointwise arithmetic, so a pixel's value depends only on
+the pixels within :func:`filter_halo` of it, computed the same way wherever it
+lies: tiles with that halo equal the whole image exactly.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def filters_at(channel, sigmas: tuple, spacing: tuple, names: list, be) -> Itera
     Derivative images shared by two filters are computed once, and so are the
     passes they share: the separable passes run axis 0 first, as SciPy's do, and
     a pass's result serves every derivative whose orders start alike (the
-    values are SciPy's ``gaussian_filter`` all the same).
+    values are those of separate ``gaussian_filter`` calls all the same).
     """
     ndim = channel.ndim
     pairs = list(combinations_with_replacement(range(ndim), 2))
@@ -94,9 +95,16 @@ def filters_at(channel, sigmas: tuple, spacing: tuple, names: list, be) -> Itera
         elif name == "gradient_magnitude":
             yield be.xp.sqrt(sum(d * d for d in first))
         elif name == "dog":
-            yield smoothed - be.gaussian(channel, tuple(DOG_RATIO * s for s in sigmas))
+            yield smoothed - _smooth(channel, tuple(DOG_RATIO * s for s in sigmas), be)
         elif name == "structure_tensor":
             outer = tuple(STRUCTURE_OUTER * s for s in sigmas)
-            yield from be.symmetric_eigenvalues([be.gaussian(first[a] * first[b], outer) for a, b in pairs])
+            yield from be.symmetric_eigenvalues([_smooth(first[a] * first[b], outer, be) for a, b in pairs])
         else:  # hessian_of_gaussian
             yield from be.symmetric_eigenvalues(second)
+
+
+def _smooth(image, sigmas: tuple, be):
+    """Gaussian smoothing as ``gaussian_filter`` does it (one pass per axis, axis 0 first), in ``gaussian_1d`` passes."""
+    for axis, sigma in enumerate(sigmas):
+        image = be.gaussian_1d(image, sigma, 0, axis)
+    return image

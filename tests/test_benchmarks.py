@@ -167,7 +167,9 @@ def test_cpu_floor_counts_the_passes_and_writes_its_table(tmp_path):
     assert skimage["passes"] == 12 and skimage["n_features"] == 24
     radii = [int(4 * s + 0.5) for s in (0.5, 1, 2, 4, 8, 16)]
     assert skimage["taps"] == 2 * sum(2 * r + 1 for r in radii)
-    assert skimage["multiply_adds"] == 2 * sum(r + 1 for r in radii)
+    assert skimage["multiply_adds"] == {"float64": 2 * sum(r + 1 for r in radii), "float32": 0}
+    compact = next(f for f in m["features"] if f["preset"] == "compact")
+    assert compact["multiply_adds"]["float64"] == 0 and compact["multiply_adds"]["float32"] > 0
     assert m["walk"]["trained"]["steps_per_s"] > 0 and m["walk"]["floor"]["steps_per_s"] > 0
     text = floor.report(m)
     assert text.count("| features `") == 3 and "| forest walk |" in text and "forest_predict_labels" in text
