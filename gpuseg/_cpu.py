@@ -10,7 +10,9 @@ wherever it sits, so tiled prediction equals whole-image prediction exactly.
 
 from __future__ import annotations
 
+import functools
 import logging
+import numbers
 import os
 import platform
 
@@ -244,8 +246,43 @@ def forest_fit(X: np.ndarray, y: np.ndarray, forest_params: dict, n_classes: int
     from .forest import Forest
 
     clf = RandomForestClassifier(n_jobs=forest_jobs(forest_params, len(y)), **forest_params)
+    if isinstance(clf.min_samples_leaf, numbers.Integral):  # a fraction would count the rows passed
+        clf.estimator = _drawn_rows_tree_class()()
     clf.fit(X, y)
     return Forest.from_sklearn(clf)
+
+
+@functools.cache
+def _drawn_rows_tree_class():
+    """A scikit-learn tree class that a forest fits on the rows its bootstrap drew, not on every row.
+
+    scikit-learn's forest gives each tree all the rows, the undrawn ones with
+    weight 0, and its splitter skips those: the tree is grown from the drawn
+    rows, in their order, all the same. Passing only those rows (plus one
+    weight-0 row of any class the draws missed, so the tree knows every class)
+    grows the same tree, bit for bit (tested against the stock forest), and its
+    splitter gathers feature values from a matrix of the drawn rows, which stays
+    in cache, instead of from all of them: 1.08x-1.23x faster fits of the
+    benchmark's forest (50 trees of 12.8k draws from 256k rows of 24 features;
+    a one-off timing, alternated with the stock forest). Relies on
+    the forest calling ``DecisionTreeClassifier._fit`` with ``check_input=False``
+    (scikit-learn 1.3 to 1.9); called otherwise, the tree fits as it would.
+    """
+    from sklearn.tree import DecisionTreeClassifier
+
+    class DrawnRowsTree(DecisionTreeClassifier):
+        def _fit(self, X, y, sample_weight=None, **options):
+            if (sample_weight is not None and options.get("check_input") is False
+                    and options.get("missing_values_in_feature_mask") is None):
+                rows = np.flatnonzero(sample_weight)
+                classes = y[:, 0]  # the forest's class indices 0 .. n - 1, as float64
+                absent = np.setdiff1d(np.arange(classes.max() + 1), classes[rows])
+                if absent.size:
+                    rows = np.union1d(rows, [np.argmax(classes == c) for c in absent])
+                X, y, sample_weight = X.take(rows, axis=0), y.take(rows, axis=0), sample_weight[rows]
+            return super()._fit(X, y, sample_weight=sample_weight, **options)
+
+    return DrawnRowsTree
 
 
 SERIAL_DRAWS = 512

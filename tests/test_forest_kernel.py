@@ -87,3 +87,30 @@ def test_one_thread_or_a_pool_grows_the_same_trees():
     clf = RandomForestClassifier(n_jobs=-1, max_samples=100, **params).fit(X, y)
     for name in small.ARRAYS:
         np.testing.assert_array_equal(getattr(small, name), getattr(Forest.from_sklearn(clf), name))
+
+
+@pytest.mark.parametrize("params", [
+    {"max_samples": 0.3},
+    {"max_samples": 40, "class_weight": "balanced"},  # 40 draws often miss the rare class
+    {"max_samples": None, "class_weight": "balanced_subsample", "min_samples_leaf": 3},
+    {"max_samples": 0.5, "class_weight": {0: 1.0, 1: 2.0, 2: 5.0}, "max_features": None},
+    {"max_samples": 0.2, "min_samples_leaf": 0.05},  # a fraction: the stock trees
+])
+def test_trees_fitted_on_their_drawn_rows_are_scikit_learns(params, monkeypatch):
+    """forest_fit hands each tree only the rows its bootstrap drew: the forest is the stock one, bit for bit,
+    also when a tree's draws miss a class."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(3000, 6)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+    y[rng.choice(3000, 2990, replace=False)] %= 2  # class 2 on about 10 rows
+    base = {"n_estimators": 12, "max_depth": 7, "random_state": 5}
+    rows, fit = [], DecisionTreeClassifier._fit
+    monkeypatch.setattr(DecisionTreeClassifier, "_fit", lambda self, X, *a, **k: rows.append(len(X)) or fit(self, X, *a, **k))
+    ours = _cpu.forest_fit(X, y, {**base, **params}, 3)
+    monkeypatch.undo()
+    assert len(rows) == 12 and (max(rows) == 3000) == isinstance(params.get("min_samples_leaf"), float)
+    stock = Forest.from_sklearn(RandomForestClassifier(n_jobs=-1, **base, **params).fit(X, y))
+    for name in ours.ARRAYS + ours.OPTIONAL_ARRAYS:
+        np.testing.assert_array_equal(getattr(ours, name), getattr(stock, name))
