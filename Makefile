@@ -42,7 +42,7 @@ app: $(VENV)/.installed-base
 	$(PY) -m pip install --quiet -e '.[app]'
 	$(VENV)/bin/gpuseg app
 
-# APOC, the benchmarks' peer runner apoc-cpu (`python -m benchmarks --runners ...,apoc-cpu`), with pocl, Debian's
+# APOC, the benchmarks' peer runner apoc-cpu (in the standard scenario's runners, up to 512x512), with pocl, Debian's
 # OpenCL driver for the CPU. Neither demo nor test needs it: without it apoc-cpu is skipped, saying why.
 apoc: $(VENV)/.installed-base
 	@$(call apt-ensure,pocl-opencl-icd)

@@ -59,11 +59,20 @@ class Runner:
         any stage leaves a feature stack or model in memory).
     gpu : bool
         Whether the runner needs a GPU (and its memory is measured).
+    max_pixels : int or None
+        Largest image (pixels) the runner is given; larger ones are skipped with :attr:`limit_note`.
+    max_repeats : int or None
+        Most repeats per stage the runner can time fairly in one process; fewer are run, with
+        :attr:`limit_note`.
     """
 
     name = ""
     stages = ("end_to_end", "features", "fit", "predict")
     gpu = False
+    max_pixels: int | None = None
+    max_repeats: int | None = None
+    limit_note = ""
+    """Why :attr:`max_pixels` or :attr:`max_repeats` is set (the report's skip lines quote it)."""
     details: dict = {}
     """What a runner reports of its last stage beyond the time, recorded in each row as ``details``."""
     setup_note = ""
@@ -373,6 +382,12 @@ class ApocCPU(_StackRunner):
     """
 
     name = "apoc-cpu"
+    max_pixels = 512 * 512
+    max_repeats = 1
+    limit_note = ("pocl compiles the forest's OpenCL source at the first prediction of each image size: 29 s at "
+                  "256x256 and 267 s at 512x512 on the 2-core Xeon, not finished after 23 minutes at 1024x1024 "
+                  "(benchmarks/results/cpu-2core-apoc); and a second end_to_end in the same process would reuse "
+                  "the compiled kernel, so one repeat")
     setup_note = (f"apoc-cpu: APOC's PixelClassifier on pocl's OpenCL CPU device, features "
                   f"`{' '.join(APOC_FILTERS)}` at sigmas {', '.join(f'{s:g}' for s in APOC_SIGMAS)} (APOC's nearest to "
                   "scikit-image's intensity, edges and Hessian eigenvalues; 3D lacks the middle eigenvalue); forest "
@@ -611,7 +626,14 @@ RUNNERS = {
 
 def setup_notes(names) -> list[str]:
     """The report's setup lines of the runners ``names`` that differ from the common setup."""
-    return [f"- {RUNNERS[n].note()}" for n in names if n in RUNNERS and RUNNERS[n].setup_note]
+    lines = []
+    for runner in (RUNNERS[n] for n in names if n in RUNNERS):
+        limits = [f"at most {runner.max_pixels} pixels"] * (runner.max_pixels is not None)
+        limits += [f"{runner.max_repeats} repeat(s) per stage"] * (runner.max_repeats is not None)
+        text = " ".join(filter(None, [runner.note(), limits and f"Limits: {', '.join(limits)}: {runner.limit_note}."]))
+        if text:
+            lines.append(f"- {text}")
+    return lines
 
 
 def cpu_model() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import re
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = {
     # scenario: (runners, 2D edges, 3D edges)
     "standard": (
-        ("reference-cpu", "gpuseg-cpu", "gpuseg-cpu-defaults", "gpuseg-gpu", "stock-gpu"),
+        ("reference-cpu", "gpuseg-cpu", "gpuseg-cpu-defaults", "apoc-cpu", "gpuseg-gpu", "stock-gpu"),
         (512, 1024, 2048, 4096, 8192, 16384),
         (64, 128, 256, 512),
     ),
@@ -98,6 +99,11 @@ def make_plan(scenario, runners, sizes, three_d, repeats, out) -> Plan:
     return plan
 
 
+def runner_repeats(runner, repeats: int) -> int:
+    """The repeats per stage ``runner`` gets: the plan's, or fewer where the runner sets ``max_repeats``."""
+    return repeats if runner.max_repeats is None else min(repeats, runner.max_repeats)
+
+
 def _reference_fits(shape) -> bool:
     """Whether scikit-image's recipe should fit in the free host memory for ``shape``."""
     n_features = 6 * (2 + len(shape))  # default sigmas 0.5..16: 6 scales x (intensity, edges, ndim eigenvalues)
@@ -145,11 +151,14 @@ def run(plan: Plan) -> tuple[list[dict], dict]:
             data.write_case(case, shape, zarr_chunks=ZARR_CHUNKS.get(plan.scenario))
             for name in plan.runners:
                 bar.set_description(f"{label}: {name}")
+                runner = RUNNERS[name]
                 if name == REFERENCE and not _reference_fits(shape):
                     why = "not run: its feature stack would not fit in the free host memory"
+                elif runner.max_pixels is not None and math.prod(shape) > runner.max_pixels:
+                    why = f"not run: larger than its {runner.max_pixels} pixels ({runner.limit_note})"
                 else:
                     worker_rows = case / f"{name}.jsonl"
-                    why = _run_worker(name, case, plan.repeats, worker_rows)
+                    why = _run_worker(name, case, runner_repeats(runner, plan.repeats), worker_rows)
                     if why is None:
                         new = load_rows(worker_rows)
                         rows += new

@@ -277,3 +277,20 @@ def test_zarr_vs_memory_times_both_paths_on_one_model(tmp_path):
     assert len(m["memory"]) == len(m["zarr"]) == 1 and min(m["memory"] + m["zarr"]) > 0
     text = zarr_vs_memory.report(m)
     assert f"{m['zarr'][0] / m['memory'][0]:.3f}x the in-memory time" in text
+
+
+def test_a_runners_size_and_repeat_limits_skip_with_their_reason(tmp_path, monkeypatch):
+    """apoc-cpu is not given images over its max_pixels (the report says why) and gets at most max_repeats."""
+    from benchmarks import suite
+    from benchmarks.runners import setup_notes
+
+    runner = RUNNERS["apoc-cpu"]
+    assert suite.runner_repeats(runner, 3) == runner.max_repeats == 1
+    assert suite.runner_repeats(RUNNERS[REFERENCE], 3) == 3
+    monkeypatch.setattr(runner, "max_pixels", 32 * 32)
+    plan = suite.Plan("standard", ["apoc-cpu"], [(48, 48)], 2, tmp_path)
+    rows, meta = suite.run(plan)
+    assert rows == [] and meta["skipped"] == [f"apoc-cpu on 48x48: not run: larger than its 1024 pixels "
+                                              f"({runner.limit_note})"]
+    note = setup_notes(["apoc-cpu"])[0]
+    assert "Limits: at most 1024 pixels, 1 repeat(s) per stage: pocl compiles" in note
