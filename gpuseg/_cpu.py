@@ -264,15 +264,16 @@ def _drawn_rows_tree_class():
     splitter gathers feature values from a matrix of the drawn rows, which stays
     in cache, instead of from all of them: 1.08x-1.23x faster fits of the
     benchmark's forest (50 trees of 12.8k draws from 256k rows of 24 features;
-    a one-off timing, alternated with the stock forest). Relies on
-    the forest calling ``DecisionTreeClassifier._fit`` with ``check_input=False``
-    (scikit-learn 1.3 to 1.9); called otherwise, the tree fits as it would.
+    a one-off timing, alternated with the stock forest). Relies on the forest
+    calling ``DecisionTreeClassifier._fit`` with keywords, ``check_input=False``
+    and no missing-value mask, as scikit-learn 1.9 does (the version tested);
+    called any other way, the tree fits all the rows as the stock one does.
     """
     from sklearn.tree import DecisionTreeClassifier
 
     class DrawnRowsTree(DecisionTreeClassifier):
-        def _fit(self, X, y, sample_weight=None, **options):
-            if (sample_weight is not None and options.get("check_input") is False
+        def _fit(self, X, y, sample_weight=None, *args, **options):
+            if (sample_weight is not None and not args and options.get("check_input") is False
                     and options.get("missing_values_in_feature_mask") is None):
                 rows = np.flatnonzero(sample_weight)
                 classes = y[:, 0]  # the forest's class indices 0 .. n - 1, as float64
@@ -280,7 +281,7 @@ def _drawn_rows_tree_class():
                 if absent.size:
                     rows = np.union1d(rows, [np.argmax(classes == c) for c in absent])
                 X, y, sample_weight = X.take(rows, axis=0), y.take(rows, axis=0), sample_weight[rows]
-            return super()._fit(X, y, sample_weight=sample_weight, **options)
+            return super()._fit(X, y, sample_weight, *args, **options)
 
     return DrawnRowsTree
 
