@@ -24,7 +24,8 @@ then quotes), two stages:
   too, in float64 for scikit-image's passes and float32 for the filters'. The
   floor is the slower.
 
-Both floors are measured on this machine in this run; nothing is quoted.
+Both floors are measured on this machine in this run, taking turns with the
+stages they bound (best of ``--repeats`` rounds); nothing is quoted.
 """
 
 from __future__ import annotations
@@ -42,13 +43,21 @@ from .report import print_section
 FLOOR_TREES, FLOOR_DEPTH = 50, 10
 
 
-def _best(fn, repeats: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def _interleaved(tasks: dict, repeats: int) -> dict:
+    """Best seconds of each callable of ``tasks``, timed in ``repeats`` rounds that run every task once.
+
+    Each task runs once untimed first (compilation). Taking turns, the tasks
+    share whatever the machine's speed does meanwhile (this VM's drifts by tens
+    of per cent within minutes), so their ratios, which the report shows, hold.
+    """
+    for fn in tasks.values():
         fn()
-        best = min(best, time.perf_counter() - t0)
+    best = dict.fromkeys(tasks, float("inf"))
+    for _ in range(repeats):
+        for name, fn in tasks.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
     return best
 
 
@@ -58,11 +67,11 @@ def _copy(src, dst):
         dst[i] = src[i]
 
 
-def bandwidth(repeats: int) -> float:
-    """Bytes per second a parallel copy moves (read + write) on every core."""
+def bandwidth_task() -> tuple:
+    """A parallel copy of a 256 MiB array on every core, and the bytes it moves (read + write)."""
     src = np.ones(2**26, np.float32)
     dst = np.empty_like(src)
-    return 2 * src.nbytes / _best(lambda: _copy(src, dst), repeats)
+    return (lambda: _copy(src, dst)), 2 * src.nbytes
 
 
 @numba.njit(nogil=True)
@@ -78,8 +87,8 @@ def _multiply_adds(x, acc, rounds, w):
         _multiply_add_rounds(x, acc[t], rounds, w)
 
 
-def multiply_add_rate(repeats: int, dtype=np.float64) -> float:
-    """Multiply-adds in ``dtype`` per second of Numba-compiled code on L1-resident data, every core.
+def multiply_add_task(dtype=np.float64) -> tuple:
+    """Multiply-adds in ``dtype`` of Numba-compiled code on L1-resident data, every core, and their count.
 
     Compiled as gpuseg's filter kernels are (no fast-math, so no fused
     multiply-add): what a filter tap costs at best in such code, not the
@@ -88,8 +97,8 @@ def multiply_add_rate(repeats: int, dtype=np.float64) -> float:
     threads = numba.get_num_threads()
     x = np.ones(512, dtype)
     acc = np.zeros((threads, x.size), dtype)
-    rounds, w = 20_000, np.dtype(dtype).type(1.000001)
-    return threads * rounds * x.size / _best(lambda: _multiply_adds(x, acc, rounds, w), repeats)
+    rounds, w = 200_000, np.dtype(dtype).type(1.000001)  # about 20 ms: long enough to time on a noisy VM
+    return (lambda: _multiply_adds(x, acc, rounds, w)), threads * rounds * x.size
 
 
 def chain_forest(n_features: int):
@@ -119,21 +128,20 @@ def trained_classifier(X: np.ndarray):
     return clf.fit(X[:200_000], y[:200_000])
 
 
-def walk_rates(n_pixels: int, repeats: int) -> dict:
-    """Node steps per second of the trained forest and of the L1-resident chain forest, on every core."""
+def walk_tasks(n_pixels: int) -> dict:
+    """Probabilities and labels of the trained forest and of the L1-resident chain forest for ``n_pixels``
+    random pixels: ``{name: (fn, node steps)}`` (``steps`` the pixels times the trees' depths)."""
     from gpuseg import _cpu
+    from gpuseg.forest import Forest
 
     X = np.random.default_rng(0).random((n_pixels, 24), dtype=np.float32)
     Xt = np.ascontiguousarray(X.T)
-    rates = {}
-    from gpuseg.forest import Forest
-
+    tasks = {}
     for name, forest in (("trained", Forest.from_sklearn(trained_classifier(X))), ("floor", chain_forest(24))):
-        arrays = forest.arrays(_cpu)
-        seconds = _best(lambda: _cpu.forest_predict_proba(arrays, Xt), repeats)
-        rates[name] = {"seconds": seconds, "steps_per_s": n_pixels * int(forest.depth.sum()) / seconds,
-                       "labels_seconds": _best(lambda: _cpu.forest_predict_labels(arrays, Xt), repeats)}
-    return rates
+        arrays, steps = forest.arrays(_cpu), n_pixels * int(forest.depth.sum())
+        tasks[name] = ((lambda a=arrays: _cpu.forest_predict_proba(a, Xt)), steps)
+        tasks[name + " labels"] = ((lambda a=arrays: _cpu.forest_predict_labels(a, Xt)), steps)
+    return tasks
 
 
 @contextlib.contextmanager
@@ -161,9 +169,9 @@ def counted_passes(be):
         be.gaussian_1d, be.gaussian = one_d, nd
 
 
-def feature_costs(edge: int, preset: str, repeats: int) -> dict:
-    """Seconds, passes, taps, multiply-adds and bytes per pixel of a preset's features of an
-    ``edge`` x ``edge`` image."""
+def feature_task(edge: int, preset: str) -> tuple:
+    """A preset's features of an ``edge`` x ``edge`` image, and their passes, taps, multiply-adds and
+    bytes per pixel."""
     from gpuseg import _cpu
     from gpuseg.features import PRESETS
     from gpuseg.predictor import TileFeatures
@@ -175,19 +183,30 @@ def feature_costs(edge: int, preset: str, repeats: int) -> dict:
     with counted_passes(_cpu) as passes:
         rows.feature_matrix(image, crop, (edge, edge))
     n_features = params.n_features(2)
-    seconds = _best(lambda: rows.feature_matrix(image, crop, (edge, edge)), repeats)
-    return {"preset": preset, "seconds": seconds, "passes": len(passes), "taps": sum(2 * r + 1 for r, _ in passes),
-            "multiply_adds": {p: sum(r + 1 for r, q in passes if q == p) for p in ("float64", "float32")},
-            "n_features": n_features,
-            "bytes_per_pixel": 8 * len(passes) + 4 * n_features}
+    return (lambda: rows.feature_matrix(image, crop, (edge, edge))), {
+        "preset": preset, "passes": len(passes), "taps": sum(2 * r + 1 for r, _ in passes),
+        "multiply_adds": {p: sum(r + 1 for r, q in passes if q == p) for p in ("float64", "float32")},
+        "n_features": n_features, "bytes_per_pixel": 8 * len(passes) + 4 * n_features}
+
+
+PRESETS_MEASURED = ("skimage", "compact", "ilastik")
 
 
 def measure(edge: int, repeats: int) -> dict:
-    """Everything :func:`report` shows, measured now."""
-    return {"edge": edge, "threads": numba.get_num_threads(), "bandwidth": bandwidth(repeats),
-            "multiply_adds": {"float64": multiply_add_rate(repeats), "float32": multiply_add_rate(repeats, np.float32)},
-            "walk": walk_rates(edge * edge, repeats),
-            "features": [feature_costs(edge, p, repeats) for p in ("skimage", "compact", "ilastik")]}
+    """Everything :func:`report` shows, measured now, every stage and floor taking turns (see :func:`_interleaved`)."""
+    copy, copied = bandwidth_task()
+    adds = {p: multiply_add_task(np.dtype(p)) for p in ("float64", "float32")}
+    walks = walk_tasks(edge * edge)
+    features = {p: feature_task(edge, p) for p in PRESETS_MEASURED}
+    seconds = _interleaved({"copy": copy, **{f"adds {p}": fn for p, (fn, _) in adds.items()},
+                            **{f"walk {n}": fn for n, (fn, _) in walks.items()},
+                            **{f"features {p}": fn for p, (fn, _) in features.items()}}, repeats)
+    walk = {name: {"seconds": seconds[f"walk {name}"], "labels_seconds": seconds[f"walk {name} labels"],
+                   "steps_per_s": walks[name][1] / seconds[f"walk {name}"]} for name in ("trained", "floor")}
+    return {"edge": edge, "threads": numba.get_num_threads(), "bandwidth": copied / seconds["copy"],
+            "multiply_adds": {p: n / seconds[f"adds {p}"] for p, (_, n) in adds.items()},
+            "walk": walk,
+            "features": [{**info, "seconds": seconds[f"features {p}"]} for p, (_, info) in features.items()]}
 
 
 def report(m: dict) -> str:
@@ -230,7 +249,7 @@ def report(m: dict) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=2048)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, help="folder to write floor.md into")
     args = parser.parse_args(argv)
     print_section(report(measure(args.size, args.repeats)), args.out, "floor.md")
