@@ -10,10 +10,15 @@ square float32 image size it prints the best wall time (ms) of:
 * ``sobel``: gpuseg's fused kernel, OpenCV (two ``cv2.Sepfilter2D`` passes with
   scikit-image's weights, BORDER_REFLECT, then the magnitude) and
   ``skimage.filters.sobel`` (SciPy);
-* ``gaussian(sigma, order)``, the derivatives of ilastik's filters (first
-  along axis 0, second along axis 1, sigma 1.6): gpuseg's Numba passes,
+* ``gaussian(sigma, order)``, Gaussian derivatives in SciPy's float64 sums
+  (first along axis 0, second along axis 1, sigma 1.6): gpuseg's Numba passes,
   ``cv2.sepFilter2D`` with SciPy's derivative kernels and
   ``scipy.ndimage.gaussian_filter(..., order=...)``;
+* one pass of ilastik's filters along each axis at sigma 1.6 and 10
+  (``pass f32``: gpuseg's ``gaussian_1d``, summed in float32) beside the same
+  pass in SciPy's float64 sums (``pass f64``, gpuseg's kernel given float64
+  weights), ``cv2.sepFilter2D`` with a one-tap kernel along the other axis and
+  ``scipy.ndimage.gaussian_filter1d``;
 * ``symmetric_eigenvalues`` of three structure-tensor-like elements: gpuseg's
   kernel and scikit-image's ``hessian_matrix_eigvals`` (NumPy);
 * ``hessian_eigenvalues`` of a smoothed image: gpuseg's fused kernel and the
@@ -23,9 +28,14 @@ square float32 image size it prints the best wall time (ms) of:
   kernel (for labels it stops walking a pixel once its class is sure) and
   scikit-learn's ``predict_proba`` and ``predict`` on the same 50 depth-10
   trees (trained on 24 features of the image's pixels), for every pixel of the
-  image (the "NumPy" column holds scikit-learn's time).
+  image (the "NumPy" column holds scikit-learn's time);
+* ``forest_fit``: gpuseg's ``_cpu.forest_fit`` (each tree grown from the rows
+  its bootstrap drew) and scikit-learn's stock forest, the benchmark's 50
+  depth-10 trees with ``max_samples=0.05`` on :data:`FIT_ROWS` of the pixels'
+  24 features (the same trees; the "NumPy" column holds scikit-learn's time).
 
-gpuseg's values equal SciPy's (scikit-image's) bit for bit; OpenCV's differ in
+gpuseg's values equal SciPy's (scikit-image's) bit for bit but for ``pass f32``
+(float32 rounding); OpenCV's differ in
 the last bits and are only a speed reference. Threads:
 Numba and OpenCV use all cores, SciPy and NumPy one.
 """
@@ -39,6 +49,7 @@ import time
 import numpy as np
 
 SIGMAS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+FIT_ROWS = 256_000
 
 
 def _best(fn, repeats: int) -> float:
@@ -74,6 +85,7 @@ def main(argv=None) -> None:
     from skimage.feature import hessian_matrix_eigvals
 
     from gpuseg import _cpu
+    from gpuseg._cpu_filters import NEAREST, correlate_symmetric
 
     print(f"CPU threads: numba {numba.get_num_threads()}, OpenCV {cv2.getNumThreads()}, "
           f"os.cpu_count {os.cpu_count()}; best of {args.repeats}, wall ms")
@@ -102,6 +114,18 @@ def main(argv=None) -> None:
             sp = _best(lambda: ndi.gaussian_filter(img, 1.6, order=order, mode="nearest", truncate=4.0,
                                                    output=np.float32), args.repeats)
             print(f"{'gaussian order=' + ''.join(map(str, order)):20s}{ours:9.1f}{ocv:9.1f}{sp:9.1f}{'':>9s}")
+        for sigma in (1.6, 10.0):
+            half = _cpu.gaussian_kernel(sigma)[int(4 * sigma + 0.5):]
+            one, full = np.ones(1, np.float32), _cpu.gaussian_kernel(sigma).astype(np.float32)
+            for axis in (0, 1):
+                f32 = _best(lambda: _cpu.gaussian_1d(img, sigma, 0, axis), args.repeats)
+                f64 = _best(lambda: correlate_symmetric(img, half, axis, NEAREST), args.repeats)
+                kx, ky = (one, full) if axis == 0 else (full, one)
+                ocv = _best(lambda: cv2.sepFilter2D(img, -1, kx, ky, borderType=cv2.BORDER_REPLICATE), args.repeats)
+                sp = _best(lambda: ndi.gaussian_filter1d(img, sigma, axis=axis, mode="nearest", truncate=4.0),
+                           args.repeats)
+                print(f"{f'pass f32 s={sigma:g} ax{axis}':20s}{f32:9.1f}{ocv:9.1f}{sp:9.1f}{'':>9s}")
+                print(f"{f'pass f64 s={sigma:g} ax{axis}':20s}{f64:9.1f}{'':>9s}{'':>9s}{'':>9s}")
         g = _cpu.gaussian(img, 1.0)
         elements = [g, _cpu.gaussian(img, 2.0), g * g]
         ours = _best(lambda: _cpu.symmetric_eigenvalues(elements), args.repeats)
@@ -115,12 +139,14 @@ def main(argv=None) -> None:
         npy = _best(lambda: _numpy_hessian(g), args.repeats)
         print(f"{'hessian_eigenvalues':20s}{ours:9.1f}{'':>9s}{'':>9s}{npy:9.1f}")
         for kind, ours, skl in _forest_times(n, args.repeats):
-            print(f"{'forest_predict_' + kind:20s}{ours:9.1f}{'':>9s}{'':>9s}{skl:9.1f}")
+            print(f"{'forest_' + kind:20s}{ours:9.1f}{'':>9s}{'':>9s}{skl:9.1f}")
 
 
 def _forest_times(n: int, repeats: int) -> list:
-    """``(kind, ms of gpuseg's kernel, ms of scikit-learn)`` on n*n samples, for ``proba``
-    (``predict_proba``) and ``labels`` (``predict``)."""
+    """``(kind, ms of gpuseg, ms of scikit-learn)`` on n*n samples, for ``predict_proba`` and
+    ``predict_labels`` (scikit-learn's ``predict``), and for ``fit`` on the benchmark's forest."""
+    from sklearn.ensemble import RandomForestClassifier
+
     from gpuseg import _cpu
     from gpuseg.forest import Forest
 
@@ -130,10 +156,15 @@ def _forest_times(n: int, repeats: int) -> list:
     clf = trained_classifier(X)
     arrays = Forest.from_sklearn(clf).arrays(_cpu)
     Xt = np.ascontiguousarray(X.T)
-    return [("proba", _best(lambda: _cpu.forest_predict_proba(arrays, Xt), repeats),
+    rows = X[:FIT_ROWS]  # as many as the standard benchmark scribbles at 4096x4096
+    y = clf.predict(rows)
+    forest = {"n_estimators": 50, "max_depth": 10, "max_samples": 0.05, "random_state": 0}
+    return [("predict_proba", _best(lambda: _cpu.forest_predict_proba(arrays, Xt), repeats),
              _best(lambda: clf.predict_proba(X), repeats)),
-            ("labels", _best(lambda: _cpu.forest_predict_labels(arrays, Xt), repeats),
-             _best(lambda: clf.predict(X), repeats))]
+            ("predict_labels", _best(lambda: _cpu.forest_predict_labels(arrays, Xt), repeats),
+             _best(lambda: clf.predict(X), repeats)),
+            ("fit", _best(lambda: _cpu.forest_fit(rows, y, forest, 3), repeats),
+             _best(lambda: RandomForestClassifier(n_jobs=-1, **forest).fit(rows, y), repeats))]
 
 
 if __name__ == "__main__":

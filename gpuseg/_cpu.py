@@ -153,9 +153,10 @@ def gaussian_1d(image: np.ndarray, sigma: float, order: int, axis: int) -> np.nd
     """One pass of ilastik's filters: ``scipy.ndimage.gaussian_filter1d`` (mode 'nearest', truncate 4), summed in float32.
 
     SciPy's weights and order of summation, in float32 rather than float64:
-    about 1.5x faster per pass (measured at 2138x2138, sigma 1.6 and 10), and
-    within a few float32 ulps of the largest output value of SciPy's (the GPU
-    backend's cuCIM passes are float32 too). Every pixel still goes through the
+    1.2x-1.8x faster per pass at 2048x2048, sigma 1.6 and 10 (``python -m
+    benchmarks.filters``, rows ``pass f32`` and ``pass f64``; committed in
+    ``benchmarks/results/cpu-2core/filters.txt``), and within the rounding of a
+    float32 sum of SciPy's (tested; the GPU backend's cuCIM passes are float32 too). Every pixel still goes through the
     same operations, so tiles equal the whole image bit for bit.
     :func:`gaussian` (scikit-image's features) keeps SciPy's float64 sums.
 
@@ -262,9 +263,9 @@ def _drawn_rows_tree_class():
     weight-0 row of any class the draws missed, so the tree knows every class)
     grows the same tree, bit for bit (tested against the stock forest), and its
     splitter gathers feature values from a matrix of the drawn rows, which stays
-    in cache, instead of from all of them: 1.08x-1.23x faster fits of the
-    benchmark's forest (50 trees of 12.8k draws from 256k rows of 24 features;
-    a one-off timing, alternated with the stock forest). Relies on the forest
+    in cache, instead of from all of them: 1.25x faster fits of the benchmark's
+    forest (50 trees of 12.8k draws from 256k rows of 24 features; ``python -m
+    benchmarks.filters``, row ``forest_fit``). Relies on the forest
     calling ``DecisionTreeClassifier._fit`` with keywords, ``check_input=False``
     and no missing-value mask, as scikit-learn 1.9 does (the version tested);
     called any other way, the tree fits all the rows as the stock one does.

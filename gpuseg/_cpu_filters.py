@@ -174,8 +174,9 @@ def correlate_symmetric(x: np.ndarray, half_weights: np.ndarray, axis: int, mode
         ``half_weights[k]`` is the kernel's weight at ``+k`` (the correlation's
         weight at ``-k``); ``-half_weights[k]`` (antisymmetric) or the same
         (symmetric) at ``-k``. The sums are in its type: float64 gives SciPy's
-        values bit for bit; float32 runs about 1.6x faster (twice the SIMD
-        lanes) and differs from them by float32 rounding.
+        values bit for bit; float32 is faster (twice the SIMD lanes; ``python
+        -m benchmarks.filters``, rows ``pass``) and differs from them by
+        float32 rounding.
     axis : int
     mode : {NEAREST, REFLECT}
         Border rule: scipy.ndimage's ``'nearest'`` or ``'reflect'``.
