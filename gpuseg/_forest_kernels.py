@@ -8,8 +8,11 @@ steps without a data-dependent branch.
 A walk is a chain of dependent loads (node -> feature -> sample value -> next
 node), so the kernel walks ``_LANES`` samples through a tree side by side to
 keep that many chains in flight, with unsigned indices (no negative-index
-wrap-around on the chain). A block's samples are first copied sample-major into
-a local buffer: the caller's feature-major rows lie a power-of-two stride apart
+wrap-around on the chain). The lanes' nodes are eight scalar variables, not an
+array: LLVM keeps them in registers, where an array's would be stored and
+loaded again at every step (it cannot prove that the array does not alias the
+tree's arrays); that made the walk 1.1x faster on the 2-core Xeon. A block's
+samples are first copied sample-major into a local buffer: the caller's feature-major rows lie a power-of-two stride apart
 for many tile shapes, and reading a sample across them thrashes one L1 set.
 
 For labels the kernel stops walking a sample once its leading class is ahead
@@ -28,7 +31,7 @@ import numpy as np
 from ._threading import parallel_kernel
 
 _BLOCK = 256  # samples per parallel job
-_LANES = 8  # samples walked through a tree side by side
+_LANES = 8  # samples walked through a tree side by side: the eight scalar lanes of predict_cpu
 _ROUNDING = 1e-3  # above the float32 rounding of 2 x 256 sums of leaf values in [0, 1]
 
 
@@ -60,24 +63,34 @@ def predict_cpu(X, roots, depth, child, feature, threshold, value, proba, labels
         for i in range(m):
             active[i] = i
         n_active = m
-        node = np.empty(_LANES, np.uint64)
-        row = np.empty(_LANES, np.uint64)
+        nf = np.uint64(n_feat)
         for t in range(n_trees):
             for i in range(n_active, n_active + _LANES):
                 active[i] = _BLOCK
+            root = np.uint64(roots[t])
             for i in range(0, n_active, _LANES):
-                for q in range(_LANES):
-                    node[q] = np.uint64(roots[t])
-                    row[q] = np.uint64(active[i + q] * n_feat)
+                s0, s1, s2, s3 = active[i], active[i + 1], active[i + 2], active[i + 3]
+                s4, s5, s6, s7 = active[i + 4], active[i + 5], active[i + 6], active[i + 7]
+                r0, r1, r2, r3 = np.uint64(s0) * nf, np.uint64(s1) * nf, np.uint64(s2) * nf, np.uint64(s3) * nf
+                r4, r5, r6, r7 = np.uint64(s4) * nf, np.uint64(s5) * nf, np.uint64(s6) * nf, np.uint64(s7) * nf
+                j0 = j1 = j2 = j3 = j4 = j5 = j6 = j7 = root
                 for _ in range(depth[t]):
-                    for q in range(_LANES):
-                        j = node[q]
-                        go_right = local[row[q] + np.uint64(feature[j])] > threshold[j]
-                        node[q] = np.uint64(child[j]) + np.uint64(go_right)
-                for q in range(_LANES):
-                    s = active[i + q]
-                    for c in range(k):
-                        acc[s, c] += value[node[q], c]
+                    j0 = _step(j0, r0, local, feature, threshold, child)
+                    j1 = _step(j1, r1, local, feature, threshold, child)
+                    j2 = _step(j2, r2, local, feature, threshold, child)
+                    j3 = _step(j3, r3, local, feature, threshold, child)
+                    j4 = _step(j4, r4, local, feature, threshold, child)
+                    j5 = _step(j5, r5, local, feature, threshold, child)
+                    j6 = _step(j6, r6, local, feature, threshold, child)
+                    j7 = _step(j7, r7, local, feature, threshold, child)
+                _add_leaf(acc, s0, value, j0)
+                _add_leaf(acc, s1, value, j1)
+                _add_leaf(acc, s2, value, j2)
+                _add_leaf(acc, s3, value, j3)
+                _add_leaf(acc, s4, value, j4)
+                _add_leaf(acc, s5, value, j5)
+                _add_leaf(acc, s6, value, j6)
+                _add_leaf(acc, s7, value, j7)
             if exits and 2 * (t + 1) >= n_trees and t + 1 < n_trees:
                 # Branch-free: every sample's leader is written, the sure ones leave the list.
                 reach = np.float32(n_trees - t - 1) * largest_leaf + np.float32(_ROUNDING)
@@ -100,6 +113,19 @@ def predict_cpu(X, roots, depth, child, feature, threshold, value, proba, labels
             for i in range(m):
                 for c in range(k):
                     proba[start + i, c] = acc[i, c] * scale
+
+
+@numba.njit(inline="always", nogil=True)
+def _step(j, row, local, feature, threshold, child):
+    """The node after ``j`` for the sample whose features start at ``local[row]``."""
+    return np.uint64(child[j]) + np.uint64(local[row + np.uint64(feature[j])] > threshold[j])
+
+
+@numba.njit(inline="always", nogil=True)
+def _add_leaf(acc, s, value, j):
+    """Add leaf ``j``'s class values to sample ``s``'s sums."""
+    for c in range(value.shape[1]):
+        acc[s, c] += value[j, c]
 
 
 @numba.njit(inline="always", nogil=True)
