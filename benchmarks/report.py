@@ -280,8 +280,18 @@ def _setup(meta) -> list[str]:
         f"- Timing: each runner and image in a fresh process; one warm-up on a small image of the same kind, then "
         f"{meta['repeats']} repeats per stage, median quoted; GPU work synchronised before the clock stops. "
         "Peak RSS: the worker process's high-water mark during the stage (largest over repeats), including "
-        "the interpreter, libraries and the input image. Peak GPU: device memory in use above the stage's start.",
+        "the interpreter, libraries and the input image. Peak GPU: device memory in use above the stage's start."
+        + _warm_note(meta),
     ]
+
+
+def _warm_note(meta) -> str:
+    """What the run did about a virtual machine's costly first touch of its memory (older runs: nothing)."""
+    if "memory_warmed_GB" not in meta:
+        return ""
+    return (f" Before the first runner the suite wrote once to {meta['memory_warmed_GB']:.1f} GB of free memory "
+            f"({meta['memory_warm_seconds']:.1f} s), so that no runner pays a fresh virtual machine's first touch of "
+            "its pages.")
 
 
 def print_section(text: str, out: Path | None, name: str) -> None:

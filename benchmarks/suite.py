@@ -20,6 +20,7 @@ import psutil
 from tqdm.auto import tqdm
 
 from . import data
+from ._memory import WARM_BYTES_PER_PIXEL, touch_free_memory
 from .report import load_rows
 from .runners import REFERENCE, RUNNERS, USER_FOREST, cpu_model
 
@@ -142,6 +143,7 @@ def run(plan: Plan) -> tuple[list[dict], dict]:
     rows = []
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     load_before = os.getloadavg()[0]
+    warmed, warm_seconds = touch_free_memory(WARM_BYTES_PER_PIXEL * max(math.prod(s) for s in plan.shapes))
     tasks = [(shape, name) for shape in plan.shapes for name in plan.runners]
     with tempfile.TemporaryDirectory(prefix="gpuseg-bench-") as tmp, tqdm(total=len(tasks), unit="run") as bar:
         for shape in plan.shapes:
@@ -169,7 +171,8 @@ def run(plan: Plan) -> tuple[list[dict], dict]:
                     tqdm.write(f"{name} on {label}: {why}")
                 bar.update()
             shutil.rmtree(case)
-    meta = {**_meta(plan), "started": started, "load_before": load_before, "load_after": os.getloadavg()[0]}
+    meta = {**_meta(plan), "started": started, "load_before": load_before, "load_after": os.getloadavg()[0],
+            "memory_warmed_GB": warmed / 1e9, "memory_warm_seconds": warm_seconds}
     (plan.out / "run.json").write_text(json.dumps(meta, indent=1) + "\n")
     return rows, meta
 

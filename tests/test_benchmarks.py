@@ -294,3 +294,18 @@ def test_a_runners_size_and_repeat_limits_skip_with_their_reason(tmp_path, monke
                                               f"({runner.limit_note})"]
     note = setup_notes(["apoc-cpu"])[0]
     assert "Limits: at most 1024 pixels, 1 repeat(s) per stage: pocl compiles" in note
+
+
+def test_the_suite_touches_memory_for_its_largest_image_before_the_runners(tmp_path):
+    """Each page of WARM_BYTES_PER_PIXEL bytes per pixel of the largest image is written once, and the report says so."""
+    from benchmarks import suite
+    from benchmarks._memory import WARM_BYTES_PER_PIXEL, touch_free_memory
+    from benchmarks.report import write_report
+
+    touched, seconds = touch_free_memory(3 * 2**20 + 5)
+    assert touched == 3 * 2**20 + 5 and seconds > 0
+    plan = suite.Plan("standard", [], [(32, 32), (48, 48)], 1, tmp_path)
+    rows, meta = suite.run(plan)
+    assert meta["memory_warmed_GB"] == WARM_BYTES_PER_PIXEL * 48 * 48 / 1e9
+    text = write_report(rows, meta, tmp_path).read_text()
+    assert f"wrote once to {meta['memory_warmed_GB']:.1f} GB of free memory" in text
