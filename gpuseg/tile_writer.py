@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import zarr
@@ -95,22 +96,36 @@ class TileWriter:
         Yields
         ------
         (index, tile)
-            Each chunk's tile, once its marker is written.
+            Each chunk's tile, once its marker is written. A tile's chunks are
+            written in a thread while the next tile is classified; a tile is
+            written only once the one before it has been.
         """
         frames = self.frames()
         if self._array is None:
             self._array = zarr.open_array(self.store, mode="r+")
         if skip_done:
             tiles = [(i, t) for i, t in (self._left_to_write(i, t) for i, t in tiles) if t is not None]
-        for index, group in itertools.groupby(tiles, key=lambda pair: pair[0]):
-            frame_tiles = (t for _, t in group)
-            for tile, result in predictor.classify_tiles(frames.frame(index), frame_tiles, self.kind):
-                for chunk in _chunks(tile):
-                    part = tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(chunk.write, tile.write))
-                    where = self._index(frames, index, chunk.write)
-                    self._array[where] = np.moveaxis(result[part], -1, 0) if self.kind == "proba" else result[part]
-                    self.fs.touch(f"{self.done}/{self.marker(index, chunk)}")
-                    yield index, chunk
+        with ThreadPoolExecutor(1, thread_name_prefix="gpuseg-write") as pool:  # one tile written while the next is classified
+            pending = None
+            for index, group in itertools.groupby(tiles, key=lambda pair: pair[0]):
+                frame_tiles = (t for _, t in group)
+                for tile, result in predictor.classify_tiles(frames.frame(index), frame_tiles, self.kind):
+                    if pending is not None:  # the previous tile is written (or its error raised) first
+                        yield from pending.result()
+                    pending = pool.submit(self._write_tile, frames, index, tile, result)
+            if pending is not None:
+                yield from pending.result()
+
+    def _write_tile(self, frames: Frames, index: tuple, tile, result) -> list:
+        """Write a classified tile's chunks, each followed by its marker; the ``(index, chunk)`` pairs written."""
+        written = []
+        for chunk in _chunks(tile):
+            part = tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(chunk.write, tile.write))
+            where = self._index(frames, index, chunk.write)
+            self._array[where] = np.moveaxis(result[part], -1, 0) if self.kind == "proba" else result[part]
+            self.fs.touch(f"{self.done}/{self.marker(index, chunk)}")
+            written.append((index, chunk))
+        return written
 
     def _left_to_write(self, index: tuple, tile) -> tuple:
         """``(index, tile)`` less its chunks whose marker exists: the tile itself, a block of the rest, or ``None``."""

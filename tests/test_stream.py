@@ -482,3 +482,30 @@ def test_read_ahead_reads_the_next_region_while_this_one_is_classified():
     assert next(blocks) == (1, 10) and next(blocks) == (2, 20)
     with pytest.raises(OSError, match="unreadable"):
         next(blocks)
+
+
+def test_a_failed_chunk_write_stops_the_run_before_later_tiles_are_written(scene, tmp_path, monkeypatch):
+    """Tiles are written in a thread while the next one is classified: a write's error reaches the caller, and no
+    tile after the failed one is written; the rerun completes the output."""
+    from gpuseg.tile_writer import TileWriter
+
+    seg, image, _, expected = scene
+    np.save(tmp_path / "in.npy", image)
+    out = tmp_path / "out.zarr"
+    monkeypatch.setattr(Predictor, "default_tile_shape", lambda self, spatial, n_features: (16, 16))  # a chunk a tile
+    real_write, written, failed = TileWriter._write_tile, [], []
+
+    def write_then_fail(self, frames, index, tile, result):
+        if len(written) == 2 and not failed:  # the third write fails once; a later one would succeed
+            failed.append(tile.write)
+            raise OSError("No space left on device")
+        written.append(tile.write)
+        return real_write(self, frames, index, tile, result)
+
+    monkeypatch.setattr(TileWriter, "_write_tile", write_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        predict_to_zarr(seg, tmp_path / "in.npy", out, tile_shape=(16, 16), progress=False)
+    assert len(written) == 2 and len(os.listdir(out / "0" / DONE_DIR)) == 2
+    monkeypatch.setattr(TileWriter, "_write_tile", real_write)
+    predict_to_zarr(seg, tmp_path / "in.npy", out, tile_shape=(16, 16), progress=False)
+    np.testing.assert_array_equal(zarr.open_group(str(out), mode="r")["0"][:], expected)
