@@ -96,9 +96,11 @@ def multiply_add_task(dtype=np.float64) -> tuple:
     """
     threads = numba.get_num_threads()
     x = np.ones(512, dtype)
-    acc = np.zeros((threads, x.size), dtype)
-    rounds, w = 200_000, np.dtype(dtype).type(1.000001)  # about 20 ms: long enough to time on a noisy VM
-    return (lambda: _multiply_adds(x, acc, rounds, w)), threads * rounds * x.size
+    # Eight rows of work per core: with one each, TBB may run two rows on one thread (measured: half the
+    # rate in some runs); about 20 ms in all, long enough to time on a noisy VM.
+    acc = np.zeros((8 * threads, x.size), dtype)
+    rounds, w = 25_000, np.dtype(dtype).type(1.000001)
+    return (lambda: _multiply_adds(x, acc, rounds, w)), acc.shape[0] * rounds * x.size
 
 
 def chain_forest(n_features: int):
