@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import autocontext
-from ._backend import backend_module, module_of, resolve_backend
+from ._backend import backend_module, is_device_array, module_of, resolve_backend
 from ._validation import check_dtype, check_labels, prepare_image, spatial_shape, warn_if_rgb
 from .features import FeatureParams, iter_features
 from .tiling import Tile, channel_index, check_tile_shape, default_tile_shape, iter_tiles, labelled_points
@@ -329,7 +329,7 @@ class Predictor(TileFeatures):
                 yield tile, out.asarray(result)
             tiles = [t for t, h in zip(tiles, held) if not h]
         read = functools.partial(self._read_raw, image)
-        in_memory = isinstance(image, np.ndarray) or out is not np
+        in_memory = isinstance(image, np.ndarray) or is_device_array(image)
         for tile, raw in ((t, read(t)) for t in tiles) if in_memory else _read_ahead(read, tiles):
             yield tile, out.asarray(self.classify(self._prepare(raw), tile.crop, kind))
 

@@ -509,3 +509,32 @@ def test_a_failed_chunk_write_stops_the_run_before_later_tiles_are_written(scene
     monkeypatch.setattr(TileWriter, "_write_tile", real_write)
     predict_to_zarr(seg, tmp_path / "in.npy", out, tile_shape=(16, 16), progress=False)
     np.testing.assert_array_equal(zarr.open_group(str(out), mode="r")["0"][:], expected)
+
+
+def test_tiles_of_an_image_not_in_memory_are_read_in_a_thread_ahead(scene):
+    """classify_tiles reads a Zarr-like image's next region in its read-ahead thread, a NumPy image's in the
+    caller's thread; the labels are the same."""
+    import threading
+
+    from gpuseg.tiling import iter_tiles
+
+    seg, image, _, expected = scene
+    readers = []
+
+    class Recorded:  # an array that is neither NumPy's nor CuPy's, as a Zarr array is
+        shape, ndim, dtype = image.shape, image.ndim, image.dtype
+
+        def __getitem__(self, key):
+            readers.append(threading.current_thread().name)
+            return image[key]
+
+    predictor = seg.predictor()
+    tiles = iter_tiles(image.shape, (32, 64), predictor.halo)
+    out = np.empty(image.shape, seg.label_dtype)
+    for tile, result in predictor.classify_tiles(Recorded(), tiles, "labels"):
+        out[tile.write] = result
+    np.testing.assert_array_equal(out, expected)
+    assert len(readers) == len(tiles) and all(name.startswith("gpuseg-read") for name in readers)
+    readers.clear()
+    list(predictor.classify_tiles(np.asarray(image), tiles, "labels"))
+    assert readers == []  # a NumPy image is sliced in place, not through __getitem__ of a wrapper
