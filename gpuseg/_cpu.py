@@ -263,7 +263,7 @@ def _drawn_rows_tree_class():
     weight-0 row of any class the draws missed, so the tree knows every class)
     grows the same tree, bit for bit (tested against the stock forest), and its
     splitter gathers feature values from a matrix of the drawn rows, which stays
-    in cache, instead of from all of them: 1.25x faster fits of the benchmark's
+    in cache, instead of from all of them: 1.38x faster fits of the benchmark's
     forest (50 trees of 12.8k draws from 256k rows of 24 features; ``python -m
     benchmarks.filters``, row ``forest_fit``). Relies on the forest
     calling ``DecisionTreeClassifier._fit`` with keywords, ``check_input=False``
