@@ -110,6 +110,40 @@ def fill_pyramid(group, axes: str) -> None:
         k += 1
 
 
+def write_pyramid_part(levels, axes: str, where: tuple, values) -> None:
+    """Write into levels ``1..`` of a labels image what a region of level ``0`` gives them (as :func:`fill_pyramid` does).
+
+    Level ``k`` holds level ``0``'s pixel ``(..., 2**k * y, 2**k * x)`` at
+    ``(..., y, x)``: the pixels of the region whose Y and X are multiples of ``2**k``.
+
+    Parameters
+    ----------
+    levels : sequence of zarr.Array
+        Levels ``1, 2, ...``.
+    axes : str
+        The arrays' axes (OME letters, with ``Y`` and ``X``).
+    where : tuple of int or slice
+        The region of level ``0``, one entry per axis (slices with a start and a stop).
+    values : ndarray
+        ``level0[where]``: one axis per slice of ``where``.
+    """
+    yx = {axes.index("Y"), axes.index("X")}
+    for k, level in enumerate(levels, start=1):
+        step = 2**k
+        dst, src = [], []
+        for d, w in enumerate(where):
+            if isinstance(w, slice) and d in yx:
+                first = -(-w.start // step)
+                dst.append(slice(first, -(-w.stop // step)))
+                src.append(slice(first * step - w.start, None, step))
+            else:
+                dst.append(w)
+                if isinstance(w, slice):
+                    src.append(slice(None))
+        if all(s.stop > s.start for s in dst if isinstance(s, slice)):
+            level[tuple(dst)] = values[tuple(src)]
+
+
 def add_to_labels_group(image_group_path, name: str) -> None:
     """List ``name`` in the ``labels`` group of an OME-Zarr image (creating the group)."""
     labels = zarr.open_group(f"{image_group_path}/labels", mode="a")

@@ -13,8 +13,10 @@ its marker). A run killed at any moment and started again with the same
 arguments classifies only the blocks holding tiles without a marker and
 writes only those tiles, rewriting whatever half-written chunk they may
 have, and ends with the output of an
-uninterrupted run; when all tiles are done the pyramid is written, the markers
-removed and the output marked complete (:func:`finish_zarr`). Every tile is
+uninterrupted run; when all tiles are done the markers are removed and the
+output marked complete (:func:`finish_zarr`). The labels' pyramid is written
+with the tiles of a new output classified in this process; a resumed output's,
+or a cluster's, is filled from level ``0`` once all tiles are done. Every tile is
 classified and written by :meth:`gpuseg.tile_writer.TileWriter.write`, in this
 process or on the workers of a Dask cluster (:mod:`gpuseg.cluster`); outputs
 may be fsspec URLs.
@@ -180,15 +182,19 @@ def run_jobs(jobs, client=None, *, progress=True) -> None:
     """
     from . import cluster
 
+    # In this process a new labels output gets its pyramid with its tiles; a resumed one (whose chunks of the
+    # levels a killed run may have left half-written) and a cluster's (many writers) get it filled at the end.
+    with_tiles = [client is None and j.pyramid and j.created for j in jobs]
     if client is None:
-        finished = itertools.chain.from_iterable(j.writer.write(j.predictor, j.blocks) for j in jobs)
+        finished = itertools.chain.from_iterable(j.writer.write(j.predictor, j.blocks, pyramid=p)
+                                                 for j, p in zip(jobs, with_tiles))
     else:
         finished = cluster.write_tiles(client, jobs)
     for _ in tqdm(finished, total=sum(j.n_tiles for j in jobs), initial=sum(j.n_done for j in jobs),
                   desc="gpuseg predict", unit="tile", disable=not progress):
         pass
-    for job in jobs:
-        finish_zarr(job)
+    for job, pyramid_written in zip(jobs, with_tiles):
+        finish_zarr(job, pyramid_written=pyramid_written)
 
 
 class ZarrJob(NamedTuple):
@@ -205,6 +211,7 @@ class ZarrJob(NamedTuple):
     store: str
     pyramid: bool
     complete: bool
+    created: bool
 
 
 def prepare_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None, overwrite=False, axes=None) -> ZarrJob:
@@ -222,8 +229,9 @@ def prepare_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None, ov
         Block)`` pairs, grouped by :func:`gpuseg.tiling.blocks` into blocks
         no larger than the memory budget's tile: this process's work),
         ``n_tiles`` in all and ``n_done`` with a marker; ``store`` (the output
-        group's path or URL), ``pyramid`` (labels: levels to fill when done)
-        and ``complete`` (nothing left to do).
+        group's path or URL), ``pyramid`` (labels: a pyramid to write),
+        ``complete`` (nothing left to do) and ``created`` (a new output, not
+        one resumed).
     """
     path = image if isinstance(image, (str, os.PathLike)) else None
     out = locate(out_path)
@@ -258,15 +266,19 @@ def prepare_zarr(segmenter, image, out_path, *, proba=False, tile_shape=None, ov
         for b in blocks(plan.tiles, per_block, keep=lambda t, index=index: writer.marker(index, t) not in done))
     out_path = Path(out.path) if out.local else out.store
     return ZarrJob(out_path, job["model"], predictor, writer, todo, todo_blocks, n_tiles,
-                   n_tiles if complete else len(done), out.store, not proba, complete)
+                   n_tiles if complete else len(done), out.store, not proba, complete, not resume)
 
 
-def finish_zarr(job: ZarrJob) -> None:
-    """After a job's last tile: fill the labels' pyramid, remove the done-markers, mark the output ``complete``."""
+def finish_zarr(job: ZarrJob, *, pyramid_written=False) -> None:
+    """After a job's last tile: fill the labels' pyramid, remove the done-markers, mark the output ``complete``.
+
+    ``pyramid_written``: the pyramid was written with the tiles
+    (:meth:`TileWriter.write`'s ``pyramid``), and is not filled again from level ``0``.
+    """
     if job.complete:
         return
     group = zarr.open_group(job.store, mode="r+")
-    if job.pyramid:
+    if job.pyramid and not pyramid_written:
         fill_pyramid(group, "".join(a["name"].upper() for a in group.attrs["ome"]["multiscales"][0]["axes"]))
     if job.writer.fs.exists(job.writer.done):
         job.writer.fs.rm(job.writer.done, recursive=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import posixpath
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -19,6 +20,7 @@ import zarr
 
 from .axes import Frames
 from .image_io import locate, open_image
+from .ome_zarr import write_pyramid_part
 from .tiling import Block
 
 DONE_DIR = ".gpuseg-done"
@@ -79,7 +81,7 @@ class TileWriter:
             self._frames = Frames(image, self.axes, self.ndim, self.channel_axis)
         return self._frames
 
-    def write(self, predictor, tiles, *, skip_done=False):
+    def write(self, predictor, tiles, *, skip_done=False, pyramid=False):
         """Classify ``tiles`` with ``predictor`` and write each one's chunks, then their markers.
 
         Parameters
@@ -92,6 +94,13 @@ class TileWriter:
             of a frame come together.
         skip_done : bool
             Leave out chunks whose marker exists (a task retried after its worker died).
+        pyramid : bool
+            Labels: also write each chunk's part of the pyramid (levels ``1``,
+            ``2``, ... beside level ``0``, see :func:`gpuseg.ome_zarr.write_pyramid_part`)
+            before its marker, so that the levels need not be filled from level
+            ``0`` afterwards. Only for one writer at a time writing every tile of
+            a new output: a chunk of a level spans several tiles, and writing
+            part of it reads it, changes it and writes it back.
 
         Yields
         ------
@@ -103,6 +112,7 @@ class TileWriter:
         frames = self.frames()
         if self._array is None:
             self._array = zarr.open_array(self.store, mode="r+")
+        levels = self._pyramid_levels() if pyramid else ()
         if skip_done:
             tiles = [(i, t) for i, t in (self._left_to_write(i, t) for i, t in tiles) if t is not None]
         with ThreadPoolExecutor(1, thread_name_prefix="gpuseg-write") as pool:  # one tile written while the next is classified
@@ -112,17 +122,24 @@ class TileWriter:
                 for tile, result in predictor.classify_tiles(frames.frame(index), frame_tiles, self.kind):
                     if pending is not None:  # the previous tile is written (or its error raised) first
                         yield from pending.result()
-                    pending = pool.submit(self._write_tile, frames, index, tile, result)
+                    pending = pool.submit(self._write_tile, frames, index, tile, result, levels)
             if pending is not None:
                 yield from pending.result()
 
-    def _write_tile(self, frames: Frames, index: tuple, tile, result) -> list:
-        """Write a classified tile's chunks, each followed by its marker; the ``(index, chunk)`` pairs written."""
+    def _pyramid_levels(self) -> list:
+        """Levels ``1, 2, ...`` of the output, the arrays beside level ``0``."""
+        group = zarr.open_group(posixpath.dirname(self.store.rstrip("/")), mode="r+")
+        return [group[str(k)] for k in itertools.takewhile(lambda k: str(k) in group, itertools.count(1))]
+
+    def _write_tile(self, frames: Frames, index: tuple, tile, result, levels=()) -> list:
+        """Write a classified tile's chunks, each followed by its part of ``levels`` and its marker; the
+        ``(index, chunk)`` pairs written."""
         written = []
         for chunk in _chunks(tile):
             part = tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(chunk.write, tile.write))
             where = self._index(frames, index, chunk.write)
             self._array[where] = np.moveaxis(result[part], -1, 0) if self.kind == "proba" else result[part]
+            write_pyramid_part(levels, self.axes_out, where, result[part])
             self.fs.touch(f"{self.done}/{self.marker(index, chunk)}")
             written.append((index, chunk))
         return written

@@ -359,6 +359,45 @@ def test_a_block_interrupted_between_chunks_resumes(scene, tmp_path, monkeypatch
     np.testing.assert_array_equal(zarr.open_group(str(out), mode="r")["0"][:], expected)
 
 
+def test_a_new_outputs_pyramid_is_written_with_its_tiles(scene, tmp_path, monkeypatch):
+    """The pyramid of a new output is written tile by tile (tiles off the levels' pixel grid, two frames): the
+    levels equal level 0's every 2**k-th pixel, and level 0 is not read again to fill them. A resumed output's
+    levels (one of whose chunks a killed run left torn) are filled from level 0 at the end."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    from gpuseg import stream
+
+    seg, image, _, _ = scene
+    movie = np.stack([np.tile(image, (3, 5))[:300, :700], np.tile(image[::-1], (3, 5))[:300, :700]])  # t, y, x
+    filled, real_fill = [], stream.fill_pyramid
+    monkeypatch.setattr(stream, "fill_pyramid", lambda *args: filled.append(1) or real_fill(*args))
+    monkeypatch.setattr(Predictor, "default_tile_shape", lambda self, spatial, n_features: (72, 200))
+
+    def check(out):
+        group = zarr.open_group(str(out), mode="r")
+        assert sorted(group.array_keys()) == ["0", "1", "2"]  # 300 x 700, 150 x 350, 75 x 175
+        level0 = group["0"][:]
+        np.testing.assert_array_equal(level0, np.stack([seg.predict(frame, progress=False) for frame in movie]))
+        for k in (1, 2):
+            np.testing.assert_array_equal(group[str(k)][:], level0[:, :: 2**k, :: 2**k])
+
+    check(predict_to_zarr(seg, movie, tmp_path / "new.zarr", axes="tyx", tile_shape=(30, 90), progress=False))
+    assert filled == []
+
+    out = tmp_path / "resumed.zarr"
+    real_touch = LocalFileSystem.touch
+    monkeypatch.setattr(LocalFileSystem, "touch", lambda self, path, *a, **k: (
+        len(os.listdir(out / "0" / DONE_DIR)) < 20 or (_ for _ in ()).throw(KeyboardInterrupt)) and real_touch(
+        self, path, *a, **k))
+    with pytest.raises(KeyboardInterrupt):
+        predict_to_zarr(seg, movie, out, axes="tyx", tile_shape=(30, 90), progress=False)
+    monkeypatch.setattr(LocalFileSystem, "touch", real_touch)
+    torn = next(p for p in (out / "1").rglob("*") if p.is_file() and p.name != "zarr.json")
+    torn.write_bytes(b"\x00garbage")
+    check(predict_to_zarr(seg, movie, out, axes="tyx", progress=False))
+    assert filled == [1]
+
+
 # -- whole files ----------------------------------------------------------------------
 @pytest.mark.parametrize("suffix", [".npy", ".tif", ".png"])
 def test_predict_to_file(scene, tmp_path, suffix):
@@ -495,12 +534,12 @@ def test_a_failed_chunk_write_stops_the_run_before_later_tiles_are_written(scene
     monkeypatch.setattr(Predictor, "default_tile_shape", lambda self, spatial, n_features: (16, 16))  # a chunk a tile
     real_write, written, failed = TileWriter._write_tile, [], []
 
-    def write_then_fail(self, frames, index, tile, result):
+    def write_then_fail(self, frames, index, tile, *rest):
         if len(written) == 2 and not failed:  # the third write fails once; a later one would succeed
             failed.append(tile.write)
             raise OSError("No space left on device")
         written.append(tile.write)
-        return real_write(self, frames, index, tile, result)
+        return real_write(self, frames, index, tile, *rest)
 
     monkeypatch.setattr(TileWriter, "_write_tile", write_then_fail)
     with pytest.raises(OSError, match="No space left"):
