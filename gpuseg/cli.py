@@ -56,7 +56,7 @@ def _feature_and_forest_options(p: argparse.ArgumentParser) -> None:
     f.add_argument("--n-estimators", type=int, default=FOREST_DEFAULTS["n_estimators"], help="number of trees")
     f.add_argument("--max-depth", type=int, default=FOREST_DEFAULTS["max_depth"], help="largest depth of a tree")
     f.add_argument("--max-samples", type=_max_samples, default=FOREST_DEFAULTS["max_samples"],
-                   help="fraction of the scribbled pixels each tree draws, or 'auto' (one per 128 image pixels, "
+                   help="fraction of the scribbled pixels each tree draws, or 'auto' (one per 256 image pixels, "
                         "256 to 20,000)")
     f.add_argument("--min-samples-leaf", type=int, default=FOREST_DEFAULTS["min_samples_leaf"], help="fewest pixels in a leaf")
     f.add_argument("--random-state", type=int, default=None, help="seed, for repeatable models")

@@ -47,7 +47,7 @@ class Segmenter(BaseEstimator):
         scikit-learn ``RandomForestClassifier`` parameters (mapped to cuML's
         on the GPU); together they are :attr:`forest_params`.
         Defaults: 50 trees of depth at most 10, each drawing one scribbled
-        pixel per 128 pixels of the training images, at least 256 and at
+        pixel per 256 pixels of the training images, at least 256 and at
         most 20,000 (``max_samples="auto"``, see
         :func:`gpuseg.training.auto_tree_samples`; all scribbled pixels when
         there are fewer; 20,000 after :meth:`fit_features` without its

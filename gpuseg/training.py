@@ -9,10 +9,13 @@ from .features import FeatureParams
 
 TREE_SAMPLES = 20_000
 """Most bootstrap draws per tree with ``max_samples="auto"``."""
-PIXELS_PER_DRAW = 128
+PIXELS_PER_DRAW = 256
 """With ``max_samples="auto"``, a tree draws one scribbled pixel per this many pixels of the
 training images (at least :data:`MIN_TREE_SAMPLES`, at most :data:`TREE_SAMPLES`): fitting then
-costs about as much, relative to predicting the images, at every size."""
+costs about as much, relative to predicting the images, at every size. 256 rather than 128 halves
+the draws below 2560x2560 pixels for the same accuracy (validation set's mean mIoU over three seeds
+0.805 against 0.802, every case above the recipe; the benchmark's textures at 1024x1024 75.3 %
+either way) and made 1024x1024 end to end 1.3x faster on the 2-core EPYC (one-off timing)."""
 MIN_TREE_SAMPLES = 256
 """Fewest bootstrap draws per tree with ``max_samples="auto"`` (all scribbled pixels below it)."""
 
