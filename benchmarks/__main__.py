@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from . import report, suite
-from .runners import RUNNERS
+from .runners import RUNNERS, cpu_model
 
 
 def _ints(text: str) -> list[int]:
@@ -88,7 +88,7 @@ def main(argv=None):
         edge = (args.sizes or [0 if args.quick else 4096])[0]
         path = accuracy.main(out, args.quick, edge, args.repeats or (1 if args.quick else 2),
                              "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:]),
-                             suite.git_state(), suite.machine_name())
+                             suite.git_state(), cpu_model())
         print(f"report in {path}")
         return
     quick = suite.QUICK if args.quick else {}
