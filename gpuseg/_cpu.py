@@ -19,7 +19,7 @@ import platform
 import numpy as np
 from skimage.util import img_as_float32
 
-from . import _cpu_filters, _cpu_hessian, _forest_kernels
+from . import _cpu_filters, _cpu_hessian, _cpu_tree, _forest_kernels
 from ._cpu_filters import NEAREST, copy_3d, correlate_symmetric, separable_symmetric, sobel_magnitude
 from ._cpu_hessian import hessian_eigenvalues as _hessian_eigenvalues
 from ._cpu_hessian import symmetric_eigenvalues as _symmetric_eigenvalues
@@ -265,7 +265,9 @@ def _drawn_rows_tree_class():
     splitter gathers feature values from a matrix of the drawn rows, which stays
     in cache, instead of from all of them: 1.38x faster fits of the benchmark's
     forest (50 trees of 12.8k draws from 256k rows of 24 features; ``python -m
-    benchmarks.filters``, row ``forest_fit``). Relies on the forest
+    benchmarks.filters``, row ``forest_fit``). Where :func:`gpuseg._cpu_tree.replays` allows (integer
+    weights, scikit-learn's defaults but for the usual forest settings), the tree is grown by
+    :mod:`gpuseg._cpu_tree`'s Numba replica of scikit-learn's builder, the same tree again. Relies on the forest
     calling ``DecisionTreeClassifier._fit`` with keywords, ``check_input=False``
     and no missing-value mask, as scikit-learn 1.9 does (the version tested);
     called any other way, the tree fits all the rows as the stock one does.
@@ -282,6 +284,8 @@ def _drawn_rows_tree_class():
                 if absent.size:
                     rows = np.union1d(rows, [np.argmax(classes == c) for c in absent])
                 X, y, sample_weight = X.take(rows, axis=0), y.take(rows, axis=0), sample_weight[rows]
+                if _cpu_tree.replays(self, X, y, sample_weight, options):
+                    return _cpu_tree.fit(self, X, y, sample_weight)
             return super()._fit(X, y, sample_weight, *args, **options)
 
     return DrawnRowsTree

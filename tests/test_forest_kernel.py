@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
-from gpuseg import _cpu
+from gpuseg import _cpu, _cpu_tree
 from gpuseg.forest import Forest
 
 
@@ -106,11 +106,16 @@ def test_trees_fitted_on_their_drawn_rows_are_scikit_learns(params, monkeypatch)
     y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
     y[rng.choice(3000, 2990, replace=False)] %= 2  # class 2 on about 10 rows
     base = {"n_estimators": 12, "max_depth": 7, "random_state": 5}
-    rows, fit = [], DecisionTreeClassifier._fit
+    rows, replayed, fit, replay = [], [], DecisionTreeClassifier._fit, _cpu_tree.fit
     monkeypatch.setattr(DecisionTreeClassifier, "_fit", lambda self, X, *a, **k: rows.append(len(X)) or fit(self, X, *a, **k))
+    monkeypatch.setattr(_cpu_tree, "fit", lambda self, X, *a: replayed.append(len(X)) or replay(self, X, *a))
     ours = _cpu.forest_fit(X, y, {**base, **params}, 3)
     monkeypatch.undo()
-    assert len(rows) == 12 and (max(rows) == 3000) == isinstance(params.get("min_samples_leaf"), float)
+    assert len(rows + replayed) == 12 and (max(rows + replayed) == 3000) == isinstance(params.get("min_samples_leaf"), float)
+    # A tree's weights are its draw counts (scikit-learn 1.9 draws by class weight) but for "balanced_subsample":
+    # with those and an integer leaf size, gpuseg's replica of the tree builder grows every tree.
+    replica = params.get("class_weight") != "balanced_subsample" and isinstance(params.get("min_samples_leaf", 1), int)
+    assert len(replayed) == (12 if replica else 0)
     stock = Forest.from_sklearn(RandomForestClassifier(n_jobs=-1, **base, **params).fit(X, y))
     for name in ours.ARRAYS + ours.OPTIONAL_ARRAYS:
         np.testing.assert_array_equal(getattr(ours, name), getattr(stock, name))
