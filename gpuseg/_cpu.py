@@ -246,6 +246,7 @@ def forest_fit(X: np.ndarray, y: np.ndarray, forest_params: dict, n_classes: int
 
     from .forest import Forest
 
+    announce_first_compile()
     clf = RandomForestClassifier(n_jobs=forest_jobs(forest_params, len(y)), **forest_params)
     if isinstance(clf.min_samples_leaf, numbers.Integral):  # a fraction would count the rows passed
         clf.estimator = _drawn_rows_tree_class()()
@@ -361,7 +362,7 @@ def announce_first_compile() -> None:
     if _announced:
         return
     _announced.append(True)
-    kernels = [k for m in (_cpu_filters, _cpu_hessian, _forest_kernels) for k in vars(m).values()
+    kernels = [k for m in (_cpu_filters, _cpu_hessian, _cpu_tree, _forest_kernels) for k in vars(m).values()
                if getattr(k, "_cache", None) is not None and hasattr(k._cache, "_cache_file")]
     if any(not os.path.exists(k._cache._cache_file._index_path) for k in kernels):
         log.warning(COMPILING)

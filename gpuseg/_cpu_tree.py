@@ -151,13 +151,20 @@ def _rand_int(low, high, state):
     return low + np.int64(s % np.uint32(2147483648)) % (high - low)
 
 
-@numba.njit(cache=True, nogil=True)
-def _gini(sums, weight):
-    """scikit-learn's Gini impurity of class weight ``sums`` totalling ``weight``, in its operations."""
+@numba.njit(cache=True, nogil=True, inline="always")
+def _gini(squares, weight):
+    """scikit-learn's Gini impurity of classes whose weights' squares sum to ``squares``, ``weight`` in
+    all, in its operations."""
+    return (0.0 + (1.0 - squares / (weight * weight))) / 1.0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _squares(sums):
+    """Sum of the squares of ``sums``, in class order."""
     sq = 0.0
     for c in range(sums.shape[0]):
         sq += sums[c] * sums[c]
-    return (0.0 + (1.0 - sq / (weight * weight))) / 1.0
+    return sq
 
 
 @numba.njit(cache=True, nogil=True)
@@ -215,7 +222,7 @@ def _sort_node(column, samples, values, bits, keys, order, start, end):
         samples[start + p] = order[src + p]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _class_sums(samples, y, w, start, end, sums):
     """Weight of each class among ``samples[start:end]`` into ``sums``; returns their total weight."""
     sums[:] = 0.0
@@ -282,7 +289,7 @@ def _grow(X, y, w, n_classes, max_features, max_depth, min_samples_leaf, min_sam
         w_node = _class_sums(samples, y, w, start, end, total)
         leaf = depth >= max_depth or n_node < min_samples_split or n_node < 2 * min_samples_leaf
         if first:
-            impurity = _gini(total, w_node)
+            impurity = _gini(_squares(total), w_node)
             first = False
         leaf = leaf or impurity <= EPSILON
         best_pos = end
@@ -328,9 +335,14 @@ def _grow(X, y, w, n_classes, max_features, max_depth, min_samples_leaf, min_sam
                     if n_left < min_samples_leaf or end - p < min_samples_leaf:
                         continue
                     w_right = w_node - w_left
-                    for c in range(n_classes):
-                        sum_right[c] = total[c] - sum_left[c]
-                    proxy = -w_right * _gini(sum_right, w_right) - w_left * _gini(sum_left, w_left)
+                    sq_left = 0.0
+                    sq_right = 0.0
+                    for c in range(n_classes):  # children_impurity's sums, in its order
+                        v = sum_left[c]
+                        sq_left += v * v
+                        v = total[c] - v
+                        sq_right += v * v
+                    proxy = -w_right * _gini(sq_right, w_right) - w_left * _gini(sq_left, w_left)
                     if proxy > best_proxy:
                         best_proxy = proxy
                         best_pos = p
@@ -350,8 +362,8 @@ def _grow(X, y, w, n_classes, max_features, max_depth, min_samples_leaf, min_sam
                 w_right = w_node - w_left
                 for c in range(n_classes):
                     sum_right[c] = total[c] - sum_left[c]
-                imp_left = _gini(sum_left, w_left)
-                imp_right = _gini(sum_right, w_right)
+                imp_left = _gini(_squares(sum_left), w_left)
+                imp_right = _gini(_squares(sum_right), w_right)
                 improvement = (w_node / w_all) * (impurity - (w_right / w_node * imp_right)
                                                   - (w_left / w_node * imp_left))
             features[:n_known] = constant[:n_known]
