@@ -30,7 +30,8 @@ square float32 image size it prints the best wall time (ms) of:
   trees (trained on 24 features of the image's pixels), for every pixel of the
   image (the "NumPy" column holds scikit-learn's time);
 * ``forest_fit``: gpuseg's ``_cpu.forest_fit`` (each tree grown from the rows
-  its bootstrap drew) and scikit-learn's stock forest, the benchmark's 50
+  its bootstrap drew, by :mod:`gpuseg._cpu_tree`'s replica of scikit-learn's
+  tree builder) and scikit-learn's stock forest, the benchmark's 50
   depth-10 trees with ``max_samples=0.05`` on :data:`FIT_ROWS` of the pixels'
   24 features (the same trees; the "NumPy" column holds scikit-learn's time).
 
