@@ -22,23 +22,27 @@ def assert_same_tree(ours, stock):
     np.testing.assert_array_equal(ours.classes_, stock.classes_)
 
 
-def problem(rng, n, n_features, n_classes, ties=False, constant=False):
+def problem(rng, n, n_features, n_classes, ties=False, constant=False, zeros=False):
     X = rng.normal(size=(n, n_features)).astype(np.float32)
     if ties:
         X = np.round(X * 2) / 2  # few distinct values: ties, and features constant in small nodes
     if constant:
         X[:, 0] = 1.0
+    if zeros:  # many zeros, some of them -0.0 (equal to 0.0, sorted before it by their bits)
+        X[rng.random(X.shape) < 0.3] = 0.0
+        X[rng.random(X.shape) < 0.1] *= -0.0
     y = (rng.integers(0, n_classes, n) + (X[:, -1] > 0)) % n_classes
     w = rng.integers(0, 4, n).astype(np.float64)  # bootstrap-like counts, zeros included
     w[np.unique(y, return_index=True)[1]] = 1.0  # every class weighs something
     return X, y, w
 
 
-@pytest.mark.parametrize("trial", range(24))
+@pytest.mark.parametrize("trial", range(30))
 def test_random_problems_grow_scikit_learns_tree(trial):
     rng = np.random.default_rng(trial)
-    X, y, w = problem(rng, int(rng.integers(20, 2500)), int(rng.integers(1, 10)), int(rng.integers(2, 5)),
-                      ties=trial % 3 == 0, constant=trial % 4 == 0)
+    n = int(rng.integers(2, 12)) if trial % 10 == 9 else int(rng.integers(20, 2500))
+    X, y, w = problem(rng, n, int(rng.integers(1, 10)), int(rng.integers(2, 5)),
+                      ties=trial % 3 == 0, constant=trial % 4 == 0, zeros=trial % 5 == 2)
     params = dict(max_depth=(None, 3, 10)[trial % 3], max_features=("sqrt", None, 2, 0.5, "log2")[trial % 5],
                   min_samples_leaf=(1, 1, 3)[trial % 3], min_samples_split=(2, 5)[trial % 2],
                   min_impurity_decrease=(0.0, 0.0, 0.01)[trial % 3], random_state=int(rng.integers(0, 2**31 - 1)))
