@@ -636,12 +636,23 @@ def setup_notes(names) -> list[str]:
     return lines
 
 
-def cpu_model() -> str:
-    """The CPU's model name and logical core count, e.g. ``"AMD EPYC (2 cores)"``."""
-    name = platform.processor() or platform.machine()
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name, x86 family and model, widest vector extension and logical core count, e.g.
+    ``"AMD EPYC, family 25 model 17, AVX-512 (2 cores)"``: a virtual machine's model name often hides
+    the generation, which changes the speed-ups."""
+    fields = {}
     try:
-        with open("/proc/cpuinfo") as f:
-            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
+        with open(cpuinfo) as f:
+            for line in f:
+                if not line.strip() and fields:
+                    break  # the first processor's block
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
         pass
-    return f"{name} ({os.cpu_count()} cores)"
+    parts = [fields.get("model name") or platform.processor() or platform.machine()]
+    if "cpu family" in fields and "model" in fields:
+        parts.append(f"family {fields['cpu family']} model {fields['model']}")
+    flags = set(fields.get("flags", "").split())
+    parts += ["AVX-512"] if "avx512f" in flags else ["AVX2"] if "avx2" in flags else []
+    return f"{', '.join(parts)} ({os.cpu_count()} cores)"

@@ -7,7 +7,7 @@ import pytest
 
 from benchmarks import report
 from benchmarks.data import TEXTURES, make_image
-from benchmarks.runners import REFERENCE, RUNNERS, STAGES, setup_notes
+from benchmarks.runners import REFERENCE, RUNNERS, STAGES, cpu_model, setup_notes
 from benchmarks.scale_plan import scale_section
 
 REPO = Path(__file__).resolve().parent.parent
@@ -312,3 +312,13 @@ def test_the_suite_touches_memory_for_its_largest_image_before_the_runners(tmp_p
     assert meta["memory_warmed_GB"] == WARM_BYTES_PER_PIXEL * 48 * 48 / 1e9
     text = write_report(rows, meta, tmp_path).read_text()
     assert f"wrote once to {meta['memory_warmed_GB']:.1f} GB of free memory" in text
+
+
+def test_cpu_model_names_the_generation_a_virtual_machine_hides(tmp_path):
+    info = tmp_path / "cpuinfo"
+    block = "processor\t: {}\nmodel name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: 17\nflags\t\t: fpu avx2 {}\n\n"
+    info.write_text(block.format(0, "avx512f") + block.format(1, ""))
+    assert cpu_model(str(info)).startswith("AMD EPYC, family 25 model 17, AVX-512 (")
+    info.write_text(block.format(0, "").replace("cpu family\t: 25\n", ""))
+    assert cpu_model(str(info)).startswith("AMD EPYC, AVX2 (")
+    assert cpu_model(str(tmp_path / "missing")).endswith(" cores)")
