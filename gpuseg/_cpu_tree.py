@@ -183,17 +183,16 @@ def _squares(sums):
 
 
 @numba.njit(cache=True, nogil=True)
-def _sort_node(column, samples, values, bits, keys, order, start, end):
-    """Sort ``samples[start:end]`` by their value in ``column`` (a feature's, for every row), into
-    ``values[start:end]`` (``bits``: a ``uint32`` view of ``values``; ``keys`` and ``order``: scratch of
-    twice the samples).
+def _sort_node(X, feature, samples, values, bits, keys, order, start, end):
+    """Sort ``samples[start:end]`` by their value of ``feature``, into ``values[start:end]`` (``bits``: a
+    ``uint32`` view of ``values``; ``keys`` and ``order``: scratch of twice the samples).
 
     The values' bits, made order-keeping as unsigned integers, are sorted with the samples: a radix
     sort of four 8-bit digits, or for small nodes an insertion sort.
     """
     n = end - start
     for p in range(n):
-        values[start + p] = column[samples[start + p]]
+        values[start + p] = X[samples[start + p], feature]
     for p in range(n):
         b = bits[start + p]
         keys[p] = ~b if b >> np.uint32(31) else b | np.uint32(0x80000000)
@@ -250,10 +249,84 @@ def _class_sums(samples, y, w, start, end, sums):
 
 
 @numba.njit(cache=True, nogil=True)
+def _scan(values, samples, y, w, start, end, total, w_node, min_samples_leaf, sum_left):
+    """The best split position of sorted ``values[start:end]`` (``end`` if none) and its Gini proxy, as
+    scikit-learn's search over one feature finds them (``sum_left``: scratch of one per class)."""
+    best_proxy = -np.inf
+    best_pos = end
+    sum_left[:] = 0.0
+    w_left = 0.0
+    for p in range(start + 1, end):
+        i = samples[p - 1]
+        sum_left[y[i]] += w[i]
+        w_left += w[i]
+        if values[p] <= values[p - 1] + FEATURE_THRESHOLD:
+            continue
+        if p - start < min_samples_leaf or end - p < min_samples_leaf:
+            continue
+        w_right = w_node - w_left
+        sq_left = 0.0
+        sq_right = 0.0
+        for c in range(total.shape[0]):  # children_impurity's sums, in its order
+            v = sum_left[c]
+            sq_left += v * v
+            v = total[c] - v
+            sq_right += v * v
+        proxy = -w_right * _gini(sq_right, w_right) - w_left * _gini(sq_left, w_left)
+        if proxy > best_proxy:
+            best_proxy = proxy
+            best_pos = p
+    return best_pos, best_proxy
+
+
+@numba.njit(cache=True, nogil=True)
+def _best_split(X, y, w, samples, values, bits, keys, order, features, constant, state, start, end, n_known,
+                total, w_node, max_features, min_samples_leaf, sum_left):
+    """scikit-learn's ``node_split_best`` up to the final partition: the features drawn (and the constant
+    ones' bookkeeping in ``features`` and ``constant`` updated), the best one's split position (``end``
+    if none), feature and threshold, and the constant features known to the children."""
+    n_features = features.shape[0]
+    f_i = n_features
+    n_visited = 0
+    n_found = 0
+    n_drawn = 0
+    n_total = n_known
+    best_proxy = -np.inf
+    best_pos = end
+    best_feature = 0
+    best_threshold = 0.0
+    while f_i > n_total and (n_visited < max_features or n_visited <= n_found + n_drawn):
+        n_visited += 1
+        f_j = _rand_int(n_drawn, f_i - n_found, state)
+        if f_j < n_known:
+            features[n_drawn], features[f_j] = features[f_j], features[n_drawn]
+            n_drawn += 1
+            continue
+        f_j += n_found
+        current = features[f_j]
+        _sort_node(X, current, samples, values, bits, keys, order, start, end)
+        if values[end - 1] <= values[start] + FEATURE_THRESHOLD:
+            features[f_j], features[n_total] = features[n_total], features[f_j]
+            n_found += 1
+            n_total += 1
+            continue
+        f_i -= 1
+        features[f_i], features[f_j] = features[f_j], features[f_i]
+        pos, proxy = _scan(values, samples, y, w, start, end, total, w_node, min_samples_leaf, sum_left)
+        if proxy > best_proxy:
+            best_proxy = proxy
+            best_pos = pos
+            best_feature = current
+            best_threshold = np.float64(values[pos - 1]) / 2.0 + np.float64(values[pos]) / 2.0
+    features[:n_known] = constant[:n_known]
+    constant[n_known:n_total] = features[n_known:n_total]
+    return best_pos, best_feature, best_threshold, n_total
+
+
+@numba.njit(cache=True, nogil=True)
 def _grow(X, y, w, n_classes, max_features, max_depth, min_samples_leaf, min_samples_split,
           min_impurity_decrease, seed):
     n_rows, n_features = X.shape
-    columns = np.ascontiguousarray(X.T)  # a node's values of a feature then lie in one small array
     samples = np.empty(n_rows, np.int64)
     m = 0
     w_all = 0.0
@@ -281,109 +354,49 @@ def _grow(X, y, w, n_classes, max_features, max_depth, min_samples_leaf, min_sam
     go_left = np.zeros(cap, np.uint8)
     value = np.zeros((cap, n_classes), np.float64)
 
-    # The stack of nodes to grow: start, end, depth, parent, is_left, impurity, known constant features.
-    st_i = np.empty((cap + 2, 5), np.int64)
-    st_imp = np.empty(cap + 2, np.float64)
-    st_const = np.empty(cap + 2, np.int64)
-    st_i[0, 0], st_i[0, 1], st_i[0, 2], st_i[0, 3], st_i[0, 4] = 0, m, 0, _UNDEFINED, 0
-    st_imp[0] = np.inf
-    st_const[0] = 0
+    # The stack of nodes to grow: start, end, depth, parent, is_left, known constant features; impurity.
+    stack = np.empty((cap + 2, 6), np.int64)
+    stack_impurity = np.empty(cap + 2, np.float64)
+    stack[0] = (0, m, 0, _UNDEFINED, 0, 0)
+    stack_impurity[0] = np.inf
     top = 1
     total = np.zeros(n_classes, np.float64)
     sum_left = np.zeros(n_classes, np.float64)
     sum_right = np.zeros(n_classes, np.float64)
-    first = True
     n_nodes = 0
     deepest = -1
     while top > 0:
         top -= 1
-        start, end, depth, parent, is_left = st_i[top, 0], st_i[top, 1], st_i[top, 2], st_i[top, 3], st_i[top, 4]
-        impurity = st_imp[top]
-        n_known = st_const[top]
+        start, end, depth, parent, is_left, n_known = stack[top]
+        impurity = stack_impurity[top]
         n_node = end - start
         w_node = _class_sums(samples, y, w, start, end, total)
-        leaf = depth >= max_depth or n_node < min_samples_split or n_node < 2 * min_samples_leaf
-        if first:
+        if n_nodes == 0:
             impurity = _gini(_squares(total), w_node)
-            first = False
-        leaf = leaf or impurity <= EPSILON
-        best_pos = end
-        best_feature = 0
-        best_threshold = 0.0
-        best_left = False
-        imp_left = np.inf
-        imp_right = np.inf
-        n_total = n_known
+        leaf = (depth >= max_depth or n_node < min_samples_split or n_node < 2 * min_samples_leaf
+                or impurity <= EPSILON)
         if not leaf:
-            # scikit-learn's node_split_best
-            f_i = n_features
-            n_visited = 0
-            n_found = 0
-            n_drawn = 0
-            best_proxy = -np.inf
-            while f_i > n_total and (n_visited < max_features or n_visited <= n_found + n_drawn):
-                n_visited += 1
-                f_j = _rand_int(n_drawn, f_i - n_found, state)
-                if f_j < n_known:
-                    features[n_drawn], features[f_j] = features[f_j], features[n_drawn]
-                    n_drawn += 1
-                    continue
-                f_j += n_found
-                current = features[f_j]
-                _sort_node(columns[current], samples, values, bits, keys, order, start, end)
-                if values[end - 1] <= values[start] + FEATURE_THRESHOLD:
-                    features[f_j], features[n_total] = features[n_total], features[f_j]
-                    n_found += 1
-                    n_total += 1
-                    continue
-                f_i -= 1
-                features[f_i], features[f_j] = features[f_j], features[f_i]
-                sum_left[:] = 0.0
-                w_left = 0.0
-                for p in range(start + 1, end):
-                    i = samples[p - 1]
-                    sum_left[y[i]] += w[i]
-                    w_left += w[i]
-                    if values[p] <= values[p - 1] + FEATURE_THRESHOLD:
-                        continue
-                    n_left = p - start
-                    if n_left < min_samples_leaf or end - p < min_samples_leaf:
-                        continue
-                    w_right = w_node - w_left
-                    sq_left = 0.0
-                    sq_right = 0.0
-                    for c in range(n_classes):  # children_impurity's sums, in its order
-                        v = sum_left[c]
-                        sq_left += v * v
-                        v = total[c] - v
-                        sq_right += v * v
-                    proxy = -w_right * _gini(sq_right, w_right) - w_left * _gini(sq_left, w_left)
-                    if proxy > best_proxy:
-                        best_proxy = proxy
-                        best_pos = p
-                        best_feature = current
-                        best_threshold = np.float64(values[p - 1]) / 2.0 + np.float64(values[p]) / 2.0
-                        best_left = n_left > end - p
-            improvement = -np.inf
-            if best_pos < end:
-                lo, hi = start, end
-                while lo < hi:  # partition_samples_final
-                    if np.float64(columns[best_feature, samples[lo]]) <= best_threshold:
-                        lo += 1
-                    else:
-                        hi -= 1
-                        samples[lo], samples[hi] = samples[hi], samples[lo]
-                w_left = _class_sums(samples, y, w, start, best_pos, sum_left)
-                w_right = w_node - w_left
-                for c in range(n_classes):
-                    sum_right[c] = total[c] - sum_left[c]
-                imp_left = _gini(_squares(sum_left), w_left)
-                imp_right = _gini(_squares(sum_right), w_right)
-                improvement = (w_node / w_all) * (impurity - (w_right / w_node * imp_right)
-                                                  - (w_left / w_node * imp_left))
-            features[:n_known] = constant[:n_known]
-            constant[n_known:n_total] = features[n_known:n_total]
-            leaf = best_pos >= end or improvement + EPSILON < min_impurity_decrease
+            pos, best_feature, best_threshold, n_total = _best_split(
+                X, y, w, samples, values, bits, keys, order, features, constant, state, start, end, n_known,
+                total, w_node, max_features, min_samples_leaf, sum_left)
+            leaf = pos >= end
+        if not leaf:
+            lo, hi = start, end
+            while lo < hi:  # partition_samples_final
+                if np.float64(X[samples[lo], best_feature]) <= best_threshold:
+                    lo += 1
+                else:
+                    hi -= 1
+                    samples[lo], samples[hi] = samples[hi], samples[lo]
+            w_left = _class_sums(samples, y, w, start, pos, sum_left)
+            w_right = w_node - w_left
+            for c in range(n_classes):
+                sum_right[c] = total[c] - sum_left[c]
+            imp_left = _gini(_squares(sum_left), w_left)
+            imp_right = _gini(_squares(sum_right), w_right)
+            improvement = (w_node / w_all) * (impurity - (w_right / w_node * imp_right)
+                                              - (w_left / w_node * imp_left))
+            leaf = improvement + EPSILON < min_impurity_decrease
         node = n_nodes
         n_nodes += 1
         imp[node] = impurity
@@ -394,20 +407,16 @@ def _grow(X, y, w, n_classes, max_features, max_depth, min_samples_leaf, min_sam
                 left[parent] = node
             else:
                 right[parent] = node
-        if not leaf:
-            feat[node] = best_feature
-            thr[node] = best_threshold
-            go_left[node] = best_left
         for c in range(n_classes):
             value[node, c] = total[c] / w_node
         if not leaf:
-            st_i[top, 0], st_i[top, 1], st_i[top, 2], st_i[top, 3], st_i[top, 4] = best_pos, end, depth + 1, node, 0
-            st_imp[top] = imp_right
-            st_const[top] = n_total
-            top += 1
-            st_i[top, 0], st_i[top, 1], st_i[top, 2], st_i[top, 3], st_i[top, 4] = start, best_pos, depth + 1, node, 1
-            st_imp[top] = imp_left
-            st_const[top] = n_total
-            top += 1
+            feat[node] = best_feature
+            thr[node] = best_threshold
+            go_left[node] = pos - start > end - pos
+            stack[top] = (pos, end, depth + 1, node, 0, n_total)  # right below left: left grows first
+            stack_impurity[top] = imp_right
+            stack[top + 1] = (start, pos, depth + 1, node, 1, n_total)
+            stack_impurity[top + 1] = imp_left
+            top += 2
         deepest = max(deepest, depth)
     return left, right, feat, thr, imp, count, weight, go_left, value, deepest, n_nodes
