@@ -176,7 +176,7 @@ def gaussian_1d(image: np.ndarray, sigma: float, order: int, axis: int) -> np.nd
     return correlate_symmetric(image, k[(k.shape[0] - 1) // 2:], axis, NEAREST, antisymmetric=bool(order % 2))
 
 
-def sobel(image: np.ndarray) -> np.ndarray:
+def sobel(image: np.ndarray, region=None, out=None) -> np.ndarray:
     """Sobel magnitude equal to ``skimage.filters.sobel(image)`` bit for bit: ``sqrt(mean_axis(d_axis**2))``.
 
     One fused Numba pass (border 'reflect'); see :func:`gpuseg._cpu_filters.sobel_magnitude`.
@@ -184,15 +184,19 @@ def sobel(image: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     image : float32 ndarray, C-contiguous, 2D or 3D
+    region : tuple of slice, optional
+        The box of ``image`` to compute (default: all of it); its values are the whole image's there.
+    out : float32 ndarray of the region's shape, optional
+        Where they go; a new array if not given.
 
     Returns
     -------
-    magnitude : float32 ndarray of the same shape
+    magnitude : float32 ndarray of the region's shape (``out`` when given)
     """
-    return sobel_magnitude(image)
+    return sobel_magnitude(image, region, out)
 
 
-def hessian_eigenvalues(smoothed: np.ndarray) -> list:
+def hessian_eigenvalues(smoothed: np.ndarray, region=None, out=None) -> list:
     """Eigenvalues of the Hessian from ``np.gradient`` of ``np.gradient``, largest first.
 
     One fused Numba pass (see :mod:`gpuseg._cpu_hessian`): the Hessian elements
@@ -203,13 +207,18 @@ def hessian_eigenvalues(smoothed: np.ndarray) -> list:
     ----------
     smoothed : float32 ndarray, 2D or 3D, every axis of length >= 2 (images are
         checked for at least 3)
+    region : tuple of slice, optional
+        The box of ``smoothed`` to compute (default: all of it); its values are the whole image's there.
+    out : sequence of ``ndim`` float32 ndarrays of the region's shape, optional
+        Where they go; new arrays if not given.
 
     Returns
     -------
-    eigenvalues : list of ``ndim`` float32 ndarrays of the input's shape, in
-        decreasing order, as ``skimage.feature.hessian_matrix_eigvals`` gives them.
+    eigenvalues : list of ``ndim`` float32 ndarrays of the region's shape, in
+        decreasing order, as ``skimage.feature.hessian_matrix_eigvals`` gives them
+        (``out``'s when given).
     """
-    return _hessian_eigenvalues(smoothed)
+    return _hessian_eigenvalues(smoothed, region, out)
 
 
 def symmetric_eigenvalues(elements: list) -> list:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ._region import box, outputs
 from ._threading import parallel_kernel
 
 NEAREST = 0  # scikit-image's Gaussian border: edge pixel repeated
@@ -268,21 +269,30 @@ def _sobel_pixel_2d(a, b, c, jm, j, jp):
 
 
 @parallel_kernel(cache=True, nogil=True)
-def _sobel_2d(x, out):
+def _sobel_2d(x, out, i0, j0):
     m, n = x.shape
+    mo, no = out.shape
+    whole_rows = j0 == 0 and no == n
     scale = np.float32(np.sqrt(np.float32(2.0)))
-    n_blocks = (m + _ROW_BLOCK - 1) // _ROW_BLOCK
+    n_blocks = (mo + _ROW_BLOCK - 1) // _ROW_BLOCK
     for blk in numba.prange(n_blocks):
-        for i in range(blk * _ROW_BLOCK, min(m, (blk + 1) * _ROW_BLOCK)):
-            a = x[_index(i - 1, m, REFLECT)]
-            b = x[i]
-            c = x[_index(i + 1, m, REFLECT)]
-            o = out[i]
-            o[0] = np.sqrt(_sobel_pixel_2d(a, b, c, 0, 0, min(1, n - 1))) / scale
-            for j in range(1, n - 1):
-                o[j] = np.sqrt(_sobel_pixel_2d(a, b, c, j - 1, j, j + 1)) / scale
-            if n > 1:
-                o[n - 1] = np.sqrt(_sobel_pixel_2d(a, b, c, n - 2, n - 1, n - 1)) / scale
+        row = np.empty(n, np.float32)  # a whole row, when the region is narrower than the image
+        for a in range(blk * _ROW_BLOCK, min(mo, (blk + 1) * _ROW_BLOCK)):
+            i = i0 + a
+            o = out[a] if whole_rows else row
+            _sobel_row_2d(x[_index(i - 1, m, REFLECT)], x[i], x[_index(i + 1, m, REFLECT)], o, n, scale)
+            if not whole_rows:
+                out[a] = row[j0:j0 + no]
+
+
+@numba.njit(inline="always")
+def _sobel_row_2d(a, b, c, o, n, scale):
+    """Sobel magnitude of the row ``b`` (``a`` above it, ``c`` below) into ``o``."""
+    o[0] = np.sqrt(_sobel_pixel_2d(a, b, c, 0, 0, min(1, n - 1))) / scale
+    for j in range(1, n - 1):
+        o[j] = np.sqrt(_sobel_pixel_2d(a, b, c, j - 1, j, j + 1)) / scale
+    if n > 1:
+        o[n - 1] = np.sqrt(_sobel_pixel_2d(a, b, c, n - 2, n - 1, n - 1)) / scale
 
 
 @numba.njit(inline="always")
@@ -315,47 +325,57 @@ def _sobel_pixel_3d(r, jm, j, jp):
 
 
 @parallel_kernel(cache=True, nogil=True)
-def _sobel_3d(x, out):
+def _sobel_3d(x, out, p0, i0, j0):
     n_p, m, n = x.shape
+    po, mo, no = out.shape
+    whole_rows = j0 == 0 and no == n
     scale = np.float32(np.sqrt(np.float32(3.0)))
-    for job in numba.prange(n_p * m):
-        p = job // m
-        i = job % m
+    for job in numba.prange(po * mo):
+        p = p0 + job // mo
+        i = i0 + job % mo
         planes = (x[_index(p - 1, n_p, REFLECT)], x[p], x[_index(p + 1, n_p, REFLECT)])
         im = _index(i - 1, m, REFLECT)
         ip = _index(i + 1, m, REFLECT)
         r = ((planes[0][im], planes[0][i], planes[0][ip]),
              (planes[1][im], planes[1][i], planes[1][ip]),
              (planes[2][im], planes[2][i], planes[2][ip]))
-        o = out[p, i]
+        o = out[p - p0, i - i0] if whole_rows else np.empty(n, np.float32)
         o[0] = np.sqrt(_sobel_pixel_3d(r, 0, 0, min(1, n - 1))) / scale
         for j in range(1, n - 1):
             o[j] = np.sqrt(_sobel_pixel_3d(r, j - 1, j, j + 1)) / scale
         if n > 1:
             o[n - 1] = np.sqrt(_sobel_pixel_3d(r, n - 2, n - 1, n - 1)) / scale
+        if not whole_rows:
+            out[p - p0, i - i0] = o[j0:j0 + no]
 
 
-def sobel_magnitude(x: np.ndarray) -> np.ndarray:
+def sobel_magnitude(x: np.ndarray, region=None, out=None) -> np.ndarray:
     """Sobel magnitude of a 2D or 3D float32 image, equal to ``skimage.filters.sobel`` bit for bit.
 
     Parameters
     ----------
     x : float32 ndarray, 2D or 3D
+    region : tuple of slice, optional
+        The box of ``x`` whose values are computed (default: all of it); the
+        borders stay those of ``x``, so a box's values equal the whole image's there.
+    out : float32 ndarray of the region's shape, optional
+        Where they go (any strides); a new array if not given.
 
     Returns
     -------
-    magnitude : float32 ndarray of the shape of ``x``
+    magnitude : float32 ndarray of the region's shape (``out`` when given)
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
-    out = np.empty_like(x)
+    if x.ndim not in (2, 3):
+        raise ValueError(f"sobel_magnitude supports 2D and 3D images, got {x.ndim}D.")
+    origin, size = box(region, x.shape)
+    (out,) = outputs(out, 1, size, lambda shape: np.empty(shape, np.float32))
     if x.size == 0:
         return out
     if x.ndim == 2:
-        _sobel_2d(x, out)
-    elif x.ndim == 3:
-        _sobel_3d(x, out)
+        _sobel_2d(x, out, *origin)
     else:
-        raise ValueError(f"sobel_magnitude supports 2D and 3D images, got {x.ndim}D.")
+        _sobel_3d(x, out, *origin)
     return out
 
 

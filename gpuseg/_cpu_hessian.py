@@ -30,6 +30,7 @@ import math
 import numba
 import numpy as np
 
+from ._region import box, outputs
 from ._threading import parallel_kernel
 
 _H = np.float32(0.5)
@@ -66,16 +67,18 @@ def _eig2(a, b, c):
 
 
 @parallel_kernel(cache=True, nogil=True)
-def _hessian_eig_2d(g, e0, e1):
+def _hessian_eig_2d(g, e0, e1, i0, j0):
     m, n = g.shape
-    n_blocks = (m + _ROW_BLOCK - 1) // _ROW_BLOCK
+    mo, no = e0.shape
+    n_blocks = (mo + _ROW_BLOCK - 1) // _ROW_BLOCK
     for blk in numba.prange(n_blocks):
         c0 = np.empty(n, np.float32)  # d/drow of g on this row
         c1 = np.empty(n, np.float32)  # d/dcol of g on this row
         hxx = np.empty(n, np.float32)
         hxy = np.empty(n, np.float32)
         hyy = np.empty(n, np.float32)
-        for i in range(blk * _ROW_BLOCK, min(m, (blk + 1) * _ROW_BLOCK)):
+        for a in range(blk * _ROW_BLOCK, min(mo, (blk + 1) * _ROW_BLOCK)):
+            i = i0 + a
             lo, hi, s = _grad_index(i, m)
             lo_l, lo_h, lo_s = _grad_index(lo, m)
             hi_l, hi_h, hi_s = _grad_index(hi, m)
@@ -95,10 +98,10 @@ def _hessian_eig_2d(g, e0, e1):
             _grad_row(c0, hxy, n)
             _grad_row(row, c1, n)
             _grad_row(c1, hyy, n)
-            o0 = e0[i]
-            o1 = e1[i]
-            for j in range(n):
-                o0[j], o1[j] = _eig2(hxx[j], hxy[j], hyy[j])
+            o0 = e0[a]
+            o1 = e1[a]
+            for j in range(no):
+                o0[j], o1[j] = _eig2(hxx[j0 + j], hxy[j0 + j], hyy[j0 + j])
 
 
 @numba.njit(inline="always")
@@ -160,9 +163,11 @@ def _eig3(a00, a01, a02, a11, a12, a22):
 
 
 @parallel_kernel(cache=True, nogil=True)
-def _hessian_eig_3d(g, e0, e1, e2):
+def _hessian_eig_3d(g, e0, e1, e2, p0, i0, j0):
     n_p, m, n = g.shape
-    for p in numba.prange(n_p):
+    po, mo, no = e0.shape
+    for pa in numba.prange(po):
+        p = p0 + pa
         c0 = np.empty(n, np.float32)  # d/dplane of g on this row
         c1 = np.empty(n, np.float32)  # d/drow
         c2 = np.empty(n, np.float32)  # d/dcol
@@ -182,7 +187,8 @@ def _hessian_eig_3d(g, e0, e1, e2):
         g_phl = g[ph_l]
         g_phh = g[ph_h]
         g_p = g[p]
-        for i in range(m):
+        for ia in range(mo):
+            i = i0 + ia
             i_l, i_h, i_s = _grad_index(i, m)
             il_l, il_h, il_s = _grad_index(i_l, m)
             ih_l, ih_h, ih_s = _grad_index(i_h, m)
@@ -224,38 +230,45 @@ def _hessian_eig_3d(g, e0, e1, e2):
             _grad_row(c1, h12, n)
             _grad_row(row, c2, n)
             _grad_row(c2, h22, n)
-            o0 = e0[p, i]
-            o1 = e1[p, i]
-            o2 = e2[p, i]
-            for j in range(n):
+            o0 = e0[pa, ia]
+            o1 = e1[pa, ia]
+            o2 = e2[pa, ia]
+            for jo in range(no):
+                j = j0 + jo
                 l0, l1, l2 = _eig3(np.float64(h00[j]), np.float64(h01[j]), np.float64(h02[j]),
                                    np.float64(h11[j]), np.float64(h12[j]), np.float64(h22[j]))
-                o0[j] = np.float32(l0)
-                o1[j] = np.float32(l1)
-                o2[j] = np.float32(l2)
+                o0[jo] = np.float32(l0)
+                o1[jo] = np.float32(l1)
+                o2[jo] = np.float32(l2)
 
 
-def hessian_eigenvalues(g: np.ndarray) -> list:
+def hessian_eigenvalues(g: np.ndarray, region=None, out=None) -> list:
     """Eigenvalues of ``np.gradient(np.gradient(g)[a], axis=b)``, largest first.
 
     Parameters
     ----------
     g : float32 ndarray, 2D or 3D, every axis of length >= 2
+    region : tuple of slice, optional
+        The box of ``g`` whose eigenvalues are computed (default: all of it),
+        equal to the whole image's there (the gradients' borders stay ``g``'s).
+    out : sequence of ``g.ndim`` float32 ndarrays of the region's shape, optional
+        Where they go (any strides); new arrays if not given.
 
     Returns
     -------
-    eigenvalues : list of ``g.ndim`` float32 ndarrays of ``g``'s shape, decreasing.
+    eigenvalues : list of ``g.ndim`` float32 ndarrays of the region's shape, decreasing (``out``'s when given).
     """
     g = np.ascontiguousarray(g, dtype=np.float32)
+    if g.ndim not in (2, 3):
+        raise ValueError(f"hessian_eigenvalues supports 2D and 3D images, got {g.ndim}D.")
     if g.size and min(g.shape) < 2:  # the kernels read two samples per axis, as np.gradient needs
         raise ValueError(f"hessian_eigenvalues needs every axis of length >= 2, got shape {g.shape}.")
-    out = [np.empty_like(g) for _ in range(g.ndim)]
-    if g.ndim == 2:
-        _hessian_eig_2d(g, *out)
-    elif g.ndim == 3:
-        _hessian_eig_3d(g, *out)
-    else:
-        raise ValueError(f"hessian_eigenvalues supports 2D and 3D images, got {g.ndim}D.")
+    origin, size = box(region, g.shape)
+    out = outputs(out, g.ndim, size, lambda shape: np.empty(shape, np.float32))
+    if g.size == 0:
+        return out
+    kernel = _hessian_eig_2d if g.ndim == 2 else _hessian_eig_3d
+    kernel(g, *out, *origin)
     return out
 
 

@@ -16,6 +16,8 @@ from cupyx.scipy import ndimage as cundi
 from cucim.skimage.feature import hessian_matrix_eigvals
 from cucim.skimage.util import img_as_float32
 
+from ._region import store
+
 __all__ = ["xp", "name", "asarray", "to_host", "device_id", "memory_budget", "device_info", "ascontiguous",
            "as_float32", "all_finite", "empty", "assign", "gaussian", "gaussian_1d", "sobel", "hessian_eigenvalues", "symmetric_eigenvalues",
            "forest_fit", "forest_predict_proba", "forest_predict_labels"]
@@ -90,18 +92,22 @@ def gaussian_1d(image, sigma: float, order: int, axis: int):
                                    output=cp.float32)
 
 
-def sobel(image):
-    """Sobel magnitude ``sqrt(mean_axis(d_axis**2))`` (mode 'reflect'), as on the CPU."""
-    return cufilters.sobel(image)
+def sobel(image, region=None, out=None):
+    """Sobel magnitude ``sqrt(mean_axis(d_axis**2))`` (mode 'reflect') of a ``region``, into ``out``, as on the CPU.
+
+    cuCIM filters the whole image; the region is cropped from it (see :mod:`gpuseg._region`).
+    """
+    return store([cufilters.sobel(image)], region, out)[0]
 
 
-def hessian_eigenvalues(smoothed) -> list:
-    """Hessian eigenvalues from ``cp.gradient`` of ``cp.gradient``, largest first (``ndim`` arrays)."""
+def hessian_eigenvalues(smoothed, region=None, out=None) -> list:
+    """Hessian eigenvalues from ``cp.gradient`` of ``cp.gradient``, largest first (``ndim`` arrays), of a
+    ``region``, into ``out``, as on the CPU (computed on the whole image, then cropped)."""
     ndim = smoothed.ndim
     first = [cp.gradient(smoothed, axis=a) for a in range(ndim)]
     h = [cp.gradient(first[a], axis=b) for a, b in combinations_with_replacement(range(ndim), 2)]
     del first
-    return symmetric_eigenvalues(h)
+    return store(symmetric_eigenvalues(h), region, out)
 
 
 def symmetric_eigenvalues(elements: list) -> list:

@@ -268,7 +268,7 @@ def feature_set(preset: str | None = None, spacing=None, **arguments) -> Feature
     return replace(PRESETS[preset or DEFAULT_PRESET], spacing=spacing)
 
 
-def iter_features(image, params: FeatureParams, be) -> Iterator:
+def iter_features(image, params: FeatureParams, be, region=None, out=None) -> Iterator:
     """Yield the feature images of a float32 channels-last image, in order.
 
     Parameters
@@ -278,10 +278,17 @@ def iter_features(image, params: FeatureParams, be) -> Iterator:
     params : FeatureParams
     be : module
         The backend primitives (``gpuseg._cpu`` or ``gpuseg._gpu``).
+    region : tuple of slice, optional
+        The box of the spatial axes to yield (default: all of it), each value
+        that of the whole image: the filters read the whole image, and the
+        derivative ones compute the box alone.
+    out : array of shape ``(n_features,) + region shape``, optional
+        Where the features go, feature ``i`` into ``out[i]`` (the derivative
+        filters write there directly); the yielded arrays are its slots then.
 
     Yields
     ------
-    feature : array of shape ``spatial_shape``, float32
+    feature : array of the region's shape, float32
         ``params.n_features(ndim, n_channels)`` of them: for each channel, for
         each sigma, intensity, edges, then the Hessian eigenvalues in
         decreasing order; then for each of ``params.filter_sigmas()``, its
@@ -289,19 +296,36 @@ def iter_features(image, params: FeatureParams, be) -> Iterator:
     """
     ndim = image.ndim - 1
     sigmas = params.sigmas() if params.per_sigma(ndim) else ()
+    crop = (lambda f: f) if region is None else (lambda f: f[tuple(region)])
+    slots = iter(out) if out is not None else None
+
+    def slot(n=None):
+        """The next ``out`` slot (``n`` of them as a list), or None without ``out``."""
+        if slots is None:
+            return None
+        return next(slots) if n is None else [next(slots) for _ in range(n)]
+
+    def stored(feature):
+        target = slot()
+        if target is None:
+            return crop(feature)
+        be.assign(target, crop(feature))
+        return target
+
     for c in range(image.shape[-1]):
         channel = be.ascontiguous(image[..., c])
         for sigma in sigmas:
             smoothed = be.gaussian(channel, params.axis_sigmas(sigma, ndim))
             if params.intensity:
-                yield smoothed
+                yield stored(smoothed)
             if params.edges:
-                yield be.sobel(smoothed)
+                yield be.sobel(smoothed, region, slot())
             if params.texture:
-                yield from be.hessian_eigenvalues(smoothed)
+                yield from be.hessian_eigenvalues(smoothed, region, slot(ndim))
         for sigma, names in params.filter_sigmas():
-            yield from filters_at(channel, params.axis_sigmas(sigma, ndim), params._relative_spacing(ndim),
-                                   names, be)
+            for feature in filters_at(channel, params.axis_sigmas(sigma, ndim), params._relative_spacing(ndim),
+                                      names, be):
+                yield stored(feature)
 
 
 def multiscale_features(

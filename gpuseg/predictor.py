@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -108,8 +107,12 @@ class TileFeatures:
             self._local.buffer = None  # free the old one first
             self._local.buffer = held = (device, self.be.empty((size,)))
         X = held[1][:size].reshape(n_features, -1)
-        for i, f in enumerate(iter_features(block, self.params, self.be)):
-            self.be.assign(X[i].reshape(shape), f[index])  # one copy (reshape(-1) of a crop would make a second)
+        if all(isinstance(i, slice) for i in index):  # a box: the filters write into X's rows
+            for _ in iter_features(block, self.params, self.be, index, X.reshape((n_features,) + tuple(shape))):
+                pass
+        else:
+            for i, f in enumerate(iter_features(block, self.params, self.be)):
+                self.be.assign(X[i].reshape(shape), f[index])  # one copy (reshape(-1) of a crop would make a second)
         return X
 
     def _adopt_buffer(self, X) -> None:
@@ -139,11 +142,12 @@ class TileFeatures:
             backend for the labelled ``points`` (relative to the tile) of a
             tile's prepared block (auto-context's context features).
         cache : gpuseg.tile_cache.TileCache, optional
-            Where a labelled tile's whole feature matrix is kept, while the
-            cache has room, for :meth:`Predictor.classify_tiles` of the same
-            image; the rows are taken from it. The last labelled tile's is
-            kept too, beyond the room: it is this object's reusable buffer
-            (no copy), valid while no other matrix is computed here.
+            Given, each labelled tile's whole feature matrix is computed (in
+            this object's reusable buffer, as prediction computes it) and the
+            rows are taken from it; it is kept, while the cache has room, for
+            :meth:`Predictor.classify_tiles` of the same image. The last
+            labelled tile's is kept too, beyond the room: it is the buffer
+            itself (no copy), valid while no other matrix is computed here.
 
         Returns
         -------
@@ -178,11 +182,13 @@ class TileFeatures:
             block = self.read_block(image, tile)
             if rows_of is not None:
                 parts.append(rows_of(block, tile, points))
-            elif cache is not None and (i == last or cache.has_room(4 * n_features * math.prod(tile.shape))):
-                # The last labelled tile's matrix is kept in this thread's buffer, which nothing writes again.
+            elif cache is not None:
+                # The tile's whole matrix, in this thread's buffer (the box path: no whole-block feature
+                # images), as prediction will compute it; kept while the cache has room, and the last
+                # labelled tile's in the buffer itself, which nothing writes again.
                 whole = self.feature_matrix(block, tile.crop, tile.shape)
-                whole = whole if i == last else whole.copy()
-                cache.put(tile, whole)
+                if i == last or cache.has_room(whole.nbytes):
+                    cache.put(tile, whole if i == last else whole.copy())
                 parts.append(whole[:, self.be.asarray(np.ravel_multi_index(points, tile.shape))])
             else:
                 core = tuple(self.be.asarray(p + c.start) for p, c in zip(points, tile.crop))

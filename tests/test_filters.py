@@ -197,3 +197,62 @@ def test_assign_copies_crops_exactly(shape):
     out = np.zeros(2, np.float32)
     _cpu.assign(out, points)
     np.testing.assert_array_equal(out, points)
+
+
+def _boxes(shape):
+    """Boxes a tile's core can be: all, an interior one, ones touching each border, one row or plane thick."""
+    return [None, tuple(slice(None) for _ in shape), tuple(slice(2, n - 3) for n in shape),
+            tuple(slice(0, 3) for _ in shape), tuple(slice(n - 2, n) for n in shape),
+            (slice(4, 5),) + tuple(slice(1, None) for _ in shape[1:])]
+
+
+@pytest.mark.parametrize("shape", [(23, 29), (9, 11, 13)])
+def test_derivative_filters_of_a_box_equal_the_whole_images(shape, rng):
+    """Sobel and Hessian eigenvalues of a region, new or into given (strided) arrays, equal the whole image's there,
+    bit for bit: the borders stay the image's."""
+    g = rng.random(shape, dtype=np.float32)
+    whole_sobel, whole_eig = _cpu.sobel(g), _cpu.hessian_eigenvalues(g)
+    for region in _boxes(shape):
+        crop = ... if region is None else region
+        np.testing.assert_array_equal(_cpu.sobel(g, region), whole_sobel[crop])
+        for got, want in zip(_cpu.hessian_eigenvalues(g, region), whole_eig):
+            np.testing.assert_array_equal(got, want[crop])
+        size = whole_sobel[crop].shape
+        slots = np.full((len(shape) + 1,) + size + (2,), np.nan, np.float32)[..., 0]  # strided slots
+        edges = slots[0]
+        assert _cpu.sobel(g, region, edges) is edges
+        _cpu.hessian_eigenvalues(g, region, list(slots[1:]))
+        np.testing.assert_array_equal(slots[0], whole_sobel[crop])
+        for got, want in zip(slots[1:], whole_eig):
+            np.testing.assert_array_equal(got, want[crop])
+
+
+@pytest.mark.parametrize("region, out, match", [
+    ((slice(0, 5),), None, "one slice per axis"),
+    ((slice(0, 5), 3), None, "one slice per axis"),
+    ((slice(0, 5, 2), slice(None)), None, "step 1"),
+    ((slice(5, 5), slice(None)), None, "non-empty"),
+    ((slice(0, 5), slice(None)), np.zeros((5, 3), np.float32), r"shape \(5, 12\)"),
+])
+def test_bad_regions_and_outputs_are_refused(region, out, match):
+    g = np.zeros((10, 12), np.float32)
+    with pytest.raises(ValueError, match=match):
+        _cpu.sobel(g, region, out)
+    with pytest.raises(ValueError, match=match):
+        _cpu.hessian_eigenvalues(g, region, None if out is None else [out, out])
+
+
+def test_store_crops_whole_results_as_the_cpu_kernels_compute_boxes(rng):
+    """The GPU backend's path (whole-image results cropped into ``out``), on NumPy arrays."""
+    from gpuseg._region import store
+
+    g = rng.random((15, 17), dtype=np.float32)
+    region = (slice(3, 12), slice(0, 9))
+    eig = _cpu.hessian_eigenvalues(g)
+    out = [np.empty((9, 9), np.float32), np.empty((9, 9), np.float32)]
+    assert store(eig, region, out) is not None
+    for got, want in zip(out, _cpu.hessian_eigenvalues(g, region)):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(store([_cpu.sobel(g)], region, None)[0], _cpu.sobel(g, region))
+    with pytest.raises(ValueError, match="step 1"):
+        store(eig, (slice(0, 9, 3), slice(None)), None)
