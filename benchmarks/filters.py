@@ -33,7 +33,12 @@ square float32 image size it prints the best wall time (ms) of:
   its bootstrap drew, by :mod:`gpuseg._cpu_tree`'s replica of scikit-learn's
   tree builder) and scikit-learn's stock forest, the benchmark's 50
   depth-10 trees with ``max_samples=0.05`` on :data:`FIT_ROWS` of the pixels'
-  24 features (the same trees; the "NumPy" column holds scikit-learn's time).
+  24 features (the same trees; the "NumPy" column holds scikit-learn's time);
+* ``tile box``: the feature matrix of one tile (a quarter of the image's rows,
+  scikit-image's 24 features) as prediction computes it, the Sobel and Hessian
+  kernels writing the tile's core straight into the matrix, beside ``tile
+  whole``: every feature image computed on the whole block (core and halo)
+  and its core copied into the matrix, as gpuseg did before commit 5c3223c.
 
 gpuseg's values equal SciPy's (scikit-image's) bit for bit but for ``pass f32``
 (float32 rounding); OpenCV's differ in
@@ -141,6 +146,8 @@ def main(argv=None) -> None:
         print(f"{'hessian_eigenvalues':20s}{ours:9.1f}{'':>9s}{'':>9s}{npy:9.1f}")
         for kind, ours, skl in _forest_times(n, args.repeats):
             print(f"{'forest_' + kind:20s}{ours:9.1f}{'':>9s}{'':>9s}{skl:9.1f}")
+        for kind, ours in zip(("box", "whole"), _tile_feature_times(img, args.repeats)):
+            print(f"{'tile ' + kind:20s}{ours:9.1f}{'':>9s}{'':>9s}{'':>9s}")
 
 
 def _forest_times(n: int, repeats: int) -> list:
@@ -166,6 +173,27 @@ def _forest_times(n: int, repeats: int) -> list:
              _best(lambda: clf.predict(X), repeats)),
             ("fit", _best(lambda: _cpu.forest_fit(rows, y, forest, 3), repeats),
              _best(lambda: RandomForestClassifier(n_jobs=-1, **forest).fit(rows, y), repeats))]
+
+
+def _tile_feature_times(img: np.ndarray, repeats: int) -> tuple:
+    """ms of one tile's feature matrix by the box path (``feature_matrix``) and by whole-block images
+    cropped into the same matrix (the path before 5c3223c)."""
+    from gpuseg import _cpu
+    from gpuseg.features import PRESETS, iter_features
+    from gpuseg.predictor import TileFeatures
+    from gpuseg.tiling import iter_tiles
+
+    rows = TileFeatures(PRESETS["skimage"], None, _cpu)
+    tile = iter_tiles(img.shape, (img.shape[0] // 4, img.shape[1]), rows.halo)[1]
+    block = rows.read_block(img, tile)
+    X = rows.feature_matrix(block, tile.crop, tile.shape)  # the buffer, written once before timing
+
+    def whole_then_crop():
+        for i, f in enumerate(iter_features(block, rows.params, _cpu)):
+            _cpu.assign(X[i].reshape(tile.shape), f[tile.crop])
+
+    return (_best(lambda: rows.feature_matrix(block, tile.crop, tile.shape), repeats),
+            _best(whole_then_crop, repeats))
 
 
 if __name__ == "__main__":
