@@ -13,6 +13,7 @@ module decides what to compute and in which order, once for both backends.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 from typing import Iterator
 
@@ -281,7 +282,8 @@ def iter_features(image, params: FeatureParams, be, region=None, out=None) -> It
     region : tuple of slice, optional
         The box of the spatial axes to yield (default: all of it), each value
         that of the whole image: the filters read the whole image, and the
-        derivative ones compute the box alone.
+        derivative ones compute the box alone on the CPU (the GPU crops cuCIM's
+        whole result).
     out : array of shape ``(n_features,) + region shape``, optional
         Where the features go, feature ``i`` into ``out[i]`` (the derivative
         filters write there directly); the yielded arrays are its slots then.
@@ -296,20 +298,15 @@ def iter_features(image, params: FeatureParams, be, region=None, out=None) -> It
     """
     ndim = image.ndim - 1
     sigmas = params.sigmas() if params.per_sigma(ndim) else ()
-    crop = (lambda f: f) if region is None else (lambda f: f[tuple(region)])
-    slots = iter(out) if out is not None else None
-
-    def slot(n=None):
-        """The next ``out`` slot (``n`` of them as a list), or None without ``out``."""
-        if slots is None:
-            return None
-        return next(slots) if n is None else [next(slots) for _ in range(n)]
+    slots = iter(out) if out is not None else itertools.repeat(None)  # each feature's slot of out
 
     def stored(feature):
-        target = slot()
+        """``feature``'s region, in its slot when there is one."""
+        crop = feature if region is None else feature[tuple(region)]
+        target = next(slots)
         if target is None:
-            return crop(feature)
-        be.assign(target, crop(feature))
+            return crop
+        be.assign(target, crop)
         return target
 
     for c in range(image.shape[-1]):
@@ -319,9 +316,10 @@ def iter_features(image, params: FeatureParams, be, region=None, out=None) -> It
             if params.intensity:
                 yield stored(smoothed)
             if params.edges:
-                yield be.sobel(smoothed, region, slot())
+                yield be.sobel(smoothed, region, next(slots))
             if params.texture:
-                yield from be.hessian_eigenvalues(smoothed, region, slot(ndim))
+                targets = [next(slots) for _ in range(ndim)]
+                yield from be.hessian_eigenvalues(smoothed, region, None if out is None else targets)
         for sigma, names in params.filter_sigmas():
             for feature in filters_at(channel, params.axis_sigmas(sigma, ndim), params._relative_spacing(ndim),
                                       names, be):
