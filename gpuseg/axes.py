@@ -85,6 +85,10 @@ class AxesView:
     def __array__(self, dtype=None, copy=None):
         return np.asarray(self[()], dtype=dtype)
 
+    def over(self, array) -> AxesView:
+        """The same frame of ``array``, an array of this one's shape (a reader of it, say)."""
+        return AxesView(array, self.axes, "".join(self.axes[i] for i in self.order), self.fixed)
+
 
 class Frames:
     """An image with named axes, cut into the frames a model of ``ndim`` dimensions and ``channel_axis`` reads.

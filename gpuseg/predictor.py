@@ -26,6 +26,7 @@ import numpy as np
 from . import autocontext
 from ._backend import backend_module, is_device_array, module_of, resolve_backend
 from ._validation import check_dtype, check_labels, prepare_image, spatial_shape, warn_if_rgb
+from .chunk_reuse import reuse_chunks
 from .features import FeatureParams, iter_features
 from .tiling import Tile, channel_index, check_tile_shape, default_tile_shape, iter_tiles, labelled_points
 
@@ -311,7 +312,9 @@ class Predictor(TileFeatures):
         The region of the next tile of an image that is not in memory (Zarr,
         or any other array but NumPy's and CuPy's) is read on the host in a
         thread while this one is classified (its copy to the device and
-        checks stay in the caller's thread).
+        checks stay in the caller's thread); a chunked one's chunks are
+        decoded once for the tiles whose halos reach them (see
+        :mod:`gpuseg.chunk_reuse`).
 
         Yields
         ------
@@ -334,8 +337,8 @@ class Predictor(TileFeatures):
                 self._adopt_buffer(X)
                 yield tile, out.asarray(result)
             tiles = [t for t, h in zip(tiles, held) if not h]
-        read = functools.partial(self._read_raw, image)
         in_memory = isinstance(image, np.ndarray) or is_device_array(image)
+        read = functools.partial(self._read_raw, image if in_memory else reuse_chunks(image))
         for tile, raw in ((t, read(t)) for t in tiles) if in_memory else _read_ahead(read, tiles):
             yield tile, out.asarray(self.classify(self._prepare(raw), tile.crop, kind))
 

@@ -95,9 +95,9 @@ class TileWriter:
         skip_done : bool
             Leave out chunks whose marker exists (a task retried after its worker died).
         pyramid : bool
-            Labels: also write each chunk's part of the pyramid (levels ``1``,
+            Labels: also write each tile's part of the pyramid (levels ``1``,
             ``2``, ... beside level ``0``, see :func:`gpuseg.ome_zarr.write_pyramid_part`)
-            before its marker, so that the levels need not be filled from level
+            before its chunks' markers, so that the levels need not be filled from level
             ``0`` afterwards. Only for one writer at a time writing every tile of
             a new output: a chunk of a level spans several tiles, and writing
             part of it reads it, changes it and writes it back.
@@ -132,17 +132,24 @@ class TileWriter:
         return [group[str(k)] for k in itertools.takewhile(lambda k: str(k) in group, itertools.count(1))]
 
     def _write_tile(self, frames: Frames, index: tuple, tile, result, levels=()) -> list:
-        """Write a classified tile's chunks, each followed by its part of ``levels`` and its marker; the
-        ``(index, chunk)`` pairs written."""
-        written = []
-        for chunk in _chunks(tile):
-            part = tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(chunk.write, tile.write))
-            where = self._index(frames, index, chunk.write)
+        """Write a classified tile's chunks and their part of ``levels``, then the chunks' markers; the
+        ``(index, chunk)`` pairs written.
+
+        A tile whose chunks fill it (a block of a new output) is written in one piece, level by level: a
+        chunk of a level ``k >= 1`` spans the parts of several level-0 chunks, and each write of a part
+        reads it, changes it and writes it back (64 such writes for the 16 chunks of a 4096x4096 output
+        against 16 for its 4 blocks). Otherwise chunk by chunk, the others left unwritten.
+        """
+        chunks = _chunks(tile)
+        whole = sum(np.prod(c.shape) for c in chunks) == np.prod(tile.shape)
+        for region in (tile,) if whole else chunks:
+            part = tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(region.write, tile.write))
+            where = self._index(frames, index, region.write)
             self._array[where] = np.moveaxis(result[part], -1, 0) if self.kind == "proba" else result[part]
             write_pyramid_part(levels, self.axes_out, where, result[part])
+        for chunk in chunks:
             self.fs.touch(f"{self.done}/{self.marker(index, chunk)}")
-            written.append((index, chunk))
-        return written
+        return [(index, chunk) for chunk in chunks]
 
     def _left_to_write(self, index: tuple, tile) -> tuple:
         """``(index, tile)`` less its chunks whose marker exists: the tile itself, a block of the rest, or ``None``."""

@@ -381,7 +381,16 @@ def test_a_new_outputs_pyramid_is_written_with_its_tiles(scene, tmp_path, monkey
         for k in (1, 2):
             np.testing.assert_array_equal(group[str(k)][:], level0[:, :: 2**k, :: 2**k])
 
-    check(predict_to_zarr(seg, movie, tmp_path / "new.zarr", axes="tyx", tile_shape=(30, 90), progress=False))
+    from gpuseg import tile_writer
+
+    parts, real_part = [], tile_writer.write_pyramid_part
+    monkeypatch.setattr(tile_writer, "write_pyramid_part", lambda levels, axes, where, values: parts.append(
+        tuple(w.stop - w.start for w in where[1:])) or real_part(levels, axes, where, values))
+    crops = _count_classified(monkeypatch)
+    new = predict_to_zarr(seg, movie, tmp_path / "new.zarr", axes="tyx", tile_shape=(30, 90), progress=False)
+    # each block's part of the levels in one write (2 x 2 chunks of 30 x 90 but at the edges), not one per chunk
+    assert parts == crops and len(parts) == 2 * 5 * 4 and parts[0] == (60, 180)
+    check(new)
     assert filled == []
 
     out = tmp_path / "resumed.zarr"
