@@ -40,8 +40,7 @@ class ChunkReuse:
     -----
     Indexed with integers and slices of step 1, it returns a NumPy array equal
     to ``array[key]``: each chunk the region touches is taken from those the
-    last read kept, or read from ``array`` whole (the others in one call, over
-    their bounding box), and its part copied in. Those
+    last read kept, or read from ``array`` whole, and its part copied in. Those
     chunks are then kept, unless they hold more than :data:`HOLD_RATIO` times the
     bytes of the largest region read so far (regions much smaller than their
     chunks): that read goes to ``array`` directly, and nothing is kept. Other keys go to ``array`` too.
@@ -83,22 +82,6 @@ class ChunkReuse:
             dropped.append(d)
         return bounds, dropped
 
-    def _box(self, g: tuple) -> tuple:
-        """The region of chunk ``g`` (its index in the chunk grid)."""
-        return tuple(slice(i * c, min(n, (i + 1) * c)) for i, c, n in zip(g, self.chunks, self.shape))
-
-    def _read_chunks(self, missing: list) -> dict:
-        """Chunks ``missing``, read in one call of the array over their bounding box (a store fetches and
-        decodes the chunks of one call concurrently), each a view of it."""
-        if not missing:
-            return {}
-        first = [min(g[d] for g in missing) for d in range(self.ndim)]
-        last = [max(g[d] for g in missing) for d in range(self.ndim)]
-        corner = self._box(first)
-        data = np.asarray(self.array[tuple(slice(b.start, e.stop) for b, e in zip(corner, self._box(last)))])
-        return {g: data[tuple(slice(s.start - b.start, s.stop - b.start) for s, b in zip(self._box(g), corner))]
-                for g in missing}
-
     def __getitem__(self, key):
         key = key if isinstance(key, tuple) else (key,)
         parsed = self._bounds(key)
@@ -116,10 +99,10 @@ class ChunkReuse:
                 return np.asarray(self.array[key])
             kept = {g: self._held[g] for g in needed if g in self._held}
             self._held = {}  # the chunks this read does not touch are freed before it decodes others
-            kept.update(self._read_chunks([g for g in needed if g not in kept]))
             for g in needed:
-                box = self._box(g)
-                chunk = kept[g]
+                box = tuple(slice(i * c, min(n, (i + 1) * c)) for i, c, n in zip(g, self.chunks, self.shape))
+                chunk = kept[g] if g in kept else np.asarray(self.array[box])
+                kept[g] = chunk
                 inter = [(max(a, s.start), min(b, s.stop)) for (a, b), s in zip(bounds, box)]
                 out[tuple(slice(lo - a, hi - a) for (lo, hi), (a, _) in zip(inter, bounds))] = \
                     chunk[tuple(slice(lo - s.start, hi - s.start) for (lo, hi), s in zip(inter, box))]

