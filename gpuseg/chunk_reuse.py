@@ -16,6 +16,8 @@ import threading
 
 import numpy as np
 
+from .axes import AxesView
+
 HOLD_RATIO = 4
 """A read keeps its chunks when they hold at most this many times the bytes of the largest region read so far
 (else it reads straight through)."""
@@ -90,19 +92,21 @@ class ChunkReuse:
         bounds, dropped = parsed
         grid = [range(a // c, -(-b // c)) for (a, b), c in zip(bounds, self.chunks)]
         needed = list(itertools.product(*grid))
-        out = np.empty([b - a for a, b in bounds], self.dtype)
+        shape = [b - a for a, b in bounds]
         chunk_bytes = int(np.prod(self.chunks)) * self.dtype.itemsize
         with self._lock:
-            self._largest = max(self._largest, out.nbytes)
+            self._largest = max(self._largest, int(np.prod(shape)) * self.dtype.itemsize)
             if len(needed) * chunk_bytes > HOLD_RATIO * self._largest:
                 self._held = {}
                 return np.asarray(self.array[key])
+            out = np.empty(shape, self.dtype)
             kept = {g: self._held[g] for g in needed if g in self._held}
             self._held = {}  # the chunks this read does not touch are freed before it decodes others
             for g in needed:
                 box = tuple(slice(i * c, min(n, (i + 1) * c)) for i, c, n in zip(g, self.chunks, self.shape))
-                chunk = kept[g] if g in kept else np.asarray(self.array[box])
-                kept[g] = chunk
+                if g not in kept:
+                    kept[g] = np.asarray(self.array[box])
+                chunk = kept[g]
                 inter = [(max(a, s.start), min(b, s.stop)) for (a, b), s in zip(bounds, box)]
                 out[tuple(slice(lo - a, hi - a) for (lo, hi), (a, _) in zip(inter, bounds))] = \
                     chunk[tuple(slice(lo - s.start, hi - s.start) for (lo, hi), s in zip(inter, box))]
@@ -113,8 +117,6 @@ class ChunkReuse:
 def reuse_chunks(image):
     """``image`` reading its chunked array through a :class:`ChunkReuse`: the array itself, or the array under an
     :class:`gpuseg.axes.AxesView`; any other ``image`` as it is."""
-    from .axes import AxesView
-
     if isinstance(image, AxesView):
         return image.over(ChunkReuse(image.array)) if chunk_shape(image.array) is not None else image
     return ChunkReuse(image) if chunk_shape(image) is not None else image
